@@ -1,0 +1,28 @@
+# `make demo` and `make test` set everything up on a fresh machine (a virtual environment in
+# .venv with torch, the package and its test tools), then run the demo or the test suite.
+# torch is installed first, pinned, so that pip keeps it: on a CPU machine the default pin takes
+# the CPU wheel; on a GPU machine pass e.g. TORCH="torch==2.13.0" from an index with CUDA builds.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test clean
+
+$(BIN)/pyrodip: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(BIN)/pyrodip
+
+demo: setup
+	$(BIN)/pyrodip run
+
+test: setup
+	$(BIN)/ruff check pyrodip tests benchmarks experiments
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

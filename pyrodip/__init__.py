@@ -1,0 +1,49 @@
+"""pyrodip: Bayesian Deep Image Prior for medical-image inverse problems, as a Pyro model.
+
+>>> import pyrodip
+>>> config = pyrodip.RunConfig(steps=1500)                 # the CPU demo's settings
+>>> observation = pyrodip.prepare_observation(config)      # noisy CT slice, truth kept
+>>> result = pyrodip.fit(observation, config)              # doctest: +SKIP
+>>> result.prediction.mean, result.prediction.std_epistemic  # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from .config import RunConfig
+from .data import center_crop, load_image
+from .errors import InvalidInputError, MissingFileError, PyrodipError
+from .guides import MAPGuide, MeanFieldGuide, make_guide, register_guide
+from .inference import FitResult, fit
+from .likelihoods import GaussianLikelihood
+from .model import BayesianDIP
+from .networks import NetConfig, SkipNet
+from .observation import Observation, prepare_observation
+from .predictive import Prediction, predict
+from .priors import NormalPrior, Prior, make_prior, register_prior
+
+__all__ = [
+    "BayesianDIP",
+    "FitResult",
+    "GaussianLikelihood",
+    "InvalidInputError",
+    "MAPGuide",
+    "MeanFieldGuide",
+    "MissingFileError",
+    "NetConfig",
+    "NormalPrior",
+    "Observation",
+    "Prediction",
+    "Prior",
+    "PyrodipError",
+    "RunConfig",
+    "SkipNet",
+    "center_crop",
+    "fit",
+    "load_image",
+    "make_guide",
+    "make_prior",
+    "predict",
+    "prepare_observation",
+    "register_guide",
+    "register_prior",
+]

@@ -1,0 +1,23 @@
+"""The error type every user-facing failure in pyrodip derives from.
+
+The CLI prints ``str(error)`` as one line and exits with status 2; the API raises the same
+error, so scripts can catch :class:`PyrodipError` (or the builtin base it also derives from).
+"""
+
+
+class PyrodipError(Exception):
+    """Base class of pyrodip's user-facing errors: the message names the problem and the fix."""
+
+
+class InvalidInputError(PyrodipError, ValueError):
+    """A value, option or image that pyrodip cannot use.
+
+    >>> raise InvalidInputError("--steps must be a positive integer, got 0")
+    Traceback (most recent call last):
+    ...
+    pyrodip.errors.InvalidInputError: --steps must be a positive integer, got 0
+    """
+
+
+class MissingFileError(PyrodipError, FileNotFoundError):
+    """A file or folder that the user named does not exist."""

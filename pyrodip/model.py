@@ -1,0 +1,151 @@
+"""The Bayesian Deep Image Prior as a Pyro model.
+
+The generative story, for one image of shape (C, H, W):
+
+    w ~ prior                      every conv weight and bias, one sample site each
+    x = sigmoid(SkipNet_w(z))      z: fixed U(0, 0.1) noise (jittered while fitting)
+    y ~ N(A(x), sigma^2)           the ``obs`` site, through the forward operator A
+
+The weight sites are :class:`pyro.nn.PyroSample` attributes of the converted network, named by
+their module path (``net.body.down.0.weight``, ...). Their log-density, and so the KL term of
+the ELBO, is scaled by ``kl_weight`` (see ``docs/concepts.md`` for its mapping to the paper's
+"MSE + beta KL").
+
+>>> model = BayesianDIP((1, 32, 32), net="small", prior="normal:0.05")
+>>> len(model.weight_sites) == 2 * sum(1 for m in model.net.modules() if isinstance(m, nn.Conv2d))
+True
+>>> model.prior.scale = 0.1   # every site now draws from N(0, 0.1^2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule, PyroSample
+from pyro.nn.module import to_pyro_module_
+from torch import Tensor, nn
+
+from .errors import InvalidInputError
+from .likelihoods import GaussianLikelihood
+from .networks import NetConfig, SkipNet
+from .operators import Identity
+from .priors import Prior, make_prior
+
+# Many fits live in one process (studies, the BO loop): parameters must belong to their
+# modules, never to Pyro's global parameter store.
+pyro.settings.set(module_local_params=True)
+
+
+class _SitePrior:
+    """The prior of one weight site, read from the shared :class:`Prior` at every draw."""
+
+    def __init__(self, prior: Prior, shape: torch.Size) -> None:
+        self.prior = prior
+        self.shape = shape
+
+    def __call__(self, module: nn.Module):
+        return self.prior.distribution(self.shape).to_event(len(self.shape))
+
+
+class BayesianDIP(PyroModule):
+    """DIP skip network with random weights, a forward operator and a likelihood.
+
+    Args:
+        image_shape: (C, H, W) of the image x to reconstruct; H and W must be multiples of
+            ``2 ** scales`` (see :func:`pyrodip.data.center_crop`).
+        net: a preset name (``small``, ``paper``) or a :class:`NetConfig`.
+        prior: a :class:`Prior` or its spec string, e.g. ``"normal:0.05"``.
+        likelihood: defaults to ``GaussianLikelihood(noise_std=0.1)``.
+        operator: the forward operator A; defaults to the identity (denoising).
+        kl_weight: multiplies the prior's log-density at every weight site (1 = the ELBO).
+        jitter: std of the Gaussian noise added to the input z at each fitting step.
+        bayesian_batchnorm: make BatchNorm scales and shifts sample sites too.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        net: str | NetConfig = "small",
+        prior: str | Prior = "normal:0.05",
+        likelihood: GaussianLikelihood | None = None,
+        operator: nn.Module | None = None,
+        kl_weight: float = 1.0,
+        jitter: float = 0.1,
+        bayesian_batchnorm: bool = False,
+    ) -> None:
+        super().__init__()
+        config = NetConfig.preset(net) if isinstance(net, str) else net
+        channels, height, width = image_shape
+        if height % config.min_side or width % config.min_side:
+            raise InvalidInputError(
+                f"image size {height}x{width} is not a multiple of {config.min_side} "
+                f"(2^scales): crop it with pyrodip.data.center_crop or use fewer scales"
+            )
+        if not (math.isfinite(kl_weight) and kl_weight >= 0):
+            raise InvalidInputError(f"kl_weight must be a number >= 0, got {kl_weight}")
+        if not (math.isfinite(jitter) and jitter >= 0):
+            raise InvalidInputError(f"jitter must be a number >= 0, got {jitter}")
+        self.image_shape = (channels, height, width)
+        self.net_config = config
+        self.kl_weight = float(kl_weight)
+        self.jitter = float(jitter)
+        self.prior = make_prior(prior)
+        self.likelihood = likelihood if likelihood is not None else GaussianLikelihood()
+        self.operator = operator if operator is not None else Identity()
+        if self.likelihood.heteroscedastic and not isinstance(self.operator, Identity):
+            raise InvalidInputError(
+                "a heteroscedastic likelihood needs the identity operator (denoising)"
+            )
+        self.register_buffer("z", 0.1 * torch.rand(1, config.input_channels, height, width))
+
+        net_module = SkipNet(channels + self.likelihood.extra_channels, config)
+        random_types = (nn.Conv2d, nn.BatchNorm2d) if bayesian_batchnorm else (nn.Conv2d,)
+        #: name -> initial value (a fresh PyTorch initialisation) of every weight site.
+        self.initial_weights: dict[str, Tensor] = {}
+        to_pyro_module_(net_module)
+        self.net = net_module
+        for module_name, module in self.net.named_modules():
+            if not isinstance(module, random_types):
+                continue
+            for param_name, param in list(module.named_parameters(recurse=False)):
+                self.initial_weights[f"net.{module_name}.{param_name}"] = param.detach().clone()
+                setattr(module, param_name, PyroSample(_SitePrior(self.prior, param.shape)))
+
+    @property
+    def weight_sites(self) -> dict[str, torch.Size]:
+        """Name and shape of every weight sample site, in the order the network draws them."""
+        return {name: value.shape for name, value in self.initial_weights.items()}
+
+    def prior_weighting(self) -> contextlib.AbstractContextManager:
+        """The effect that applies ``kl_weight`` to the weight sites (guides use it too)."""
+        if self.kl_weight == 0:
+            return poutine.mask(mask=False)
+        return poutine.scale(scale=self.kl_weight)
+
+    def render(self, jitter: bool = False) -> tuple[Tensor, Tensor | None]:
+        """One pass of the network: the image (1, C, H, W) in (0, 1) and, for a
+        heteroscedastic likelihood, the per-pixel log-variance (else None)."""
+        z = self.z
+        if jitter and self.jitter > 0:
+            z = z + self.jitter * torch.randn_like(z)
+        with self.prior_weighting():
+            out = self.net(z)
+        channels = self.image_shape[0]
+        image = torch.sigmoid(out[:, :channels])
+        log_variance = out[:, channels:] if self.likelihood.heteroscedastic else None
+        return image, log_variance
+
+    def forward(self, observation: Tensor | None = None) -> Tensor:
+        """The Pyro model: draw the weights, render the image, observe A(image).
+
+        ``observation`` is y with a leading batch dim of 1, shaped like A(x). Returns the
+        rendered image, also kept (detached) as ``last_image`` for progress tracking.
+        """
+        image, log_variance = self.render(jitter=self.training)
+        self.last_image = image.detach()
+        self.likelihood(self.operator(image), observation, log_variance)
+        return image

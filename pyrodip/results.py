@@ -1,0 +1,123 @@
+"""A fit's result as an ``xarray.Dataset``, and files written whole or not at all.
+
+The schema (documented in ``docs/results.md``):
+
+- images over (``channel``, ``y``, ``x``): ``truth`` (when known), ``mean``,
+  ``std_epistemic``, ``std_aleatoric`` (heteroscedastic likelihood only), ``std_total``,
+  ``smoothed``; ``observation`` over (``channel``, ``obs_y``, ``obs_x``) (the same size as the
+  image for denoising);
+- curves over ``step`` (1-based): ``loss``, ``psnr``, ``ssim``, ``psnr_current``,
+  ``ssim_current`` (against the truth, when known), ``psnr_observation``, ``ssim_observation``,
+  ``psnr_current_observation``, ``ssim_current_observation``;
+- attributes: ``method``, ``task``, ``config`` (JSON), ``psnr``, ``ssim`` (of ``mean`` against
+  the truth, when known), ``psnr_input`` (of the observation, when comparable), ``wall_time_s``,
+  ``pyrodip_version``, ``seed``, ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from . import __version__
+from .inference import FitResult
+from .metrics import psnr, ssim
+
+IMAGE_DIMS = ("channel", "y", "x")
+
+
+def to_dataset(result: FitResult) -> xr.Dataset:
+    """Collect images, curves and settings of ``result`` into one dataset."""
+    obs = result.observation
+    pred = result.prediction
+    images = {
+        "mean": pred.mean,
+        "std_epistemic": pred.std_epistemic,
+        "std_aleatoric": pred.std_aleatoric,
+        "std_total": pred.std_total,
+        "smoothed": result.smoothed,
+        "truth": obs.truth,
+    }
+    data_vars = {
+        name: (IMAGE_DIMS, _numpy(value)) for name, value in images.items() if value is not None
+    }
+    data_vars["observation"] = (("channel", "obs_y", "obs_x"), _numpy(obs.observation))
+    data_vars.update({name: ("step", values) for name, values in result.history.curves.items()})
+    attrs = {
+        "method": result.config.method,
+        "task": result.config.task,
+        "image": obs.name,
+        "guide": result.config.resolved_guide,
+        "prior": result.model.prior.spec(),
+        "kl_weight": result.config.resolved_kl_weight,
+        "config": result.config.to_json(),
+        "seed": result.config.seed,
+        "steps": result.config.steps,
+        "samples": pred.num_samples,
+        "wall_time_s": result.wall_time_s,
+        "pyrodip_version": __version__,
+        "mean_std_epistemic": float(pred.std_epistemic.mean()),
+        "mean_std_total": float(pred.std_total.mean()),
+    }
+    if obs.noise_std is not None:
+        attrs["noise_std"] = obs.noise_std
+    if obs.has_truth:
+        truth = obs.truth.to(pred.mean.device)
+        attrs["psnr"] = float(psnr(pred.mean, truth))
+        attrs["ssim"] = float(ssim(pred.mean, truth))
+        if obs.observation.shape == obs.truth.shape:
+            attrs["psnr_input"] = float(psnr(obs.observation, obs.truth))
+            attrs["ssim_input"] = float(ssim(obs.observation.clamp(0, 1), obs.truth))
+    steps = result.history.steps
+    coords = {"step": steps, "channel": np.arange(obs.image_shape[0])}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    A crash or kill at any moment leaves either the old complete file or the new one.
+
+    >>> with atomic_path(Path(tempfile.mkdtemp()) / "a.txt") as tmp:
+    ...     _ = tmp.write_text("whole")
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_dataset(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``dataset`` as NetCDF4 (h5netcdf), atomically."""
+    with atomic_path(path) as tmp:
+        dataset.to_netcdf(tmp, engine="h5netcdf")
+    return Path(path)
+
+
+def read_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Load a result written by :func:`write_dataset` fully into memory."""
+    with xr.open_dataset(path, engine="h5netcdf") as dataset:
+        return dataset.load()
+
+
+def _numpy(tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(np.float32)

@@ -1,0 +1,24 @@
+import pytest
+import torch
+
+from pyrodip import Observation
+from pyrodip.data import load_image
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def phantom64() -> torch.Tensor:
+    """A 1 x 64 x 64 Shepp-Logan phantom in [0, 1] (from scikit-image, no download)."""
+    from skimage.transform import resize
+
+    image = load_image("sample:phantom")[0]
+    return torch.from_numpy(resize(image, (64, 64), anti_aliasing=True)).float()[None]
+
+
+@pytest.fixture
+def noisy64(phantom64) -> Observation:
+    return Observation.simulate(phantom64, noise_std=0.1, seed=0, name="phantom64")

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+from skimage.io import imsave
+
+from pyrodip.cli import main
+from pyrodip.results import read_dataset
+
+FAST = ["--steps", "3", "--samples", "2", "--quiet"]
+
+
+@pytest.fixture
+def tiny_png(tmp_path, phantom64):
+    path = tmp_path / "tiny.png"
+    imsave(path, (phantom64[0].numpy() * 255).astype(np.uint8))
+    return path
+
+
+def test_run_end_to_end_writes_the_schema(tiny_png, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--image", str(tiny_png), "--out", str(out), *FAST]) == 0
+    dataset = read_dataset(out / "result.nc")
+    assert {"truth", "observation", "mean", "std_epistemic", "std_total", "loss", "psnr",
+            "ssim"} <= set(dataset.variables)
+    assert dataset.sizes["step"] == 3 and dataset["mean"].shape == (1, 64, 64)
+    assert (out / "panel.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "observation     PSNR" in printed and "reconstruction  PSNR" in printed
+
+
+def test_config_file_is_read_and_options_override_it(tiny_png, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(f'image = "{tiny_png}"\nsteps = 50\nmethod = "dip"\nseed = 7\n')
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--out", str(out), *FAST]) == 0
+    attrs = read_dataset(out / "result.nc").attrs
+    assert (attrs["steps"], attrs["method"], attrs["seed"]) == (3, "dip", 7)
+
+
+def test_existing_result_is_kept_unless_overwrite(tiny_png, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["run", "--image", str(tiny_png), "--out", str(out), *FAST]
+    assert main(args) == 0
+    before = (out / "result.nc").read_bytes()
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "result.nc").read_bytes() == before
+    assert main([*args, "--overwrite", "--seed", "1"]) == 0
+
+
+def exit_code(args):
+    """main's return value, or the code of the SystemExit that argparse raises."""
+    try:
+        return main(args)
+    except SystemExit as stop:
+        return stop.code
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--image", "missing.png"], "not found"),
+    (["--method", "magic"], "choose one of mfvi, dip"),
+    (["--steps", "0"], "steps must be a positive integer"),
+    (["--noise-std", "-1"], "noise_std must be a positive number"),
+    (["--lr", "nan"], "lr must be a positive number"),
+    (["--prior", "cauchy"], "choose one of normal"),
+    (["--net", "huge"], "choose one of small, paper"),
+    (["--steps", "many"], "invalid int value"),
+    (["--stepz", "3"], "unrecognized arguments"),
+    (["--device", "tpu"], "unknown device"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
+    assert exit_code(["run", *args, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o" / "result.nc").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_refused(capsys, tmp_path):
+    assert exit_code(["run", "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
+    assert "CUDA is not available: use --device cpu" in capsys.readouterr().err
