@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/pyrodip run
 
 test: setup
-	$(BIN)/ruff check pyrodip tests benchmarks experiments
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 clean:

@@ -1,7 +1,7 @@
 """pyrodip: Bayesian Deep Image Prior for medical-image inverse problems, as a Pyro model.
 
 >>> import pyrodip
->>> config = pyrodip.RunConfig(steps=1500)                 # the CPU demo's settings
+>>> config = pyrodip.RunConfig()                           # the CPU demo's settings
 >>> observation = pyrodip.prepare_observation(config)      # noisy CT slice, truth kept
 >>> result = pyrodip.fit(observation, config)              # doctest: +SKIP
 >>> result.prediction.mean, result.prediction.std_epistemic  # doctest: +SKIP

@@ -37,7 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="reconstruct one image",
         description="Reconstruct one image with per-pixel uncertainty. Options override "
         "the --config file, which overrides the defaults shown.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
     d = RunConfig()
@@ -51,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--prior", help=f"weight prior, NAME or NAME:SCALE [{d.prior}]")
     add("--prior-scale", type=float, help=f"scale of the weight prior [{d.prior_scale}]")
     add("--guide", help="meanfield or map [the method's]")
-    add("--kl-weight", type=float, help="weight of the KL term [1 for mfvi, 0 for dip]")
+    add("--kl-weight", type=float, help="weight of the KL term (1: the ELBO) [0.3 for mfvi, 0 for dip]")
     add("--likelihood", help=f"gaussian, learned or heteroscedastic [{d.likelihood}]")
+    add("--bayesian-batchnorm", action="store_true",
+        help="make BatchNorm scales and shifts random too [off]")
     add("--init-scale", type=float, help=f"initial std of the guide [{d.init_scale}]")
     add("--init-loc", help=f"initial guide means: pytorch or normal:STD [{d.init_loc}]")
     add("--optimizer", help=f"adam or adamw [{d.optimizer}]")

@@ -13,7 +13,7 @@ or from N(0, s^2) (``init_loc="normal:0.1"``, the paper's); scales from ``init_s
 >>> model = BayesianDIP((1, 32, 32))
 >>> guide = make_guide("meanfield", model, init_scale=0.05)
 >>> name = next(iter(model.weight_sites))
->>> round(float(guide.scale(name).mean()), 4)
+>>> round(float(guide.scale(name).detach().mean()), 4)
 0.05
 
 Register your own with :func:`register_guide`; a guide is built as ``cls(model, **options)``

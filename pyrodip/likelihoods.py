@@ -5,7 +5,7 @@ level), learned (a point estimate fitted with the weights), or heteroscedastic (
 log-variance per pixel, from an extra output channel of the network).
 
 >>> lik = GaussianLikelihood(noise_std=0.1)
->>> float(lik.std())
+>>> round(float(lik.std()), 6)
 0.1
 """
 

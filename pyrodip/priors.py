@@ -8,7 +8,7 @@ rebuilding anything: every sample site reads the scale when it is drawn.
 >>> prior.distribution((2, 3)).batch_shape
 torch.Size([2, 3])
 >>> prior.scale = 0.1
->>> float(prior.distribution((1,)).scale)
+>>> round(float(prior.distribution((1,)).scale), 6)
 0.1
 
 Add your own with :func:`register_prior`::

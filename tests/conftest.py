@@ -1,8 +1,11 @@
 import pytest
 import torch
 
+import pyrodip.inference
 from pyrodip import Observation
 from pyrodip.data import load_image
+
+pyrodip.inference.VALIDATE = True  # Pyro's checks on in every test fit
 
 
 @pytest.fixture(autouse=True)

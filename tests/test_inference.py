@@ -52,9 +52,10 @@ def test_fitting_one_model_leaves_another_untouched(noisy64):
     {"likelihood": "learned"},
     {"likelihood": "heteroscedastic"},
     {"optimizer": "adamw", "weight_decay": 1e-4},
+    {"bayesian_batchnorm": True},
 ])
-def test_variants_run_with_validation_on(noisy64, changes):
-    result = fit(noisy64, QUICK.replace(**changes), progress=False, validate=True)
+def test_variants_run(noisy64, changes):
+    result = fit(noisy64, QUICK.replace(**changes), progress=False)
     assert np.isfinite(result.history.curves["loss"]).all()
     if changes.get("likelihood") == "heteroscedastic":
         assert result.prediction.std_aleatoric is not None
