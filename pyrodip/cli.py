@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--prior", help=f"weight prior, NAME or NAME:SCALE [{d.prior}]")
     add("--prior-scale", type=float, help=f"scale of the weight prior [{d.prior_scale}]")
     add("--guide", help="meanfield or map [the method's]")
-    add("--kl-weight", type=float, help="weight of the KL term (1: the ELBO) [0.3 for mfvi, 0 for dip]")
+    add("--kl-weight", type=float,
+        help="weight of the KL term (1: the ELBO) [0.3 for mfvi, 0 for dip]")
     add("--likelihood", help=f"gaussian, learned or heteroscedastic [{d.likelihood}]")
     add("--bayesian-batchnorm", action="store_true",
         help="make BatchNorm scales and shifts random too [off]")
