@@ -62,6 +62,6 @@ def test_user_guide_can_be_registered():
 
     try:
         guide = make_guide("test_wide", BayesianDIP((1, 16, 16), net=TINY))
-        assert math.isclose(float(guide.scale("net.head.bias")[0]), 0.5, rel_tol=1e-5)
+        assert math.isclose(float(guide.scale("net.head.bias").detach()[0]), 0.5, rel_tol=1e-5)
     finally:
         del GUIDES["test_wide"]
