@@ -14,17 +14,29 @@ from .data import center_crop, load_image
 from .errors import InvalidInputError, MissingFileError, PyrodipError
 from .guides import MAPGuide, MeanFieldGuide, make_guide, register_guide
 from .inference import FitResult, fit
-from .likelihoods import GaussianLikelihood
+from .likelihoods import GaussianLikelihood, Likelihood, PoissonLikelihood, SpeckleLikelihood
 from .model import BayesianDIP
 from .networks import NetConfig, SkipNet
+from .noise import GaussianNoise, PoissonNoise, SpeckleNoise, make_noise
 from .observation import Observation, prepare_observation
+from .operators import Downsample, Identity, Mask, Radon
 from .predictive import Prediction, predict
 from .priors import NormalPrior, Prior, make_prior, register_prior
 
 __all__ = [
     "BayesianDIP",
+    "Downsample",
     "FitResult",
     "GaussianLikelihood",
+    "GaussianNoise",
+    "Identity",
+    "Likelihood",
+    "Mask",
+    "PoissonLikelihood",
+    "PoissonNoise",
+    "Radon",
+    "SpeckleLikelihood",
+    "SpeckleNoise",
     "InvalidInputError",
     "MAPGuide",
     "MeanFieldGuide",
@@ -41,6 +53,7 @@ __all__ = [
     "fit",
     "load_image",
     "make_guide",
+    "make_noise",
     "make_prior",
     "predict",
     "prepare_observation",

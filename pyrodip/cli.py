@@ -42,9 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     d = RunConfig()
     add = run.add_argument
     add("--config", type=Path, help="TOML file with any of the settings below")
-    add("--image", help=f"image file (PNG, JPEG, TIFF, DICOM, .npy) or sample:NAME [{d.image}]")
-    add("--task", help=f"inverse problem [{d.task}]")
-    add("--noise-std", type=float, help=f"std of the simulated Gaussian noise [{d.noise_std}]")
+    add("--image", help="image file (PNG, JPEG, TIFF, DICOM, NIfTI, .npy) or sample:NAME "
+        f"[{d.image}]")
+    add("--slice", type=int, dest="slice_index", metavar="N",
+        help="NIfTI volumes: the slice [the middle]")
+    add("--observed", action="store_true",
+        help="the image is the observation itself: nothing simulated, no truth metrics")
+    add("--task", help=f"denoise, superres, inpaint or ct [{d.task}]")
+    add("--noise", help=f"noise model: gaussian, speckle or poisson [{d.noise}]")
+    add("--noise-std", type=float, help="std of gaussian or speckle noise (ct: relative to the "
+        f"largest projection) [{d.noise_std}]")
+    add("--photons", type=float, help=f"poisson: expected counts at intensity 1 [{d.photons:g}]")
+    add("--factor", type=int, help=f"superres: downsampling factor, 2, 4 or 8 [{d.factor}]")
+    add("--mask", help=f"inpaint: mask file (255 = known), random:FRACTION, strokes or text "
+        f"[{d.mask}]")
+    add("--angles", type=int, help=f"ct: projections evenly over [0, 180) degrees [{d.angles}]")
     add("--method", help=f"mfvi or dip [{d.method}]")
     add("--net", help=f"network preset: small or paper [{d.net}]")
     add("--prior", help=f"weight prior, NAME or NAME:SCALE [{d.prior}]")
@@ -52,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--guide", help="meanfield or map [the method's]")
     add("--kl-weight", type=float,
         help="weight of the KL term (1: the ELBO) [0.3 for mfvi, 0 for dip]")
-    add("--likelihood", help=f"gaussian, learned or heteroscedastic [{d.likelihood}]")
+    add("--noise-level", help=f"the likelihood's noise level: known, learned or "
+        f"heteroscedastic [{d.noise_level}]")
     add("--bayesian-batchnorm", action="store_true",
         help="make BatchNorm scales and shifts random too [off]")
     add("--init-scale", type=float, help=f"initial std of the guide [{d.init_scale}]")
@@ -163,6 +176,16 @@ def summary(dataset, out: Path) -> str:
     if "psnr" in a:
         gain = f"  ({a['psnr'] - a['psnr_input']:+.2f} dB)" if "psnr_input" in a else ""
         lines.append(f"  reconstruction  PSNR {a['psnr']:6.2f} dB  SSIM {a['ssim']:.3f}{gain}")
+    if "baseline_psnr" in a:
+        lines.append(
+            f"  baseline        PSNR {a['baseline_psnr']:6.2f} dB  SSIM {a['baseline_ssim']:.3f}"
+            f"  ({a['baseline']})"
+        )
+    if "psnr_missing" in a:
+        lines.append(
+            f"  missing pixels  PSNR {a['psnr_missing']:6.2f} dB (baseline "
+            f"{a['baseline_psnr_missing']:.2f} dB)"
+        )
     lines.append(
         f"  mean uncertainty (std) {a['mean_std_total']:.4f} from {a['samples']} samples"
     )

@@ -24,11 +24,15 @@ from pathlib import Path
 
 from .errors import InvalidInputError, MissingFileError
 from .guides import GUIDES
-from .likelihoods import LIKELIHOODS
 from .networks import PRESETS
+from .noise import NOISE_MODELS
+from .operators import SUPERRESOLUTION_FACTORS
 from .priors import PRIORS
 
-TASKS = ("denoise",)
+TASKS = ("denoise", "superres", "inpaint", "ct")
+#: How the likelihood treats the noise level: the simulated (or stated) one, a point estimate
+#: fitted with the weights, or one per pixel from an extra output channel (Gaussian only).
+NOISE_LEVELS = ("known", "learned", "heteroscedastic")
 OPTIMIZERS = ("adam", "adamw")
 #: method -> (default guide, default kl_weight)
 #: mfvi's 0.3 is a tempered posterior: on the CT demo it kept the predictive mean about 2 dB
@@ -42,15 +46,22 @@ class RunConfig:
     Gaussian noise 0.1, the small network, mean-field VI."""
 
     image: str = "sample:ct"
+    slice_index: int | None = None  # NIfTI volumes: the slice (None: the middle one)
+    observed: bool = False  # the image is the observation itself (no truth, no simulation)
     task: str = "denoise"
-    noise_std: float = 0.1
+    noise: str = "gaussian"
+    noise_std: float = 0.1  # gaussian and speckle; for ct, relative to the largest projection
+    photons: float = 1000.0  # poisson: expected counts at intensity 1
+    factor: int = 4  # superres
+    mask: str = "strokes"  # inpaint: PATH, random:FRACTION or strokes
+    angles: int = 45  # ct: projections evenly over [0, 180) degrees
     method: str = "mfvi"
     net: str = "small"
     prior: str = "normal"
     prior_scale: float = 0.1
     guide: str | None = None  # None: the method's guide
     kl_weight: float | None = None  # None: the method's (0.3 for mfvi, 0 for dip)
-    likelihood: str = "gaussian"
+    noise_level: str = "known"  # known, learned or heteroscedastic (see NOISE_LEVELS)
     bayesian_batchnorm: bool = False
     init_loc: str = "pytorch"
     init_scale: float = 0.01
@@ -72,13 +83,18 @@ class RunConfig:
         _choice("method", self.method, METHODS)
         _choice("net", self.net, PRESETS)
         _choice("prior", self.prior, PRIORS)
-        _choice("likelihood", self.likelihood, LIKELIHOODS)
+        _choice("noise_level", self.noise_level, NOISE_LEVELS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.guide is not None:
             _choice("guide", self.guide, GUIDES)
-        for key in ("noise_std", "prior_scale", "init_scale", "lr"):
+        _choice("noise", self.noise, NOISE_MODELS)
+        if self.factor not in SUPERRESOLUTION_FACTORS:
+            raise InvalidInputError(
+                f"super-resolution factor must be one of 2, 4, 8, got {self.factor!r}"
+            )
+        for key in ("noise_std", "photons", "prior_scale", "init_scale", "lr"):
             _positive(key, getattr(self, key))
-        for key in ("steps", "samples"):
+        for key in ("steps", "samples", "angles"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{key} must be a positive integer, got {value!r}")
@@ -87,10 +103,13 @@ class RunConfig:
             value = getattr(self, key)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise InvalidInputError(f"{key} must be a number >= 0, got {value!r}")
-        if not isinstance(self.bayesian_batchnorm, bool):
-            raise InvalidInputError(
-                f"bayesian_batchnorm must be true or false, got {self.bayesian_batchnorm!r}"
-            )
+        for key in ("bayesian_batchnorm", "observed"):
+            if not isinstance(getattr(self, key), bool):
+                raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        if self.slice_index is not None and (
+            isinstance(self.slice_index, bool) or not isinstance(self.slice_index, int)
+        ):
+            raise InvalidInputError(f"slice must be an integer, got {self.slice_index!r}")
         if not (isinstance(self.ema, int | float) and 0 <= self.ema < 1):
             raise InvalidInputError(f"ema must be in [0, 1), got {self.ema!r}")
         if self.device != "cpu" and not self.device.startswith("cuda"):

@@ -1,8 +1,8 @@
 """Loading images, embedded sample images, centre cropping and synthetic noise.
 
-:func:`load_image` turns a file (PNG, JPEG, TIFF, DICOM or NumPy ``.npy``) or an embedded
-sample (``"sample:NAME"``, see :data:`SAMPLES`) into a float32 array shaped ``(C, H, W)``
-with ``C`` in ``{1, 3}`` and values in ``[0, 1]``. The rules, in order:
+:func:`load_image` turns a file (PNG, JPEG, TIFF, DICOM, NIfTI or NumPy ``.npy``) or an
+embedded sample (``"sample:NAME"``, see :data:`SAMPLES`) into a float32 array shaped
+``(C, H, W)`` with ``C`` in ``{1, 3}`` and values in ``[0, 1]``. The rules, in order:
 
 * integers: ``uint8`` is divided by 255 and ``uint16`` by 65535; other integer types are
   min-max scaled;
@@ -12,6 +12,9 @@ with ``C`` in ``{1, 3}`` and values in ``[0, 1]``. The rules, in order:
   WindowCenter/WindowWidth, the window ``[center - width/2, center + width/2]`` is mapped to
   ``[0, 1]`` with values outside it clipped, otherwise the slice is min-max scaled;
   MONOCHROME1 images are inverted so that bright means high;
+* NIfTI (``.nii``, ``.nii.gz``, read with nibabel): one 2-D slice is taken and oriented (see
+  :func:`load_image`), the header's ``scl_slope``/``scl_inter`` applied, and then the
+  integer/float rules above apply to that slice;
 * an alpha channel is dropped; RGB images whose three channels are identical become one
   channel; a 2-D image gets one channel.
 
@@ -46,7 +49,7 @@ __all__ = [
     "register_sample",
 ]
 
-SUPPORTED_FORMATS = "PNG, JPEG, TIFF, DICOM (.dcm) or NumPy (.npy)"
+SUPPORTED_FORMATS = "PNG, JPEG, TIFF, DICOM (.dcm), NIfTI (.nii, .nii.gz) or NumPy (.npy)"
 # imageio plugin for each raster suffix (naming it stops imageio from trying legacy plugins)
 _RASTER_PLUGINS = {
     ".png": "pillow",
@@ -56,6 +59,7 @@ _RASTER_PLUGINS = {
     ".tiff": "tifffile",
 }
 _DICOM_SUFFIXES = {".dcm", ".dicom"}
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _CHANNEL_COUNTS = (1, 2, 3, 4)  # channels last: gray, gray + alpha, RGB, RGBA
 _CHANNELS_FIRST_COUNTS = (1, 3, 4)  # channels first: gray, RGB, RGBA
 
@@ -225,13 +229,96 @@ def _is_dicom(path: Path) -> bool:
         return False
 
 
-def load_image(source: str | os.PathLike) -> np.ndarray:
+def _is_nifti(path: Path) -> bool:
+    """Whether the file name ends in ``.nii`` or ``.nii.gz`` (any case)."""
+    return path.name.lower().endswith(_NIFTI_SUFFIXES)
+
+
+def _read_nifti(path: Path, slice_index: int | None) -> np.ndarray:
+    """Read one 2-D slice of a NIfTI volume, oriented as described in :func:`load_image`."""
+    try:
+        import nibabel
+    except ImportError as exc:
+        raise InvalidInputError(
+            f"reading NIfTI file {path} needs nibabel, which is not installed: pip install nibabel"
+        ) from exc
+    try:
+        volume = nibabel.load(path)
+        full_shape = tuple(int(n) for n in volume.shape)
+        codes = nibabel.orientations.aff2axcodes(volume.affine)
+    except Exception as exc:  # nibabel raises many different types
+        raise InvalidInputError(
+            f"cannot read NIfTI file {path} ({_first_line(exc)}): use a valid "
+            f"{SUPPORTED_FORMATS} file"
+        ) from exc
+
+    shape = full_shape
+    while len(shape) > 3 and shape[-1] == 1:  # e.g. (X, Y, Z, 1): trailing unit axes
+        shape = shape[:-1]
+    if len(shape) < 2 or len(shape) > 4:
+        raise InvalidInputError(
+            f"NIfTI file {path} holds an array of shape {full_shape}: save a 2-D image, a 3-D "
+            "volume or a 4-D series of volumes"
+        )
+    count = shape[2] if len(shape) >= 3 else 1
+    index = _nifti_slice(slice_index, count)
+    key: tuple[slice | int, ...] = (slice(None), slice(None))
+    if len(full_shape) > 2:  # the slice along z, then the first entry of each further axis
+        key += (index,) + (0,) * (len(full_shape) - 3)
+    try:
+        pixels = np.asanyarray(volume.dataobj[key])
+    except Exception as exc:
+        raise InvalidInputError(
+            f"cannot read the pixels of NIfTI file {path} ({_first_line(exc)}): use a valid "
+            f"{SUPPORTED_FORMATS} file"
+        ) from exc
+    if pixels.ndim != 2 or 0 in pixels.shape:
+        raise InvalidInputError(
+            f"NIfTI file {path} gives a slice of shape {pixels.shape}: save a non-empty volume"
+        )
+
+    image = pixels.T  # rows = second voxel axis (y), columns = first (x)
+    if codes[1] in ("A", "S"):  # anterior (axial) or superior (coronal, sagittal) at the top
+        image = image[::-1, :]
+    if codes[0] in ("R", "A"):  # the patient's right (or anterior) on the image's left
+        image = image[:, ::-1]
+    return np.ascontiguousarray(image)
+
+
+def _nifti_slice(slice_index: int | None, count: int) -> int:
+    """Check a slice index against a volume of ``count`` slices (None: the middle one)."""
+    if slice_index is None:
+        return count // 2
+    if isinstance(slice_index, bool) or not isinstance(slice_index, int | np.integer):
+        raise InvalidInputError(
+            f"NIfTI slice must be an integer, got {slice_index!r}: choose --slice in 0-{count - 1}"
+        )
+    index = int(slice_index)
+    if not 0 <= index < count:
+        raise InvalidInputError(
+            f"NIfTI slice {index} is out of range: the volume has {count} "
+            f"slice{'s' if count != 1 else ''} (0-{count - 1}); choose --slice in that range"
+        )
+    return index
+
+
+def load_image(source: str | os.PathLike, slice_index: int | None = None) -> np.ndarray:
     """Load an image file or an embedded sample as float32 ``(C, H, W)`` in ``[0, 1]``.
 
     ``source`` is ``"sample:NAME"`` (one of :data:`SAMPLES`) or the path of a PNG, JPEG,
-    TIFF, DICOM or ``.npy`` file, told apart by suffix; a file with another suffix (or none)
-    is read as DICOM when it has the DICOM marker. See the module docstring for the scaling
-    rules.
+    TIFF, DICOM, NIfTI (``.nii``, ``.nii.gz``) or ``.npy`` file, told apart by suffix; a file
+    with another suffix (or none) is read as DICOM when it has the DICOM marker. See the
+    module docstring for the scaling rules.
+
+    NIfTI needs nibabel (``pip install nibabel``). A 2-D NIfTI image is the image (one
+    slice); a 3-D volume ``(X, Y, Z)`` gives slice ``slice_index`` along its last axis (default
+    ``Z // 2``, the middle one); a 4-D series ``(X, Y, Z, T)`` gives that slice of its first
+    volume. The slice is shown as radiologists view it, without resampling: rows run along
+    the second voxel axis and columns along the first, each reversed where the header's
+    affine says so, so that anterior (or superior) is at the top and the patient's right (or
+    anterior, in a sagittal slice) on the image's left. For a volume stored in RAS+ order
+    (e.g. an identity affine) the image is ``volume[:, :, k].T[::-1, ::-1]``. ``slice_index``
+    is ignored for the other formats.
 
     >>> load_image("sample:ct").shape
     (1, 128, 128)
@@ -255,7 +342,9 @@ def load_image(source: str | os.PathLike) -> np.ndarray:
         raise InvalidInputError(f"image path {path} is not a file: name an image file")
 
     suffix = path.suffix.lower()
-    if suffix == ".npy":
+    if _is_nifti(path):
+        array = _read_nifti(path, slice_index)
+    elif suffix == ".npy":
         array = _read_npy(path)
     elif suffix in _DICOM_SUFFIXES:
         array = _read_dicom(path)

@@ -2,7 +2,7 @@
 
 >>> import torch
 >>> from pyrodip import Observation, RunConfig, fit
->>> obs = Observation.simulate(torch.rand(1, 32, 32), noise_std=0.1, seed=0)
+>>> obs = Observation.simulate(torch.rand(1, 32, 32), noise=0.1, seed=0)
 >>> result = fit(obs, RunConfig(steps=3, samples=2), progress=False)
 >>> result.history.curves["loss"].shape, result.prediction.mean.shape
 ((3,), torch.Size([1, 32, 32]))
@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .errors import InvalidInputError
 from .guides import WeightGuide, make_guide
-from .likelihoods import GaussianLikelihood
 from .metrics import psnr, ssim
 from .model import BayesianDIP
 from .observation import Observation
@@ -77,11 +76,9 @@ def resolve_device(name: str) -> torch.device:
 
 def build(config: RunConfig, observation: Observation) -> tuple[BayesianDIP, WeightGuide]:
     """The model and guide that ``config`` describes, for ``observation`` (on the CPU)."""
-    noise_std = observation.noise_std if observation.noise_std is not None else config.noise_std
-    likelihood = GaussianLikelihood(
-        noise_std,
-        learn_std=config.likelihood == "learned",
-        heteroscedastic=config.likelihood == "heteroscedastic",
+    likelihood = observation.noise.likelihood(
+        learn=config.noise_level == "learned",
+        heteroscedastic=config.noise_level == "heteroscedastic",
     )
     model = BayesianDIP(
         observation.image_shape,
@@ -167,7 +164,9 @@ def train(
     truth = observation.truth.unsqueeze(0).to(device) if observation.has_truth else None
     loss_fn = TraceMeanField_ELBO()(model, guide)
     optimizer = make_optimizer(loss_fn, config)
-    tracker = _Tracker(config.steps, y, truth, model.operator, config.ema, device)
+    tracker = _Tracker(
+        config.steps, y, truth, model.operator, config.ema, device, observation.observation_range
+    )
     model.train()
     bar = tqdm(range(config.steps), desc="fitting", unit="step", disable=not progress, leave=False)
     for step in bar:
@@ -185,8 +184,9 @@ def train(
 class _Tracker:
     """Per-step metrics kept on the device (no host sync) until the fit ends."""
 
-    def __init__(self, steps, observation, truth, operator, ema, device) -> None:
+    def __init__(self, steps, observation, truth, operator, ema, device, data_range) -> None:
         self.observation, self.truth, self.operator, self.ema = observation, truth, operator, ema
+        self.data_range = data_range
         names = ["loss", "psnr_observation", "ssim_observation"]
         names += ["psnr_current_observation", "ssim_current_observation"]
         if truth is not None:
@@ -204,8 +204,9 @@ class _Tracker:
         c["loss"][step] = loss
         for suffix, estimate in (("", self.smoothed), ("_current", image)):
             predicted = self.operator(estimate)
-            c[f"psnr{suffix}_observation"][step] = psnr(predicted, self.observation)[0]
-            c[f"ssim{suffix}_observation"][step] = ssim(predicted, self.observation)[0]
+            y, data_range = self.observation, self.data_range
+            c[f"psnr{suffix}_observation"][step] = psnr(predicted, y, data_range)[0]
+            c[f"ssim{suffix}_observation"][step] = ssim(predicted, y, data_range)[0]
             if self.truth is not None:
                 c[f"psnr{suffix}"][step] = psnr(estimate, self.truth)[0]
                 c[f"ssim{suffix}"][step] = ssim(estimate, self.truth)[0]

@@ -4,7 +4,8 @@ The generative story, for one image of shape (C, H, W):
 
     w ~ prior                      every conv weight and bias, one sample site each
     x = sigmoid(SkipNet_w(z))      z: fixed U(0, 0.1) noise (jittered while fitting)
-    y ~ N(A(x), sigma^2)           the ``obs`` site, through the forward operator A
+    y ~ p(y | A(x))                the ``obs`` site, through the forward operator A (Gaussian,
+                                   speckle or Poisson; missing pixels of a Mask excluded)
 
 The weight sites are :class:`pyro.nn.PyroSample` attributes of the converted network, named by
 their module path (``net.body.down.0.weight``, ...). Their log-density, and so the KL term of
@@ -30,9 +31,9 @@ from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
 from .errors import InvalidInputError
-from .likelihoods import GaussianLikelihood
+from .likelihoods import GaussianLikelihood, Likelihood
 from .networks import NetConfig, SkipNet
-from .operators import Identity
+from .operators import Identity, Mask
 from .priors import Prior, make_prior
 
 # Many fits live in one process (studies, the BO loop): parameters must belong to their
@@ -59,7 +60,7 @@ class BayesianDIP(PyroModule):
             ``2 ** scales`` (see :func:`pyrodip.data.center_crop`).
         net: a preset name (``small``, ``paper``) or a :class:`NetConfig`.
         prior: a :class:`Prior` or its spec string, e.g. ``"normal:0.05"``.
-        likelihood: defaults to ``GaussianLikelihood(noise_std=0.1)``.
+        likelihood: a :mod:`pyrodip.likelihoods` module; ``GaussianLikelihood(0.1)`` if None.
         operator: the forward operator A; defaults to the identity (denoising).
         kl_weight: multiplies the prior's log-density at every weight site (1 = the ELBO).
         jitter: std of the Gaussian noise added to the input z at each fitting step.
@@ -71,7 +72,7 @@ class BayesianDIP(PyroModule):
         image_shape: tuple[int, int, int],
         net: str | NetConfig = "small",
         prior: str | Prior = "normal:0.05",
-        likelihood: GaussianLikelihood | None = None,
+        likelihood: Likelihood | None = None,
         operator: nn.Module | None = None,
         kl_weight: float = 1.0,
         jitter: float = 0.1,
@@ -96,9 +97,10 @@ class BayesianDIP(PyroModule):
         self.prior = make_prior(prior)
         self.likelihood = likelihood if likelihood is not None else GaussianLikelihood()
         self.operator = operator if operator is not None else Identity()
-        if self.likelihood.heteroscedastic and not isinstance(self.operator, Identity):
+        if self.likelihood.heteroscedastic and not isinstance(self.operator, Identity | Mask):
             raise InvalidInputError(
-                "a heteroscedastic likelihood needs the identity operator (denoising)"
+                "a heteroscedastic noise level needs an operator that keeps the image's shape "
+                "(denoising or inpainting): use --noise-level known or learned"
             )
         self.register_buffer("z", 0.1 * torch.rand(1, config.input_channels, height, width))
 
@@ -147,5 +149,6 @@ class BayesianDIP(PyroModule):
         """
         image, log_variance = self.render(jitter=self.training)
         self.last_image = image.detach()
-        self.likelihood(self.operator(image), observation, log_variance)
+        mask = getattr(self.operator, "observed_mask", None)
+        self.likelihood(self.operator(image), observation, log_variance, mask=mask)
         return image

@@ -1,22 +1,25 @@
-"""What was observed: the observation y, the operator A that produced it, and the truth x when
-the observation was simulated from a clean image.
+"""What was observed: the observation y, the operator A and the noise model that produced it,
+and the truth x when the observation was simulated from a clean image.
 
 >>> truth = torch.rand(1, 32, 32)
->>> obs = Observation.simulate(truth, noise_std=0.1, seed=0)
+>>> obs = Observation.simulate(truth, noise=0.1, seed=0)
 >>> obs.observation.shape, obs.has_truth
 (torch.Size([1, 32, 32]), True)
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from .data import add_gaussian_noise, center_crop, load_image
+from .data import center_crop, load_image
+from .errors import InvalidInputError
 from .networks import NetConfig
-from .operators import Identity
+from .noise import GaussianNoise, NoiseModel, make_noise
+from .operators import Downsample, Identity, Mask, Radon, default_ct_angles, parse_mask
 
 
 @dataclass
@@ -27,17 +30,19 @@ class Observation:
         observation: y, shaped (C, H', W') as A produces it.
         truth: x, shaped (C, H, W), or None for a real observation (no truth metrics then).
         image_shape: (C, H, W) of the image to reconstruct.
-        noise_std: the noise level, when known.
+        noise: the noise model (its level is taken as known by the likelihood).
         operator: the forward operator A.
         name: where it came from (a path or ``sample:NAME``).
+        observation_range: the data range for PSNR/SSIM against y (1 for images in [0, 1]).
     """
 
     observation: Tensor
     truth: Tensor | None
     image_shape: tuple[int, int, int]
-    noise_std: float | None = None
+    noise: NoiseModel = field(default_factory=lambda: GaussianNoise(0.1))
     operator: nn.Module = field(default_factory=Identity)
     name: str = ""
+    observation_range: float = 1.0
 
     @property
     def has_truth(self) -> bool:
@@ -47,33 +52,121 @@ class Observation:
     def simulate(
         cls,
         truth: Tensor,
-        noise_std: float = 0.1,
+        noise: NoiseModel | float = 0.1,
         seed: int = 0,
         operator: nn.Module | None = None,
         name: str = "",
     ) -> Observation:
-        """y = A(truth) + N(0, noise_std^2), the noise drawn from a generator seeded by ``seed``."""
+        """y = noise(A(truth)), drawn from a generator seeded by ``seed``; a float ``noise``
+        is the std of Gaussian noise."""
+        noise = GaussianNoise(noise) if isinstance(noise, int | float) else noise
         operator = operator if operator is not None else Identity()
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             clean = operator(truth.unsqueeze(0))[0]
-        noisy = add_gaussian_noise(clean, noise_std, generator=generator)
-        return cls(noisy, truth, tuple(truth.shape), noise_std, operator, name)
+        observation = noise.sample(clean, generator=generator)
+        return cls(observation, truth, tuple(truth.shape), noise, operator, name)
 
     @classmethod
     def observed(
-        cls, observation: Tensor, noise_std: float | None = None, name: str = ""
+        cls,
+        observation: Tensor,
+        noise: NoiseModel | float = 0.1,
+        operator: nn.Module | None = None,
+        image_shape: tuple[int, int, int] | None = None,
+        name: str = "",
     ) -> Observation:
-        """A real observation for denoising: no truth is known."""
-        return cls(observation, None, tuple(observation.shape), noise_std, Identity(), name)
+        """A real observation (no truth is known); ``noise`` is its assumed noise model."""
+        noise = GaussianNoise(noise) if isinstance(noise, int | float) else noise
+        operator = operator if operator is not None else Identity()
+        shape = image_shape if image_shape is not None else tuple(observation.shape)
+        return cls(observation, None, shape, noise, operator, name)
 
 
 def prepare_observation(config) -> Observation:
-    """Load ``config.image``, crop it to the network's multiple and simulate the observation.
+    """The observation ``config`` describes: load ``config.image`` and crop it to the network's
+    multiple; then simulate y = noise(A(x)) for ``config.task`` (keeping x as the truth), or,
+    with ``config.observed``, take the image as y itself.
 
-    Uses ``config.image``, ``config.net``, ``config.noise_std`` and ``config.seed`` (the
-    noise generator is seeded from it, independently of the network's initialisation).
+    The noise generator is seeded from ``config.seed``, independently of the network.
     """
     min_side = NetConfig.preset(config.net).min_side
-    truth = torch.from_numpy(center_crop(load_image(config.image), min_side))
-    return Observation.simulate(truth, config.noise_std, seed=config.seed, name=config.image)
+    image = torch.from_numpy(load_image(config.image, slice_index=config.slice_index))
+    if config.observed:
+        return _observed(config, image, min_side)
+    if config.task == "ct":
+        image = _square(image)
+    truth = center_crop(image, min_side)
+    operator = _operator(config, truth.shape)
+    if config.task == "ct":
+        # The scanner sees only the inscribed circle: what lies outside cannot be reconstructed.
+        truth = truth * operator.circle.to(truth.dtype).reshape(truth.shape[-2:])
+        clean = operator(truth[None])[0]
+        scale = float(clean.abs().max())
+        noise = _noise(config, relative_to=scale)
+        observation = noise.sample(clean, torch.Generator().manual_seed(config.seed))
+        return Observation(
+            observation, truth, tuple(truth.shape), noise, operator, config.image, scale
+        )
+    return Observation.simulate(truth, _noise(config), config.seed, operator, config.image)
+
+
+def _noise(config, relative_to: float = 1.0) -> NoiseModel:
+    """The noise model; for CT, Gaussian std and Poisson counts are relative to the largest
+    projection ``relative_to`` (speckle is multiplicative and needs no scale)."""
+    if config.noise == "poisson":
+        return make_noise("poisson", config.photons / relative_to)
+    if config.noise == "gaussian":
+        return make_noise("gaussian", config.noise_std * relative_to)
+    return make_noise(config.noise, config.noise_std)
+
+
+def _operator(config, shape: tuple[int, ...]) -> nn.Module:
+    height, width = shape[-2:]
+    if config.task == "superres":
+        return Downsample(config.factor)
+    if config.task == "inpaint":
+        return Mask(parse_mask(config.mask, (height, width), seed=config.seed))
+    if config.task == "ct":
+        return Radon(default_ct_angles(config.angles), image_size=height)
+    return Identity()
+
+
+def _square(image: Tensor) -> Tensor:
+    height, width = image.shape[-2:]
+    if height == width:
+        return image
+    side = min(height, width)
+    warnings.warn(
+        f"center-cropping the image from {height}x{width} to {side}x{side}: "
+        "the CT operator needs a square image",
+        stacklevel=3,
+    )
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[..., top : top + side, left : left + side]
+
+
+def _observed(config, image: Tensor, min_side: int) -> Observation:
+    """The image is the observation: crop it so that the image to reconstruct fits the net."""
+    noise = _noise(config)
+    if config.task == "denoise":
+        y = center_crop(image, min_side)
+        return Observation.observed(y, noise, name=config.image)
+    if config.task == "superres":
+        if min_side % config.factor:
+            raise InvalidInputError(
+                f"the network's minimum side {min_side} is not a multiple of the factor "
+                f"{config.factor}: use a smaller --factor"
+            )
+        y = center_crop(image, min_side // config.factor)
+        channels, height, width = y.shape
+        shape = (channels, height * config.factor, width * config.factor)
+        return Observation.observed(y, noise, Downsample(config.factor), shape, config.image)
+    if config.task == "inpaint":
+        y = center_crop(image, min_side)
+        mask = center_crop(parse_mask(config.mask, tuple(image.shape[-2:]), config.seed), min_side)
+        return Observation.observed(y, noise, Mask(mask), tuple(y.shape), config.image)
+    raise InvalidInputError(
+        "--observed is not supported for the ct task: pass a clean image, and pyrodip "
+        "simulates its sinogram"
+    )

@@ -40,6 +40,9 @@ def panel_figure(dataset: xr.Dataset) -> Figure:
             std = dataset[name].mean("channel", keepdims=True)
             shown = ax.imshow(_display(std), cmap="viridis")
             figure.colorbar(shown, ax=ax, shrink=0.8)
+        elif name == "observation" and dataset.sizes["obs_y"] != dataset.sizes["y"]:
+            # a sinogram or a low-resolution image: its own range, stretched to the tile
+            ax.imshow(_display(dataset[name]), cmap="gray", aspect="auto")
         else:
             ax.imshow(_display(dataset[name]), cmap="gray", vmin=0, vmax=1)
         if name == "mean" and "psnr" in dataset.attrs:

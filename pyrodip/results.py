@@ -26,14 +26,17 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
+from .baselines import classical_baseline
 from .inference import FitResult
 from .metrics import psnr, ssim
 
 IMAGE_DIMS = ("channel", "y", "x")
 
 
-def to_dataset(result: FitResult) -> xr.Dataset:
-    """Collect images, curves and settings of ``result`` into one dataset."""
+def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
+    """Collect images, curves and settings of ``result`` into one dataset, with the task's
+    classical baseline (:func:`pyrodip.baselines.classical_baseline`) unless ``baseline`` is
+    False."""
     obs = result.observation
     pred = result.prediction
     images = {
@@ -65,15 +68,18 @@ def to_dataset(result: FitResult) -> xr.Dataset:
         "mean_std_epistemic": float(pred.std_epistemic.mean()),
         "mean_std_total": float(pred.std_total.mean()),
     }
-    if obs.noise_std is not None:
-        attrs["noise_std"] = obs.noise_std
+    attrs["noise"] = obs.noise.name
+    attrs["noise_level"] = obs.noise.level
+    if baseline:
+        image, name = classical_baseline(obs)
+        data_vars["baseline"] = (IMAGE_DIMS, _numpy(image), {"method": name})
+        attrs["baseline"] = name
     if obs.has_truth:
-        truth = obs.truth.to(pred.mean.device)
-        attrs["psnr"] = float(psnr(pred.mean, truth))
-        attrs["ssim"] = float(ssim(pred.mean, truth))
+        attrs.update(_quality(pred.mean, obs))
+        if baseline:
+            attrs.update(_quality(image, obs, prefix="baseline_"))
         if obs.observation.shape == obs.truth.shape:
-            attrs["psnr_input"] = float(psnr(obs.observation, obs.truth))
-            attrs["ssim_input"] = float(ssim(obs.observation.clamp(0, 1), obs.truth))
+            attrs.update(_quality(obs.observation.clamp(0, 1), obs, suffix="_input"))
     steps = result.history.steps
     coords = {"step": steps, "channel": np.arange(obs.image_shape[0])}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
@@ -117,6 +123,19 @@ def read_dataset(path: str | os.PathLike) -> xr.Dataset:
     """Load a result written by :func:`write_dataset` fully into memory."""
     with xr.open_dataset(path, engine="h5netcdf") as dataset:
         return dataset.load()
+
+
+def _quality(image, obs, prefix: str = "", suffix: str = "") -> dict[str, float]:
+    """PSNR and SSIM of ``image`` against the truth; for inpainting also the PSNR over the
+    missing pixels alone (``psnr_missing``)."""
+    truth = obs.truth.to(image.device)
+    quality = {"psnr": float(psnr(image, truth)), "ssim": float(ssim(image, truth))}
+    known = getattr(obs.operator, "observed_mask", None)
+    if known is not None and not bool(known.all()):
+        missing = ~known[0].to(image.device).expand_as(truth)
+        mse = float(((image - truth)[missing] ** 2).mean())
+        quality["psnr_missing"] = float(10 * np.log10(1 / mse)) if mse > 0 else float("inf")
+    return {f"{prefix}{key}{suffix}": value for key, value in quality.items()}
 
 
 def _numpy(tensor) -> np.ndarray:

@@ -24,4 +24,4 @@ def phantom64() -> torch.Tensor:
 
 @pytest.fixture
 def noisy64(phantom64) -> Observation:
-    return Observation.simulate(phantom64, noise_std=0.1, seed=0, name="phantom64")
+    return Observation.simulate(phantom64, noise=0.1, seed=0, name="phantom64")

@@ -1,5 +1,6 @@
 """pyrodip.data: image loading, samples, centre cropping and noise."""
 
+import sys
 import warnings
 
 import imageio.v3 as iio
@@ -265,6 +266,129 @@ def test_dicom_without_pixel_data_raises(tmp_path):
     write_dicom(tmp_path / "empty.dcm", RAW, with_pixels=False)
     with pytest.raises(InvalidInputError, match="has no pixel data"):
         load_image(tmp_path / "empty.dcm")
+
+
+# --- NIfTI -----------------------------------------------------------------------------------
+
+VOLUME = RNG.integers(-1000, 3000, (6, 5, 7), dtype=np.int16)  # (X, Y, Z)
+
+
+def write_nifti(path, array, affine=None):
+    nib = pytest.importorskip("nibabel")
+    nib.Nifti1Image(array, np.eye(4) if affine is None else affine).to_filename(path)
+    return path
+
+
+def min_max(values):
+    values = np.asarray(values, dtype=np.float64)
+    return (values - values.min()) / (values.max() - values.min())
+
+
+def radiological(slice_xy):
+    """How an (X, Y) slice of an identity-affine (RAS+) volume is shown."""
+    return slice_xy.T[::-1, ::-1]
+
+
+@pytest.mark.parametrize("name", ["volume.nii", "volume.nii.gz", "VOLUME.NII.GZ"])
+@pytest.mark.parametrize(("slice_index", "z"), [(None, 3), (0, 0), (6, 6)])
+def test_nifti_volume_slices(tmp_path, name, slice_index, z):
+    path = write_nifti(tmp_path / name, VOLUME)
+    image = load_image(path, slice_index=slice_index)
+    assert_image(image, (1, 5, 6))  # rows = Y, columns = X
+    np.testing.assert_allclose(image[0], min_max(radiological(VOLUME[:, :, z])), atol=1e-6)
+
+
+def test_nifti_numpy_integer_slice_index(tmp_path):
+    path = write_nifti(tmp_path / "volume.nii", VOLUME)
+    np.testing.assert_array_equal(load_image(path, np.int64(2)), load_image(path, 2))
+
+
+def test_nifti_uint8_and_unit_float_keep_their_scale(tmp_path):
+    pixels = RNG.integers(0, 200, (6, 5, 3), dtype=np.uint8)
+    image = load_image(write_nifti(tmp_path / "u8.nii", pixels), slice_index=1)
+    np.testing.assert_allclose(image[0], radiological(pixels[:, :, 1]) / 255, atol=1e-6)
+    unit = RNG.random((6, 5, 3)).astype(np.float32) * 0.5
+    image = load_image(write_nifti(tmp_path / "f32.nii.gz", unit), slice_index=2)
+    np.testing.assert_allclose(image[0], radiological(unit[:, :, 2]), atol=1e-6)
+
+
+def test_nifti_4d_takes_the_first_volume(tmp_path):
+    series = np.stack([VOLUME, -VOLUME], axis=-1)  # (X, Y, Z, T)
+    image = load_image(write_nifti(tmp_path / "series.nii.gz", series), slice_index=4)
+    assert_image(image, (1, 5, 6))
+    np.testing.assert_allclose(image[0], min_max(radiological(VOLUME[:, :, 4])), atol=1e-6)
+
+
+def test_nifti_2d_image(tmp_path):
+    plane = RNG.random((9, 4)) * 10  # (X, Y)
+    path = write_nifti(tmp_path / "plane.nii", plane)
+    image = load_image(path)
+    assert_image(image, (1, 4, 9))
+    np.testing.assert_allclose(image[0], min_max(radiological(plane)), atol=1e-6)
+    np.testing.assert_array_equal(load_image(path, slice_index=0), image)
+    with pytest.raises(InvalidInputError, match=r"has 1 slice \(0-0\)"):
+        load_image(path, slice_index=1)
+
+
+@pytest.mark.parametrize(
+    ("diagonal", "view"),
+    [
+        ((1, 1, 1, 1), lambda xy: xy.T[::-1, ::-1]),  # RAS+: flip both
+        ((-1, 1, 1, 1), lambda xy: xy.T[::-1, :]),  # LAS (Analyze-style): x already R to L
+        ((-1, -1, 1, 1), lambda xy: xy.T),  # LPS (as ITK writes): plain transpose
+    ],
+    ids=["RAS", "LAS", "LPS"],
+)
+def test_nifti_orientation_follows_the_affine(tmp_path, diagonal, view):
+    path = write_nifti(tmp_path / "volume.nii", VOLUME, affine=np.diag(diagonal))
+    image = load_image(path, slice_index=2)
+    np.testing.assert_allclose(image[0], min_max(view(VOLUME[:, :, 2])), atol=1e-6)
+
+
+@pytest.mark.parametrize("slice_index", [7, 40, -1])
+def test_nifti_slice_out_of_range(tmp_path, slice_index):
+    path = write_nifti(tmp_path / "volume.nii.gz", VOLUME)
+    message = (
+        rf"NIfTI slice {slice_index} is out of range: the volume has 7 slices \(0-6\); "
+        "choose --slice in that range"
+    )
+    with pytest.raises(InvalidInputError, match=message):
+        load_image(path, slice_index=slice_index)
+
+
+@pytest.mark.parametrize("slice_index", [1.5, "2", True])
+def test_nifti_slice_must_be_an_integer(tmp_path, slice_index):
+    path = write_nifti(tmp_path / "volume.nii", VOLUME)
+    with pytest.raises(InvalidInputError, match="NIfTI slice must be an integer"):
+        load_image(path, slice_index=slice_index)
+
+
+def test_nifti_more_than_4d_is_refused(tmp_path):
+    path = write_nifti(tmp_path / "vectors.nii", np.zeros((6, 5, 7, 1, 3), np.float32))
+    with pytest.raises(InvalidInputError, match=r"vectors.nii holds an array of shape"):
+        load_image(path)
+
+
+def test_nifti_corrupt_file(tmp_path):
+    (tmp_path / "broken.nii.gz").write_bytes(b"not a NIfTI file" * 30)
+    (tmp_path / "broken.nii").write_bytes(b"not a NIfTI file" * 30)
+    for name in ("broken.nii.gz", "broken.nii"):
+        with pytest.raises(InvalidInputError, match=rf"cannot read NIfTI file .*{name}") as caught:
+            load_image(tmp_path / name)
+        assert "\n" not in str(caught.value)
+
+
+def test_nifti_without_nibabel_says_how_to_install(tmp_path, monkeypatch):
+    path = write_nifti(tmp_path / "volume.nii", VOLUME)
+    monkeypatch.setitem(sys.modules, "nibabel", None)  # makes `import nibabel` fail
+    with pytest.raises(InvalidInputError, match="pip install nibabel"):
+        load_image(path)
+
+
+def test_slice_index_is_ignored_for_other_formats(tmp_path):
+    np.save(tmp_path / "image.npy", GRAY)
+    image = load_image(tmp_path / "image.npy", slice_index=40)
+    np.testing.assert_allclose(image, GRAY[None], atol=1e-6)
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -28,3 +28,12 @@ def test_cli_on_cuda(tmp_path):
     args = ["run", "--device", "cuda", "--steps", "20", "--samples", "2", "--quiet"]
     assert main([*args, "--out", str(out)]) == 0
     assert read_dataset(out / "result.nc").attrs["psnr"] > 0
+
+
+@pytest.mark.parametrize("task", ["superres", "inpaint", "ct"])
+def test_each_task_on_cuda(task, tmp_path):
+    out = tmp_path / task
+    args = ["run", "--task", task, "--device", "cuda", "--steps", "10", "--samples", "2"]
+    assert main([*args, "--quiet", "--out", str(out)]) == 0
+    dataset = read_dataset(out / "result.nc")
+    assert dataset.attrs["psnr"] > 0 and dataset.attrs["baseline_psnr"] > 0

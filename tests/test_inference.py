@@ -49,15 +49,15 @@ def test_fitting_one_model_leaves_another_untouched(noisy64):
 
 @pytest.mark.parametrize("changes", [
     {"method": "dip"},
-    {"likelihood": "learned"},
-    {"likelihood": "heteroscedastic"},
+    {"noise_level": "learned"},
+    {"noise_level": "heteroscedastic"},
     {"optimizer": "adamw", "weight_decay": 1e-4},
     {"bayesian_batchnorm": True},
 ])
 def test_variants_run(noisy64, changes):
     result = fit(noisy64, QUICK.replace(**changes), progress=False)
     assert np.isfinite(result.history.curves["loss"]).all()
-    if changes.get("likelihood") == "heteroscedastic":
+    if changes.get("noise_level") == "heteroscedastic":
         assert result.prediction.std_aleatoric is not None
 
 
@@ -78,7 +78,7 @@ def test_weight_decay_spares_the_guide_scales(noisy64):
 def test_observation_without_truth_tracks_only_data_fit(noisy64):
     from pyrodip import Observation
 
-    observed = Observation.observed(noisy64.observation, noise_std=0.1)
+    observed = Observation.observed(noisy64.observation, noise=0.1)
     result = fit(observed, QUICK, progress=False)
     assert "psnr" not in result.history.curves
     assert "psnr_observation" in result.history.curves

@@ -12,7 +12,7 @@ from pyrodip.results import atomic_path, read_dataset, to_dataset, write_dataset
 def dataset(phantom64):
     from pyrodip import Observation
 
-    observation = Observation.simulate(phantom64, noise_std=0.1, seed=0, name="phantom64")
+    observation = Observation.simulate(phantom64, noise=0.1, seed=0, name="phantom64")
     return to_dataset(fit(observation, RunConfig(steps=4, samples=3), progress=False))
 
 
