@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 import torch
+from skimage.io import imsave
 
 import pyrodip.inference
 from pyrodip import Observation
@@ -25,3 +27,11 @@ def phantom64() -> torch.Tensor:
 @pytest.fixture
 def noisy64(phantom64) -> Observation:
     return Observation.simulate(phantom64, noise=0.1, seed=0, name="phantom64")
+
+
+@pytest.fixture
+def tiny_png(tmp_path, phantom64):
+    """The 64 x 64 phantom as an 8-bit PNG file."""
+    path = tmp_path / "tiny.png"
+    imsave(path, (phantom64[0].numpy() * 255).astype(np.uint8))
+    return path

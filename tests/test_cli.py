@@ -1,19 +1,10 @@
-import numpy as np
 import pytest
 import torch
-from skimage.io import imsave
 
 from pyrodip.cli import main
 from pyrodip.results import read_dataset
 
 FAST = ["--steps", "3", "--samples", "2", "--quiet"]
-
-
-@pytest.fixture
-def tiny_png(tmp_path, phantom64):
-    path = tmp_path / "tiny.png"
-    imsave(path, (phantom64[0].numpy() * 255).astype(np.uint8))
-    return path
 
 
 def test_run_end_to_end_writes_the_schema(tiny_png, tmp_path, capsys):

@@ -16,13 +16,6 @@ from pyrodip.results import read_dataset
 FAST = ["--steps", "3", "--samples", "2", "--quiet"]
 
 
-@pytest.fixture
-def tiny_png(tmp_path, phantom64):
-    path = tmp_path / "tiny.png"
-    imsave(path, (phantom64[0].numpy() * 255).astype(np.uint8))
-    return path
-
-
 @pytest.mark.parametrize("task, operator, observed_shape", [
     ("denoise", None, (1, 64, 64)),
     ("superres", Downsample, (1, 16, 16)),
