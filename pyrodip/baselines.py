@@ -50,6 +50,7 @@ from skimage import restoration
 from skimage.transform import resize
 
 from pyrodip.errors import InvalidInputError
+from pyrodip.operators import Downsample, Mask, Radon
 
 __all__ = [
     "DEFAULT_DENOISER",
@@ -251,10 +252,6 @@ def classical_baseline(observation) -> tuple[torch.Tensor, str]:
     its operator: the default denoiser (with the known Gaussian std, or one estimated from the
     image for other noise), bicubic super-resolution, biharmonic inpainting, or filtered back
     projection for CT. Returns a (C, H, W) tensor in [0, 1] and the method's name."""
-    from skimage.restoration import estimate_sigma
-
-    from .operators import Downsample, Mask, Radon
-
     operator = observation.operator
     y = observation.observation.detach().cpu()
     if isinstance(operator, Radon):
@@ -269,6 +266,6 @@ def classical_baseline(observation) -> tuple[torch.Tensor, str]:
     else:
         noise = observation.noise
         std = noise.level if noise.name == "gaussian" else float(
-            np.mean(estimate_sigma(array, channel_axis=0)))
+            np.mean(restoration.estimate_sigma(array, channel_axis=0)))
         image, name = denoise(array.clip(0, 1), std)
     return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), name

@@ -90,7 +90,8 @@ class RunConfig:
         _choice("noise", self.noise, NOISE_MODELS)
         if self.factor not in SUPERRESOLUTION_FACTORS:
             raise InvalidInputError(
-                f"super-resolution factor must be one of 2, 4, 8, got {self.factor!r}"
+                "super-resolution factor must be one of "
+                f"{', '.join(map(str, SUPERRESOLUTION_FACTORS))}, got {self.factor!r}"
             )
         for key in ("noise_std", "photons", "prior_scale", "init_scale", "lr"):
             _positive(key, getattr(self, key))

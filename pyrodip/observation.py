@@ -59,7 +59,7 @@ class Observation:
     ) -> Observation:
         """y = noise(A(truth)), drawn from a generator seeded by ``seed``; a float ``noise``
         is the std of Gaussian noise."""
-        noise = GaussianNoise(noise) if isinstance(noise, int | float) else noise
+        noise = _as_noise_model(noise)
         operator = operator if operator is not None else Identity()
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
@@ -77,10 +77,15 @@ class Observation:
         name: str = "",
     ) -> Observation:
         """A real observation (no truth is known); ``noise`` is its assumed noise model."""
-        noise = GaussianNoise(noise) if isinstance(noise, int | float) else noise
+        noise = _as_noise_model(noise)
         operator = operator if operator is not None else Identity()
         shape = image_shape if image_shape is not None else tuple(observation.shape)
         return cls(observation, None, shape, noise, operator, name)
+
+
+def _as_noise_model(noise: NoiseModel | float) -> NoiseModel:
+    """A number stands for Gaussian noise of that std."""
+    return GaussianNoise(noise) if isinstance(noise, int | float) else noise
 
 
 def prepare_observation(config) -> Observation:
