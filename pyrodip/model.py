@@ -108,19 +108,28 @@ class BayesianDIP(PyroModule):
         random_types = (nn.Conv2d, nn.BatchNorm2d) if bayesian_batchnorm else (nn.Conv2d,)
         #: name -> initial value (a fresh PyTorch initialisation) of every weight site.
         self.initial_weights: dict[str, Tensor] = {}
+        #: name -> the prior of every weight site (called with the module, as PyroSample does).
+        self.site_priors: dict[str, _SitePrior] = {}
         to_pyro_module_(net_module)
         self.net = net_module
         for module_name, module in self.net.named_modules():
             if not isinstance(module, random_types):
                 continue
             for param_name, param in list(module.named_parameters(recurse=False)):
-                self.initial_weights[f"net.{module_name}.{param_name}"] = param.detach().clone()
-                setattr(module, param_name, PyroSample(_SitePrior(self.prior, param.shape)))
+                site = f"net.{module_name}.{param_name}"
+                self.initial_weights[site] = param.detach().clone()
+                self.site_priors[site] = _SitePrior(self.prior, param.shape)
+                setattr(module, param_name, PyroSample(self.site_priors[site]))
 
     @property
     def weight_sites(self) -> dict[str, torch.Size]:
         """Name and shape of every weight sample site, in the order the network draws them."""
         return {name: value.shape for name, value in self.initial_weights.items()}
+
+    def prior_distribution(self, site: str):
+        """The prior of weight site ``site`` (events over the whole tensor), as the model
+        draws it."""
+        return self.site_priors[site](None)
 
     def prior_weighting(self) -> contextlib.AbstractContextManager:
         """The effect that applies ``kl_weight`` to the weight sites (guides use it too)."""
