@@ -39,11 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
         "the --config file, which overrides the defaults shown.",
         argument_default=argparse.SUPPRESS,
     )
+    add_run_options(run)
+    run.add_argument("--out", type=Path, help="output folder [a new folder under runs/]")
+    run.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=run_command)
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every RunConfig setting (shared by ``run``, ``bo`` and ``compare``)."""
     d = RunConfig()
-    add = run.add_argument
+    add = parser.add_argument
     add("--config", type=Path, help="TOML file with any of the settings below")
     add("--image", help="image file (PNG, JPEG, TIFF, DICOM, NIfTI, .npy) or sample:NAME "
         f"[{d.image}]")
+    add("--size", type=int, metavar="N",
+        help="resize the image so that its longer side has N pixels [its own size]")
     add("--slice", type=int, dest="slice_index", metavar="N",
         help="NIfTI volumes: the slice [the middle]")
     add("--observed", action="store_true",
@@ -57,33 +69,54 @@ def build_parser() -> argparse.ArgumentParser:
     add("--mask", help=f"inpaint: mask file (255 = known), random:FRACTION, strokes or text "
         f"[{d.mask}]")
     add("--angles", type=int, help=f"ct: projections evenly over [0, 180) degrees [{d.angles}]")
-    add("--method", help=f"mfvi or dip [{d.method}]")
+    add("--method", help=f"mfvi, dip, sgld or mcdropout [{d.method}]")
     add("--net", help=f"network preset: small or paper [{d.net}]")
     add("--prior", help=f"weight prior, NAME or NAME:SCALE [{d.prior}]")
     add("--prior-scale", type=float, help=f"scale of the weight prior [{d.prior_scale}]")
+    add("--layer-prior", action=_LayerPrior, dest="layer_priors", metavar="PATTERN=PRIOR",
+        help="a prior for the layers whose name matches PATTERN, e.g. 'head.*=laplace:0.05' "
+        "(repeatable)")
+    add("--temperature", type=float,
+        help=f"posterior temperature: prior variance and KL weight times T [{d.temperature:g}]")
     add("--guide", help="meanfield or map [the method's]")
     add("--kl-weight", type=float,
-        help="weight of the KL term (1: the ELBO) [0.3 for mfvi, 0 for dip]")
+        help="weight of the KL term (1: the ELBO) [0.3 for mfvi, else 0]")
     add("--noise-level", help=f"the likelihood's noise level: known, learned or "
         f"heteroscedastic [{d.noise_level}]")
     add("--bayesian-batchnorm", action="store_true",
         help="make BatchNorm scales and shifts random too [off]")
     add("--init-scale", type=float, help=f"initial std of the guide [{d.init_scale}]")
     add("--init-loc", help=f"initial guide means: pytorch or normal:STD [{d.init_loc}]")
-    add("--optimizer", help=f"adam or adamw [{d.optimizer}]")
+    add("--local-reparam", action="store_true",
+        help="mfvi: local reparameterisation as the training gradient estimator [off]")
+    add("--dropout", type=float, help="dropout rate after each conv [0.3 for mcdropout, else 0]")
+    add("--optimizer", help="adam, adamw or sgd [adamw for mcdropout, else adam]")
     add("--lr", type=float, help=f"learning rate [{d.lr}]")
-    add("--weight-decay", type=float, help=f"decoupled weight decay [{d.weight_decay}]")
+    add("--weight-decay", type=float,
+        help="decoupled weight decay [1e-4 for mcdropout, else 0]")
+    add("--sgld", help=f"sgld variant: adam (the papers') or textbook [{d.sgld}]")
+    add("--burn-in", type=int, help="sgld: steps before sampling [min(7000, steps / 2)]")
+    add("--sample-every", type=int,
+        help=f"sgld: steps between posterior samples [{d.sample_every}]")
     add("--steps", type=int, help=f"fitting steps [{d.steps}]")
     add("--samples", type=int, help=f"posterior samples for the predictive [{d.samples}]")
     add("--ema", type=float, help=f"smoothing of the tracked image [{d.ema}]")
     add("--jitter", type=float, help=f"std of the input noise jitter per step [{d.jitter}]")
     add("--device", help=f"cpu, cuda or cuda:N [{d.device}]")
+    add("--engine", help=f"loss computation: auto, pyro or fast [{d.engine}]")
     add("--seed", type=int, help=f"random seed [{d.seed}]")
-    add("--out", type=Path, help="output folder [a new folder under runs/]")
-    add("--overwrite", action="store_true", help="replace results already in --out")
-    add("--quiet", action="store_true", help="no progress bar")
-    run.set_defaults(handler=run_command)
-    return parser
+
+
+class _LayerPrior(argparse.Action):
+    """Collects repeated ``--layer-prior PATTERN=PRIOR`` options into a dict."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        pattern, equals, spec = value.partition("=")
+        if not equals or not pattern or not spec:
+            parser.error(f"{option_string} takes PATTERN=PRIOR, e.g. 'head.*=laplace:0.05'")
+        priors = dict(getattr(namespace, self.dest, None) or {})
+        priors[pattern] = spec
+        setattr(namespace, self.dest, priors)
 
 
 def main(argv: list[str] | None = None) -> int:

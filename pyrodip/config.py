@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .errors import InvalidInputError, MissingFileError
 from .guides import GUIDES
+from .methods import METHODS, SGLD_VARIANTS
 from .networks import PRESETS
 from .noise import NOISE_MODELS
 from .operators import SUPERRESOLUTION_FACTORS
@@ -33,11 +34,13 @@ TASKS = ("denoise", "superres", "inpaint", "ct")
 #: How the likelihood treats the noise level: the simulated (or stated) one, a point estimate
 #: fitted with the weights, or one per pixel from an extra output channel (Gaussian only).
 NOISE_LEVELS = ("known", "learned", "heteroscedastic")
-OPTIMIZERS = ("adam", "adamw")
-#: method -> (default guide, default kl_weight)
-#: mfvi's 0.3 is a tempered posterior: on the CT demo it kept the predictive mean about 2 dB
-#: above w = 1 (see docs/concepts.md).
-METHODS = {"mfvi": ("meanfield", 0.3), "dip": ("map", 0.0)}
+OPTIMIZERS = ("adam", "adamw", "sgd")
+#: How the loss is computed: "pyro" runs Pyro's TraceMeanField_ELBO on the model and guide;
+#: "fast" a vectorised path derived from them (same loss and gradients); "auto" the fast path
+#: where it supports the model and guide.
+ENGINES = ("auto", "pyro", "fast")
+#: Settings whose default depends on the method (None in RunConfig: see pyrodip.methods).
+METHOD_DEFAULTS = ("guide", "kl_weight", "optimizer", "weight_decay", "dropout")
 
 
 @dataclass
@@ -46,6 +49,7 @@ class RunConfig:
     Gaussian noise 0.1, the small network, mean-field VI."""
 
     image: str = "sample:ct"
+    size: int | None = None  # resize the image so that its longer side has this many pixels
     slice_index: int | None = None  # NIfTI volumes: the slice (None: the middle one)
     observed: bool = False  # the image is the observation itself (no truth, no simulation)
     task: str = "denoise"
@@ -59,20 +63,28 @@ class RunConfig:
     net: str = "small"
     prior: str = "normal"
     prior_scale: float = 0.1
+    layer_priors: dict[str, str] = dataclasses.field(default_factory=dict)  # pattern -> prior
+    temperature: float = 1.0  # posterior temperature T: prior variance x T, KL weight x T
     guide: str | None = None  # None: the method's guide
-    kl_weight: float | None = None  # None: the method's (0.3 for mfvi, 0 for dip)
+    kl_weight: float | None = None  # None: the method's (0.3 for mfvi, 0 otherwise)
     noise_level: str = "known"  # known, learned or heteroscedastic (see NOISE_LEVELS)
     bayesian_batchnorm: bool = False
     init_loc: str = "pytorch"
     init_scale: float = 0.01
-    optimizer: str = "adam"
+    local_reparam: bool = False  # mfvi: local reparameterisation as the gradient estimator
+    dropout: float | None = None  # None: the method's (0.3 for mcdropout, else 0)
+    optimizer: str | None = None  # None: the method's (adamw for mcdropout, else adam)
     lr: float = 0.01
-    weight_decay: float = 0.0
+    weight_decay: float | None = None  # None: the method's (1e-4 for mcdropout, else 0)
+    sgld: str = "adam"  # sgld variant: adam (the papers') or textbook (see pyrodip.methods)
+    burn_in: int | None = None  # sgld: steps before sampling (None: min(7000, steps // 2))
+    sample_every: int = 50  # sgld: steps between posterior samples
     steps: int = 1000
     samples: int = 25
     ema: float = 0.99
     jitter: float = 0.03
     device: str = "cpu"
+    engine: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -84,27 +96,44 @@ class RunConfig:
         _choice("net", self.net, PRESETS)
         _choice("prior", self.prior, PRIORS)
         _choice("noise_level", self.noise_level, NOISE_LEVELS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.optimizer is not None:
+            _choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.guide is not None:
             _choice("guide", self.guide, GUIDES)
+        _choice("sgld variant", self.sgld, SGLD_VARIANTS)
+        _choice("engine", self.engine, ENGINES)
         _choice("noise", self.noise, NOISE_MODELS)
         if self.factor not in SUPERRESOLUTION_FACTORS:
             raise InvalidInputError(
                 "super-resolution factor must be one of "
                 f"{', '.join(map(str, SUPERRESOLUTION_FACTORS))}, got {self.factor!r}"
             )
-        for key in ("noise_std", "photons", "prior_scale", "init_scale", "lr"):
+        for key in ("noise_std", "photons", "prior_scale", "init_scale", "lr", "temperature"):
             _positive(key, getattr(self, key))
-        for key in ("steps", "samples", "angles"):
+        optional = tuple(key for key in ("size", "burn_in") if getattr(self, key) is not None)
+        for key in ("steps", "samples", "angles", "sample_every", *optional):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"{key} must be a positive integer, got {value!r}")
-        optional = ("kl_weight",) if self.kl_weight is not None else ()
-        for key in ("weight_decay", "jitter", *optional):
+            lowest, what = (0, "an integer >= 0") if key == "burn_in" else (1, "a positive integer")
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise InvalidInputError(f"{key} must be {what}, got {value!r}")
+        optional = tuple(
+            key for key in ("kl_weight", "weight_decay", "dropout")
+            if getattr(self, key) is not None
+        )
+        for key in ("jitter", *optional):
             value = getattr(self, key)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise InvalidInputError(f"{key} must be a number >= 0, got {value!r}")
-        for key in ("bayesian_batchnorm", "observed"):
+        if self.dropout is not None and self.dropout >= 1:
+            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.layer_priors, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.layer_priors.items()
+        ):
+            raise InvalidInputError(
+                f"layer_priors must map layer-name patterns to prior specs, e.g. "
+                f"{{'head.*' = 'laplace:0.05'}}, got {self.layer_priors!r}"
+            )
+        for key in ("bayesian_batchnorm", "observed", "local_reparam"):
             if not isinstance(getattr(self, key), bool):
                 raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
         if self.slice_index is not None and (
@@ -116,13 +145,14 @@ class RunConfig:
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise InvalidInputError(f"unknown device {self.device!r}: use cpu, cuda or cuda:N")
 
-    @property
-    def resolved_guide(self) -> str:
-        return self.guide if self.guide is not None else METHODS[self.method][0]
+    def resolved(self, key: str):
+        """The setting ``key``, or the method's default for it when it is None.
 
-    @property
-    def resolved_kl_weight(self) -> float:
-        return self.kl_weight if self.kl_weight is not None else METHODS[self.method][1]
+        >>> RunConfig(method="mcdropout").resolved("dropout")
+        0.3
+        """
+        value = getattr(self, key)
+        return getattr(METHODS[self.method], key) if value is None else value
 
     def replace(self, **changes: object) -> RunConfig:
         """A copy with some settings changed; unknown keys are refused with a suggestion."""

@@ -86,12 +86,12 @@ def build(config: RunConfig, observation: Observation) -> tuple[BayesianDIP, Wei
         prior=f"{config.prior}:{config.prior_scale}",
         likelihood=likelihood,
         operator=observation.operator,
-        kl_weight=config.resolved_kl_weight,
+        kl_weight=config.resolved("kl_weight"),
         jitter=config.jitter,
         bayesian_batchnorm=config.bayesian_batchnorm,
     )
     guide = make_guide(
-        config.resolved_guide, model, init_loc=config.init_loc, init_scale=config.init_scale
+        config.resolved("guide"), model, init_loc=config.init_loc, init_scale=config.init_scale
     )
     return model, guide
 
@@ -144,11 +144,14 @@ def make_optimizer(loss_fn: torch.nn.Module, config: RunConfig) -> torch.optim.O
     for name, param in loss_fn.named_parameters():
         (no_decay if ".rhos." in name else decay).append(param)
     groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": decay, "weight_decay": config.resolved("weight_decay")},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer = OPTIMIZERS[config.resolved("optimizer")]
     return optimizer([g for g in groups if g["params"]], lr=config.lr)
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
 def train(

@@ -97,6 +97,8 @@ def prepare_observation(config) -> Observation:
     """
     min_side = NetConfig.preset(config.net).min_side
     image = torch.from_numpy(load_image(config.image, slice_index=config.slice_index))
+    if config.size is not None:
+        image = resize_longer_side(image, config.size)
     if config.observed:
         return _observed(config, image, min_side)
     if config.task == "ct":
@@ -114,6 +116,21 @@ def prepare_observation(config) -> Observation:
             observation, truth, tuple(truth.shape), noise, operator, config.image, scale
         )
     return Observation.simulate(truth, _noise(config), config.seed, operator, config.image)
+
+
+def resize_longer_side(image: Tensor, size: int) -> Tensor:
+    """``image`` (C, H, W) resized, anti-aliased, so that its longer side is ``size`` pixels.
+
+    >>> resize_longer_side(torch.rand(1, 256, 128), 64).shape
+    torch.Size([1, 64, 32])
+    """
+    from skimage.transform import resize
+
+    height, width = image.shape[-2:]
+    factor = size / max(height, width)
+    shape = (image.shape[0], max(1, round(height * factor)), max(1, round(width * factor)))
+    resized = resize(image.numpy(), shape, anti_aliasing=factor < 1, preserve_range=True)
+    return torch.from_numpy(resized.clip(0, 1).astype("float32"))
 
 
 def _noise(config, relative_to: float = 1.0) -> NoiseModel:
