@@ -154,6 +154,15 @@ def make_optimizer(loss_fn: torch.nn.Module, config: RunConfig) -> torch.optim.O
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
+def make_loss(model: BayesianDIP, guide: WeightGuide, engine: str = "auto") -> torch.nn.Module:
+    """The negative ELBO of ``model`` and ``guide`` as a module: ``loss_fn(y)`` is a scalar
+    whose gradients reach the guide's and the model's parameters. ``engine`` (see
+    :data:`pyrodip.config.ENGINES`): ``pyro`` is Pyro's ``TraceMeanField_ELBO``."""
+    if engine == "fast":
+        raise InvalidInputError("engine 'fast' is not available yet: use --engine pyro")
+    return TraceMeanField_ELBO()(model, guide)
+
+
 def train(
     model: BayesianDIP,
     guide: WeightGuide,
@@ -165,7 +174,7 @@ def train(
     device = model.z.device
     y = observation.observation.unsqueeze(0).to(device)
     truth = observation.truth.unsqueeze(0).to(device) if observation.has_truth else None
-    loss_fn = TraceMeanField_ELBO()(model, guide)
+    loss_fn = make_loss(model, guide, config.engine)
     optimizer = make_optimizer(loss_fn, config)
     tracker = _Tracker(
         config.steps, y, truth, model.operator, config.ema, device, observation.observation_range

@@ -34,6 +34,61 @@ class Prediction:
     samples: Tensor | None = None
 
 
+class RunningMoments:
+    """Streaming per-pixel mean and variance of images (Welford's algorithm), plus the mean of
+    a per-pixel noise variance when one is given.
+
+    >>> moments = RunningMoments()
+    >>> for value in (1.0, 2.0, 3.0):
+    ...     moments.add(torch.full((1, 2, 2), value))
+    >>> float(moments.prediction().std_epistemic[0, 0, 0])
+    1.0
+    """
+
+    def __init__(self, keep_samples: bool = False) -> None:
+        self.count = 0
+        self.mean: Tensor | None = None
+        self.m2: Tensor | None = None
+        self.noise_var: Tensor | None = None
+        self.kept: list[Tensor] | None = [] if keep_samples else None
+
+    @torch.no_grad()
+    def add(self, image: Tensor, noise_variance: Tensor | None = None) -> None:
+        """Add one image (C, H, W) and, for a heteroscedastic likelihood, its noise variance."""
+        self.count += 1
+        if self.mean is None:
+            self.mean, self.m2 = image.clone(), torch.zeros_like(image)
+        else:
+            delta = image - self.mean
+            self.mean += delta / self.count
+            self.m2 += delta * (image - self.mean)
+        if noise_variance is not None:
+            variance = noise_variance.expand_as(image)
+            if self.noise_var is None:
+                self.noise_var = variance.clone()
+            else:
+                self.noise_var += variance
+        if self.kept is not None:
+            self.kept.append(image.clone())
+
+    def prediction(self) -> Prediction:
+        """The summaries of the images added so far (at least one)."""
+        if self.count == 0:
+            raise InvalidInputError("no posterior samples were collected: fit for more steps")
+        count = self.count
+        epistemic_var = self.m2 / (count - 1) if count > 1 else torch.zeros_like(self.m2)
+        aleatoric_var = self.noise_var / count if self.noise_var is not None else None
+        total_var = epistemic_var + (aleatoric_var if aleatoric_var is not None else 0)
+        return Prediction(
+            mean=self.mean,
+            std_epistemic=epistemic_var.sqrt(),
+            std_aleatoric=aleatoric_var.sqrt() if aleatoric_var is not None else None,
+            std_total=total_var.sqrt(),
+            num_samples=count,
+            samples=torch.stack(self.kept) if self.kept is not None else None,
+        )
+
+
 @torch.no_grad()
 def predict(model, guide, num_samples: int = 25, keep_samples: bool = False) -> Prediction:
     """Summarise ``num_samples`` images rendered with weights drawn from ``guide``.
@@ -48,36 +103,13 @@ def predict(model, guide, num_samples: int = 25, keep_samples: bool = False) -> 
         raise InvalidInputError(f"samples must be a positive integer, got {num_samples}")
     was_training = model.training
     model.train(False)
+    moments = RunningMoments(keep_samples)
     try:
-        count, mean, m2, noise_var = 0, None, None, None
-        kept = []
         for _ in range(num_samples):
             weights = poutine.trace(guide).get_trace()
             with poutine.replay(trace=weights):
                 image, log_variance = model.render(jitter=False)
-            image = image[0]
-            count += 1
-            if mean is None:
-                mean, m2 = image.clone(), torch.zeros_like(image)
-            else:
-                delta = image - mean
-                mean += delta / count
-                m2 += delta * (image - mean)
-            if log_variance is not None:
-                variance = log_variance[0].exp().expand_as(image)
-                noise_var = variance.clone() if noise_var is None else noise_var + variance
-            if keep_samples:
-                kept.append(image.clone())
+            moments.add(image[0], log_variance[0].exp() if log_variance is not None else None)
     finally:
         model.train(was_training)
-    epistemic_var = m2 / (count - 1) if count > 1 else torch.zeros_like(m2)
-    aleatoric_var = noise_var / count if noise_var is not None else None
-    total_var = epistemic_var + (aleatoric_var if aleatoric_var is not None else 0)
-    return Prediction(
-        mean=mean,
-        std_epistemic=epistemic_var.sqrt(),
-        std_aleatoric=aleatoric_var.sqrt() if aleatoric_var is not None else None,
-        std_total=total_var.sqrt(),
-        num_samples=count,
-        samples=torch.stack(kept) if keep_samples else None,
-    )
+    return moments.prediction()
