@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 ENGINES = ("auto", "pyro", "fast")
 #: Settings whose default depends on the method (None in RunConfig: see pyrodip.methods).
 METHOD_DEFAULTS = ("guide", "kl_weight", "optimizer", "weight_decay", "dropout")
+#: Where positive settings (lr, noise_std, prior_scale, ...) must lie: their squares stay
+#: within float32's range.
+POSITIVE_RANGE = (1e-15, 1e15)
 
 
 @dataclass
@@ -88,22 +92,34 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        name, colon, scale = self.prior.partition(":")
-        if colon:
-            self.prior, self.prior_scale = name, _number("prior scale", scale)
+        for f in dataclasses.fields(self):  # e.g. from TOML: prior = 3
+            value = getattr(self, f.name)
+            if f.type in ("str", "str | None") and not (
+                isinstance(value, str) or (value is None and f.type == "str | None")
+            ):
+                raise InvalidInputError(f"{f.name} must be a string, got {value!r}")
+        # NAME[:SCALE[:ARG...]]: SCALE moves to prior_scale, leaving NAME or NAME::ARG...
+        name, _, rest = self.prior.partition(":")
+        scale, _, arguments = rest.partition(":")
+        if scale:
+            self.prior_scale = _number("prior scale", scale)
+        self.prior = f"{name}::{arguments}" if arguments else name
         _choice("task", self.task, TASKS)
         _choice("method", self.method, METHODS)
         _choice("net", self.net, PRESETS)
-        _choice("prior", self.prior, PRIORS)
+        _choice("prior", name, PRIORS)
         _choice("noise_level", self.noise_level, NOISE_LEVELS)
         if self.optimizer is not None:
             _choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.guide is not None:
-            _choice("guide", self.guide, GUIDES)
+            _choice("guide", self.guide.partition(":")[0], GUIDES)
         _choice("sgld variant", self.sgld, SGLD_VARIANTS)
         _choice("engine", self.engine, ENGINES)
         _choice("noise", self.noise, NOISE_MODELS)
-        if self.factor not in SUPERRESOLUTION_FACTORS:
+        factor = self.factor
+        if isinstance(factor, bool) or not isinstance(factor, int) or (
+            factor not in SUPERRESOLUTION_FACTORS
+        ):
             raise InvalidInputError(
                 "super-resolution factor must be one of "
                 f"{', '.join(map(str, SUPERRESOLUTION_FACTORS))}, got {self.factor!r}"
@@ -124,6 +140,11 @@ class RunConfig:
             value = getattr(self, key)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise InvalidInputError(f"{key} must be a number >= 0, got {value!r}")
+        if self.method == "sgld" and self.burn_in is not None and self.burn_in >= self.steps:
+            raise InvalidInputError(
+                f"burn_in ({self.burn_in}) must be below steps ({self.steps}): sgld collects "
+                "its samples after the burn-in"
+            )
         if self.dropout is not None and self.dropout >= 1:
             raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not isinstance(self.layer_priors, dict) or not all(
@@ -131,7 +152,7 @@ class RunConfig:
         ):
             raise InvalidInputError(
                 f"layer_priors must map layer-name patterns to prior specs, e.g. "
-                f"{{'head.*' = 'laplace:0.05'}}, got {self.layer_priors!r}"
+                f"{{'net.head.*' = 'laplace:0.05'}}, got {self.layer_priors!r}"
             )
         for key in ("bayesian_batchnorm", "observed", "local_reparam"):
             if not isinstance(getattr(self, key), bool):
@@ -142,8 +163,11 @@ class RunConfig:
             raise InvalidInputError(f"slice must be an integer, got {self.slice_index!r}")
         if not (isinstance(self.ema, int | float) and 0 <= self.ema < 1):
             raise InvalidInputError(f"ema must be in [0, 1), got {self.ema!r}")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
+        if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", self.device):
             raise InvalidInputError(f"unknown device {self.device!r}: use cpu, cuda or cuda:N")
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise InvalidInputError(f"seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
 
     def resolved(self, key: str):
         """The setting ``key``, or the method's default for it when it is None.
@@ -203,3 +227,8 @@ def _positive(key: str, value: object) -> None:
         raise InvalidInputError(f"{key} must be a positive number, got {value!r}")
     if not (math.isfinite(value) and value > 0):
         raise InvalidInputError(f"{key} must be a positive number, got {value!r}")
+    low, high = POSITIVE_RANGE
+    if not low <= value <= high:
+        raise InvalidInputError(
+            f"{key} must be between {low:g} and {high:g} (fits compute in float32), got {value!r}"
+        )

@@ -16,11 +16,20 @@ the ELBO, is scaled by ``kl_weight`` (see ``docs/concepts.md`` for its mapping t
 >>> len(model.weight_sites) == 2 * sum(1 for m in model.net.modules() if isinstance(m, nn.Conv2d))
 True
 >>> model.prior.scale = 0.1   # every site now draws from N(0, 0.1^2)
+
+Layers can have priors of their own, by fnmatch patterns on the site names (the first
+matching pattern wins; the others keep ``prior``):
+
+>>> model = BayesianDIP((1, 32, 32), layer_priors={"net.head.*": "laplace:0.01"})
+>>> model.site_priors["net.head.weight"].prior.spec()
+'laplace:0.01'
+>>> model.layer_priors["net.head.*"].scale = 0.02   # in place, as for ``prior``
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import math
 
 import pyro
@@ -42,7 +51,8 @@ pyro.settings.set(module_local_params=True)
 
 
 class _SitePrior:
-    """The prior of one weight site, read from the shared :class:`Prior` at every draw."""
+    """The prior of one weight site, read from its :class:`Prior` (``prior``, shared with the
+    other sites it covers) at every draw."""
 
     def __init__(self, prior: Prior, shape: torch.Size) -> None:
         self.prior = prior
@@ -60,6 +70,9 @@ class BayesianDIP(PyroModule):
             ``2 ** scales`` (see :func:`pyrodip.data.center_crop`).
         net: a preset name (``small``, ``paper``) or a :class:`NetConfig`.
         prior: a :class:`Prior` or its spec string, e.g. ``"normal:0.05"``.
+        layer_priors: fnmatch pattern on the site names -> prior (or spec) for the sites it
+            matches, e.g. ``{"net.head.*": "laplace:0.01"}``; the first matching pattern wins,
+            other sites keep ``prior``. A pattern that matches no site is refused.
         likelihood: a :mod:`pyrodip.likelihoods` module; ``GaussianLikelihood(0.1)`` if None.
         operator: the forward operator A; defaults to the identity (denoising).
         kl_weight: multiplies the prior's log-density at every weight site (1 = the ELBO).
@@ -72,6 +85,7 @@ class BayesianDIP(PyroModule):
         image_shape: tuple[int, int, int],
         net: str | NetConfig = "small",
         prior: str | Prior = "normal:0.05",
+        layer_priors: dict[str, str | Prior] | None = None,
         likelihood: Likelihood | None = None,
         operator: nn.Module | None = None,
         kl_weight: float = 1.0,
@@ -95,6 +109,11 @@ class BayesianDIP(PyroModule):
         self.kl_weight = float(kl_weight)
         self.jitter = float(jitter)
         self.prior = make_prior(prior)
+        #: pattern -> the prior of the sites it matches (each changeable in place).
+        self.layer_priors = {pattern: make_prior(spec)
+                             for pattern, spec in (layer_priors or {}).items()}
+        # Registered as submodules so that they move with the model (.to(device)).
+        self.layer_prior_modules = nn.ModuleList(self.layer_priors.values())
         self.likelihood = likelihood if likelihood is not None else GaussianLikelihood()
         self.operator = operator if operator is not None else Identity()
         if self.likelihood.heteroscedastic and not isinstance(self.operator, Identity | Mask):
@@ -118,8 +137,18 @@ class BayesianDIP(PyroModule):
             for param_name, param in list(module.named_parameters(recurse=False)):
                 site = f"net.{module_name}.{param_name}"
                 self.initial_weights[site] = param.detach().clone()
-                self.site_priors[site] = _SitePrior(self.prior, param.shape)
+                pattern = next(
+                    (p for p in self.layer_priors if fnmatch.fnmatchcase(site, p)), None
+                )
+                prior = self.prior if pattern is None else self.layer_priors[pattern]
+                self.site_priors[site] = _SitePrior(prior, param.shape)
                 setattr(module, param_name, PyroSample(self.site_priors[site]))
+        for pattern in self.layer_priors:
+            if not any(fnmatch.fnmatchcase(site, pattern) for site in self.site_priors):
+                raise InvalidInputError(
+                    f"layer prior pattern {pattern!r} matches no weight site: the sites are "
+                    f"named like {example_sites(self.site_priors)}"
+                )
 
     @property
     def weight_sites(self) -> dict[str, torch.Size]:
@@ -128,7 +157,7 @@ class BayesianDIP(PyroModule):
 
     def prior_distribution(self, site: str):
         """The prior of weight site ``site`` (events over the whole tensor), as the model
-        draws it."""
+        draws it (``layer_priors`` applied)."""
         return self.site_priors[site](None)
 
     def prior_weighting(self) -> contextlib.AbstractContextManager:
@@ -161,3 +190,10 @@ class BayesianDIP(PyroModule):
         mask = getattr(self.operator, "observed_mask", None)
         self.likelihood(self.operator(image), observation, log_variance, mask=mask)
         return image
+
+
+def example_sites(sites) -> str:
+    """A few of the site names in ``sites``, for error messages."""
+    names = list(sites)
+    shown = names if len(names) <= 4 else [*names[:2], "...", *names[-2:]]
+    return ", ".join(shown)

@@ -60,6 +60,7 @@ class NetConfig:
     padding: str = "reflect"
     activation: str = "leaky_relu"
     batch_norm: bool = True
+    dropout: float = 0.0  # MC dropout rate after each conv of encoder and decoder (not skips)
 
     def __post_init__(self) -> None:
         if self.scales < 1:
@@ -78,6 +79,8 @@ class NetConfig:
             size = getattr(self, field)
             if size < 1 or size % 2 == 0:
                 raise InvalidInputError(f"net {field} must be a positive odd int, got {size}")
+        if not 0 <= self.dropout < 1:
+            raise InvalidInputError(f"net dropout must be in [0, 1), got {self.dropout}")
         _check_choice("net activation", self.activation, ACTIVATIONS)
         _check_choice("net padding", self.padding, PADDINGS)
         _check_choice("net upsampling", self.upsampling, UPSAMPLING)
@@ -129,7 +132,8 @@ class _Scale(nn.Module):
         up = config.per_scale("channels_up")[index]
         skip = config.per_scale("channels_skip")[index]
         kd, ku = config.filter_size_down, config.filter_size_up
-        self.skip = _block(config, in_channels, skip, config.filter_size_skip) if skip else None
+        skip_block = _block(config, in_channels, skip, config.filter_size_skip, dropout=False)
+        self.skip = skip_block if skip else None
         self.down = nn.Sequential(
             *_block(config, in_channels, down, kd, stride=2), *_block(config, down, down, kd)
         )
@@ -158,9 +162,29 @@ class _Scale(nn.Module):
         return self.up(deep)
 
 
-def _block(config: NetConfig, cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    """conv -> BatchNorm -> activation. BatchNorm always normalises with the statistics of the
-    image at hand (no running averages), as DIP does in both fitting and prediction."""
+class MCDropout2d(nn.Module):
+    """Channel dropout that stays on in evaluation mode too (MC dropout samples the
+    predictive by keeping it on).
+
+    >>> drop = MCDropout2d(0.5).eval()
+    >>> bool((drop(torch.ones(1, 64, 2, 2)) == 0).any())
+    True
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.dropout2d(x, self.p, training=True)
+
+
+def _block(
+    config: NetConfig, cin: int, cout: int, kernel: int, stride: int = 1, dropout: bool = True
+) -> nn.Sequential:
+    """conv -> BatchNorm -> activation (-> MC dropout, when ``config.dropout`` and
+    ``dropout``). BatchNorm always normalises with the statistics of the image at hand (no
+    running averages), as DIP does in both fitting and prediction."""
     layers: list[nn.Module] = [
         nn.Conv2d(
             cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode=config.padding
@@ -169,4 +193,6 @@ def _block(config: NetConfig, cin: int, cout: int, kernel: int, stride: int = 1)
     if config.batch_norm:
         layers.append(nn.BatchNorm2d(cout, track_running_stats=False))
     layers.append(ACTIVATIONS[config.activation]())
+    if dropout and config.dropout > 0:
+        layers.append(MCDropout2d(config.dropout))
     return nn.Sequential(*layers)

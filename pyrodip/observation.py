@@ -9,8 +9,9 @@ and the truth x when the observation was simulated from a clean image.
 
 from __future__ import annotations
 
+import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,7 @@ from .errors import InvalidInputError
 from .networks import NetConfig
 from .noise import GaussianNoise, NoiseModel, make_noise
 from .operators import Downsample, Identity, Mask, Radon, default_ct_angles, parse_mask
+from .resources import check_memory
 
 
 @dataclass
@@ -97,6 +99,13 @@ def prepare_observation(config) -> Observation:
     """
     min_side = NetConfig.preset(config.net).min_side
     image = torch.from_numpy(load_image(config.image, slice_index=config.slice_index))
+    channels, height, width = image.shape
+    if config.size is not None:
+        height, width = longer_side_shape((height, width), config.size)
+    _check_min_side(config, (height, width), tuple(image.shape[-2:]))
+    # Before resizing and building the operator: both may take much memory.
+    scale = config.factor if config.observed and config.task == "superres" else 1
+    check_memory(config, (channels, height * scale, width * scale))
     if config.size is not None:
         image = resize_longer_side(image, config.size)
     if config.observed:
@@ -118,6 +127,42 @@ def prepare_observation(config) -> Observation:
     return Observation.simulate(truth, _noise(config), config.seed, operator, config.image)
 
 
+def hold_out(
+    observation: Observation, fraction: float = 0.1, seed: int = 0
+) -> tuple[Observation, Tensor]:
+    """Hide a random ``fraction`` of the observed pixels from the fit (all channels of each).
+
+    Returns the observation to fit, whose operator is a :class:`~pyrodip.operators.Mask` that
+    leaves the hidden pixels out of the likelihood, and the hidden pixels (bool, (1, H, W),
+    True = held out). Only pixel observations can be split so: denoising and inpainting.
+
+    >>> obs = Observation.simulate(torch.rand(1, 32, 32), noise=0.1, seed=0)
+    >>> fit_obs, held = hold_out(obs, 0.1, seed=0)
+    >>> int(held.sum()), int(fit_obs.operator.observed_mask.sum())
+    (102, 922)
+    """
+    operator = observation.operator
+    if isinstance(operator, Identity):
+        observed = torch.ones((1, *observation.image_shape[-2:]), dtype=torch.bool)
+    elif isinstance(operator, Mask):
+        observed = operator.observed_mask[0].cpu()
+    else:
+        raise InvalidInputError(
+            f"held-out pixels need an observation of the image's own pixels (denoise or "
+            f"inpaint), not through {type(operator).__name__}: use a truth-based objective"
+        )
+    if not 0 < fraction < 1:
+        raise InvalidInputError(f"the held-out fraction must be in (0, 1), got {fraction!r}")
+    known = observed.all(0, keepdim=True)
+    candidates = known.flatten().nonzero()[:, 0]
+    count = max(1, round(fraction * len(candidates)))
+    order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))
+    held = torch.zeros(known.numel(), dtype=torch.bool)
+    held[candidates[order[:count]]] = True
+    held = held.reshape(known.shape)
+    return replace(observation, operator=Mask(observed & ~held)), held
+
+
 def resize_longer_side(image: Tensor, size: int) -> Tensor:
     """``image`` (C, H, W) resized, anti-aliased, so that its longer side is ``size`` pixels.
 
@@ -126,11 +171,41 @@ def resize_longer_side(image: Tensor, size: int) -> Tensor:
     """
     from skimage.transform import resize
 
-    height, width = image.shape[-2:]
-    factor = size / max(height, width)
-    shape = (image.shape[0], max(1, round(height * factor)), max(1, round(width * factor)))
-    resized = resize(image.numpy(), shape, anti_aliasing=factor < 1, preserve_range=True)
+    shape = (image.shape[0], *longer_side_shape(image.shape[-2:], size))
+    anti_aliasing = size < max(image.shape[-2:])
+    resized = resize(image.numpy(), shape, anti_aliasing=anti_aliasing, preserve_range=True)
     return torch.from_numpy(resized.clip(0, 1).astype("float32"))
+
+
+def longer_side_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
+    """(H, W) scaled so that the longer side is ``size``.
+
+    >>> longer_side_shape((256, 128), 64)
+    (64, 32)
+    """
+    height, width = shape
+    factor = size / max(height, width)
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def _check_min_side(config, shape: tuple[int, int], loaded: tuple[int, int]) -> None:
+    """Refuse an image (``shape``, after --size; ``loaded`` before) smaller than the network
+    needs, naming the --size or net that would do."""
+
+    def needed(net: str) -> int:  # an observed super-resolution input is smaller by the factor
+        side = NetConfig.preset(net).min_side
+        return side // config.factor if config.observed and config.task == "superres" else side
+
+    need = needed(config.net)
+    if min(shape) >= need:
+        return
+    fixes = [f"--size {math.ceil(need * max(loaded) / min(loaded))}"]
+    if config.net != "small" and min(shape) >= needed("small"):
+        fixes.append("--net small")
+    raise InvalidInputError(
+        f"the image is {shape[0]}x{shape[1]} but the {config.net} network needs sides of at "
+        f"least {need} pixels: use a larger image or {' or '.join(fixes)}"
+    )
 
 
 def _noise(config, relative_to: float = 1.0) -> NoiseModel:

@@ -1,7 +1,8 @@
 """The posterior predictive: images drawn from weight samples of the guide, summarised per pixel.
 
 Samples are drawn one at a time (``Predictive(parallel=True)`` cannot batch weights through
-``F.conv2d``) and summarised on the fly with Welford's algorithm, so memory stays at a few
+``F.conv2d``; where :mod:`pyrodip.fastpath` supports the model and guide, without Pyro's
+tracing) and summarised on the fly with Welford's algorithm, so memory stays at a few
 images whatever the number of samples, unless ``keep_samples=True``.
 
 - ``mean``: the predictive mean image.
@@ -20,6 +21,7 @@ from pyro import poutine
 from torch import Tensor
 
 from .errors import InvalidInputError
+from .fastpath import draw_images, supports
 
 
 @dataclass
@@ -94,7 +96,8 @@ def predict(model, guide, num_samples: int = 25, keep_samples: bool = False) -> 
     """Summarise ``num_samples`` images rendered with weights drawn from ``guide``.
 
     The sample standard deviation uses ``num_samples - 1`` degrees of freedom (0 for one
-    sample). Example::
+    sample). Where :func:`pyrodip.fastpath.supports` the model and guide, the weights are drawn
+    without Pyro's tracing (the same draws, at the speed of a plain loop). Example::
 
         prediction = predict(model, guide, num_samples=25)
         prediction.mean.shape  # (C, H, W)
@@ -105,11 +108,18 @@ def predict(model, guide, num_samples: int = 25, keep_samples: bool = False) -> 
     model.train(False)
     moments = RunningMoments(keep_samples)
     try:
-        for _ in range(num_samples):
-            weights = poutine.trace(guide).get_trace()
-            with poutine.replay(trace=weights):
-                image, log_variance = model.render(jitter=False)
+        if supports(model, guide):
+            images = draw_images(model, guide, num_samples)
+        else:
+            images = (_pyro_render(model, guide) for _ in range(num_samples))
+        for image, log_variance in images:
             moments.add(image[0], log_variance[0].exp() if log_variance is not None else None)
     finally:
         model.train(was_training)
     return moments.prediction()
+
+
+def _pyro_render(model, guide) -> tuple[Tensor, Tensor | None]:
+    """One image from a weight draw of ``guide``, replayed through the Pyro model."""
+    with poutine.replay(trace=poutine.trace(guide).get_trace()):
+        return model.render(jitter=False)

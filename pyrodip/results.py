@@ -11,15 +11,17 @@ The schema (documented in ``docs/results.md``):
   ``psnr_current_observation``, ``ssim_current_observation``;
 - attributes: ``method``, ``task``, ``config`` (JSON), ``psnr``, ``ssim`` (of ``mean`` against
   the truth, when known), ``psnr_input`` (of the observation, when comparable), ``wall_time_s``,
-  ``pyrodip_version``, ``seed``, ...
+  ``pyrodip_version``, ``seed``, ...;
+- calibration of ``mean`` +- ``std_total`` against the truth (when known,
+  :mod:`pyrodip.calibration`): ``reliability_*`` over ``calibration_bin``,
+  ``sparsification_error`` and ``sparsification_oracle`` over ``sparsification_fraction``;
+  attributes ``uce``, ``coverage_68``, ``coverage_95``, ``ause``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,8 @@ import xarray as xr
 
 from . import __version__
 from .baselines import classical_baseline
+from .calibration import calibrate, calibration_variables
+from .files import atomic_path
 from .inference import FitResult
 from .metrics import psnr, ssim
 
@@ -67,6 +71,9 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "pyrodip_version": __version__,
         "mean_std_epistemic": float(pred.std_epistemic.mean()),
         "mean_std_total": float(pred.std_total.mean()),
+        "temperature": result.config.temperature,
+        "status": result.status,
+        "divergences": json.dumps(result.events),
     }
     attrs["noise"] = obs.noise.name
     attrs["noise_level"] = obs.noise.level
@@ -76,6 +83,11 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         attrs["baseline"] = name
     if obs.has_truth:
         attrs.update(_quality(pred.mean, obs))
+        calibration_vars, calibration_attrs = calibration_variables(
+            calibrate(pred.mean, pred.std_total, obs.truth)
+        )
+        data_vars.update(calibration_vars)
+        attrs.update(calibration_attrs)
         if baseline:
             attrs.update(_quality(image, obs, prefix="baseline_"))
         if obs.observation.shape == obs.truth.shape:
@@ -83,33 +95,6 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     steps = result.history.steps
     coords = {"step": steps, "channel": np.arange(obs.image_shape[0])}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
-
-    A crash or kill at any moment leaves either the old complete file or the new one.
-
-    >>> with atomic_path(Path(tempfile.mkdtemp()) / "a.txt") as tmp:
-    ...     _ = tmp.write_text("whole")
-    """
-    path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_dataset(dataset: xr.Dataset, path: str | os.PathLike) -> Path:

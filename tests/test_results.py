@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from pyrodip import RunConfig, __version__, fit
+from pyrodip.calibration import calibrate
 from pyrodip.plots import plot_panel
 from pyrodip.results import atomic_path, read_dataset, to_dataset, write_dataset
 
@@ -28,6 +29,22 @@ def test_schema(dataset):
     assert attrs["pyrodip_version"] == __version__ and attrs["seed"] == 0
     for key in ("psnr", "ssim", "wall_time_s", "psnr_input"):
         assert np.isfinite(attrs[key])
+
+
+def test_calibration_against_the_truth(dataset):
+    for name in ("reliability_variance", "reliability_mse", "reliability_count"):
+        assert dataset[name].dims == ("calibration_bin",) and dataset.sizes["calibration_bin"] == 10
+    for name in ("sparsification_error", "sparsification_oracle"):
+        assert dataset[name].dims == ("sparsification_fraction",)
+    assert dataset["sparsification_fraction"].values[0] == 0
+    assert dataset["sparsification_error"].values[0] == 1
+    assert int(dataset["reliability_count"].sum()) == 64 * 64
+    attrs = dataset.attrs
+    assert attrs["calibration_reference"] == "truth" and attrs["calibration_bins"] == 10
+    assert 0 <= attrs["coverage_68"] <= attrs["coverage_95"] <= 1
+    assert attrs["uce"] >= 0 and attrs["ause"] >= -1e-12
+    again = calibrate(dataset["mean"].values, dataset["std_total"].values, dataset["truth"].values)
+    assert again.uce == attrs["uce"] and again.ause == attrs["ause"]
 
 
 def test_netcdf_round_trip(dataset, tmp_path):

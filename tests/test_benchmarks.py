@@ -1,0 +1,42 @@
+"""The step-time benchmark in its smoke mode, so that it cannot rot (no time is asserted)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "step_time.py"
+KEYS = {"preset", "size", "device", "pyrodip_ms", "reference_ms", "dip_ms", "ratio_reference",
+        "ratio_dip", "predictive_ratio", "peak_mem_mb"}
+
+
+@pytest.fixture(scope="module")
+def step_time():
+    spec = importlib.util.spec_from_file_location("step_time", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_prints_the_table_and_writes_every_key(step_time, tmp_path, capsys):
+    path = tmp_path / "steps.json"
+    step_time.main(["--smoke", "--json", str(path)])
+    assert capsys.readouterr().out.startswith("preset")
+    rows = json.loads(path.read_text())["results"]
+    assert len(rows) == 1 and KEYS <= rows[0].keys()
+    row = rows[0]
+    assert (row["preset"], row["size"], row["device"]) == ("small", 32, "cpu")
+    for key in KEYS - {"preset", "size", "device"}:
+        assert row[key] > 0, key
+
+
+def test_ratios_are_medians_of_interleaved_pairs(step_time):
+    times = {"a": [2.0, 3.0, 10.0], "b": [1.0, 1.0, 1.0]}
+    assert step_time.paired_ratio(times, "a", "b") == 3.0
+    calls = []
+    variants = {"x": lambda: calls.append("x"), "y": lambda: calls.append("y")}
+    measured = step_time.interleaved(variants, repeats=2, warmup=1, device=torch.device("cpu"))
+    assert calls == ["x", "y", "x", "y", "y", "x"]  # warm-up, then a rotating order
+    assert all(len(seconds) == 2 and min(seconds) >= 0 for seconds in measured.values())
