@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +12,14 @@ from pyrodip.data import load_image
 pyrodip.inference.VALIDATE = True  # Pyro's checks on in every test fit
 
 
+# One thread per process: the suite's images are tiny, and subprocesses (CLI runs, Dask
+# workers) inherit OMP_NUM_THREADS, so nothing oversubscribes the cores.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+
 @pytest.fixture(autouse=True)
-def _two_threads():
-    torch.set_num_threads(2)
+def _one_thread():
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

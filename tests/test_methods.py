@@ -8,7 +8,7 @@ import torch
 from pyrodip import Observation, RunConfig, fit
 from pyrodip.inference import build
 from pyrodip.methods import METHODS, SGLDNoise, burn_in_steps
-from pyrodip.networks import NetConfig, SkipNet
+from pyrodip.networks import MCDropout2d, NetConfig, SkipNet
 
 
 @pytest.fixture
@@ -62,10 +62,11 @@ def test_dip_equals_plain_adam_on_the_unwrapped_network(tiny):
     result = fit(tiny, config, progress=False)
     # float32 sums in another order, amplified by Adam's normalisation: 0.5 nats of ~1e3
     assert result.history.curves["loss"] == pytest.approx(losses, abs=0.5)
-    for name, param in net.named_parameters():
-        if plain[name] is not None:
-            torch.testing.assert_close(result.guide.loc(f"net.{name}"), param, rtol=1e-3,
-                                       atol=1e-4)
+    # Weights feeding a BatchNorm (conv biases) get gradients that are zero up to rounding,
+    # which Adam's normalisation turns into arbitrary steps: compare what the nets compute.
+    with torch.no_grad():
+        image = torch.sigmoid(net(model.z))[0]
+    torch.testing.assert_close(result.prediction.mean, image, rtol=0, atol=1e-3)
 
 
 @pytest.mark.parametrize(("variant", "lr", "std"), [("adam", 0.01, 0.02),
@@ -98,7 +99,7 @@ def test_mc_dropout_defaults_reach_the_network_and_optimiser(tiny):
     config = RunConfig(method="mcdropout")
     assert (config.resolved("optimizer"), config.resolved("weight_decay")) == ("adamw", 1e-4)
     model, _ = build(config, tiny)
-    drops = [m for m in model.net.modules() if type(m).__name__ == "MCDropout2d"]
+    drops = [m for m in model.net.modules() if isinstance(m, MCDropout2d)]
     convs = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)]
     # after every conv of encoder and decoder: all but the skip convs and the output conv
     skips = [m for name, m in model.net.named_modules() if ".skip." in f".{name}."

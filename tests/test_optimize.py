@@ -9,7 +9,7 @@ import torch
 import pyrodip.optimize as bo
 from pyrodip import Observation, RunConfig
 from pyrodip.cli import main
-from pyrodip.errors import InvalidInputError, MissingFileError
+from pyrodip.errors import InvalidInputError, MissingFileError, PyrodipError
 from pyrodip.observation import hold_out
 from pyrodip.operators import Downsample, Mask
 from pyrodip.optimize import (
@@ -173,7 +173,7 @@ def test_every_trial_failing_is_an_error(tmp_path):
     def broken(params):
         raise ValueError("no")
 
-    with pytest.raises(bo.PyrodipError, match="every trial failed .first error: ValueError: no"):
+    with pytest.raises(PyrodipError, match="every trial failed .first error: ValueError: no"):
         optimize(Study(init_points=2, rounds=1, batch=1), tmp_path, evaluate=broken,
                  figures=False)
     assert json.loads(read_dataset(tmp_path / "bo.nc").attrs["best"]) is None
@@ -242,7 +242,7 @@ def test_bo_nc_schema_and_figures(tmp_path):
     assert "5 trials (5 ok, 0 failed)" in text and "best (GP mean)  prior_scale=" in text
 
 
-def test_best_parameters_refuses_what_is_not_a_study(tmp_path, noisy64):
+def test_best_parameters_refuses_what_is_not_a_study(tmp_path):
     with pytest.raises(MissingFileError, match="study result not found"):
         best_parameters(tmp_path / "nothing.nc")
     (tmp_path / "other.nc").write_bytes(b"not netcdf")
