@@ -30,13 +30,11 @@ OPTIMUM = {"prior_scale": 0.05, "temperature": 0.1}
 
 
 @pytest.fixture(autouse=True)
-def cheap_and_single_threaded(monkeypatch):
-    """A cheaper acquisition optimiser than the shipped one (same loop), and one torch thread:
-    these tiny fits and GPs run several times faster so on a shared machine."""
+def cheap_acquisition(monkeypatch):
+    """A cheaper acquisition optimiser than the shipped one (same loop), to keep tests fast."""
     monkeypatch.setattr(bo, "NUM_RESTARTS", 4)
     monkeypatch.setattr(bo, "RAW_SAMPLES", 128)
     monkeypatch.setattr(bo, "MC_SAMPLES", 128)
-    torch.set_num_threads(1)
 
 
 def bowl(params: dict) -> float:
