@@ -14,7 +14,14 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from .errors import InvalidInputError
-from .results import atomic_path
+from .files import atomic_path
+
+
+def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
+    """Write ``figure`` as a PNG at ``path``, atomically."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    return Path(path)
 
 
 def _display(image: xr.DataArray) -> np.ndarray:
@@ -69,9 +76,7 @@ def panel_figure(dataset: xr.Dataset) -> Figure:
 
 def plot_panel(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     """Save :func:`panel_figure` as a PNG, atomically."""
-    with atomic_path(path) as tmp:
-        panel_figure(dataset).savefig(tmp, format="png", dpi=100)
-    return Path(path)
+    return save_figure(panel_figure(dataset), path)
 
 
 def plot_calibration(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
@@ -113,9 +118,7 @@ def plot_calibration(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
         f"{attrs.get('method', '')} on {attrs.get('image', '')}: calibration against the truth",
         fontsize=10,
     )
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    return Path(path)
+    return save_figure(figure, path)
 
 
 # --- Bayesian optimisation (pyrodip.optimize) -------------------------------------------------
@@ -224,16 +227,12 @@ def bo_progress_figure(dataset: xr.Dataset) -> Figure:
 
 def plot_bo_surface(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     """Save :func:`bo_surface_figure` as a PNG, atomically."""
-    with atomic_path(path) as tmp:
-        bo_surface_figure(dataset).savefig(tmp, format="png", dpi=100)
-    return Path(path)
+    return save_figure(bo_surface_figure(dataset), path)
 
 
 def plot_bo_progress(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     """Save :func:`bo_progress_figure` as a PNG, atomically."""
-    with atomic_path(path) as tmp:
-        bo_progress_figure(dataset).savefig(tmp, format="png", dpi=100)
-    return Path(path)
+    return save_figure(bo_progress_figure(dataset), path)
 
 
 def comparison_figures(comparison: xr.Dataset, folder: str | os.PathLike) -> list[Path]:
@@ -256,8 +255,7 @@ def comparison_figures(comparison: xr.Dataset, folder: str | os.PathLike) -> lis
             ax.set(title=str(image), xlabel="step", ylabel="PSNR (dB), smoothed vs truth")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        with atomic_path(folder / "psnr_curves.png") as tmp:
-            figure.savefig(tmp, format="png", dpi=100)
+        save_figure(figure, folder / "psnr_curves.png")
         written.append(folder / "psnr_curves.png")
     for image in images:
         methods = list(comparison["method"].values)
@@ -277,7 +275,6 @@ def comparison_figures(comparison: xr.Dataset, folder: str | os.PathLike) -> lis
             for ax in row:
                 ax.axis("off")
         path = folder / f"uncertainty_{image}.png"
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=100)
+        save_figure(figure, path)
         written.append(path)
     return written
