@@ -28,7 +28,6 @@ runs of different lengths or sizes padded with NaN); :func:`summary_table` makes
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from .config import RunConfig
+from .config import RunConfig, read_toml
 from .errors import InvalidInputError, MissingFileError
 from .methods import METHODS
 
@@ -78,12 +77,7 @@ class Comparison:
     @classmethod
     def from_toml(cls, path: str | Path) -> Comparison:
         path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"study file not found: {path} (check the path)")
-        try:
-            spec = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise InvalidInputError(f"study file {path} is not valid TOML: {error}") from None
+        spec = read_toml(path, "study file")
         unknown = sorted(set(spec) - set(STUDY_KEYS))
         if unknown:
             raise InvalidInputError(

@@ -189,16 +189,21 @@ class RunConfig:
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: object) -> RunConfig:
         """Read the settings from a TOML file; ``overrides`` (e.g. from the CLI) win."""
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"config file not found: {path} (check the path)")
-        try:
-            settings = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise InvalidInputError(f"config file {path} is not valid TOML: {error}") from None
+        settings = read_toml(path, "config file")
         settings.update(overrides)
         _check_keys(settings, source=f"config file {path}")
         return cls(**settings)
+
+
+def read_toml(path: str | Path, what: str) -> dict:
+    """The TOML file ``path`` as a dict; ``what`` names it in errors (e.g. "config file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} not found: {path} (check the path)")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"{what} {path} is not valid TOML: {error}") from None
 
 
 def _check_keys(settings: dict, source: str = "settings") -> None:
