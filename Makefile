@@ -1,5 +1,6 @@
 # `make demo` and `make test` set everything up on a fresh machine (a virtual environment in
-# .venv with torch, the package and its test tools), then run the demo or the test suite.
+# .venv with torch, the package and its test tools), then run the demo, or the linter, the test
+# suite and the documentation's strict build.
 # torch is installed first, pinned, so that pip keeps it: on a CPU machine the default pin takes
 # the CPU wheel; on a GPU machine pass e.g. TORCH="torch==2.13.0" from an index with CUDA builds.
 PYTHON ?= python3
@@ -23,6 +24,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) runs site .pytest_cache .hypothesis

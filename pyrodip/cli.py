@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -74,11 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="compare methods over images and seeds",
         description="Run every method on every image with every seed of a study file (TOML, "
-        "see docs/compare.md); write each run, the stacked comparison.nc, table.md and "
+        "see docs/methods.md); write each run, the stacked comparison.nc, table.md and "
         "figures to --out. Runs already in --out are kept, so an interrupted study continues.",
     )
     compare.add_argument("study", type=Path, help="the study file (TOML)")
     compare.add_argument("--out", type=Path, required=True, help="output folder")
+    compare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         dest="overrides", help="a run setting for every run, over the study "
+                         "file's (repeatable), e.g. --set steps=200")
+    compare.add_argument("--workers", type=int, metavar="N",
+                         help="fit N runs at once on a local Dask cluster [one at a time]")
+    compare.add_argument("--scheduler", metavar="ADDRESS",
+                         help="fit the runs on this Dask scheduler (image paths must be "
+                         "readable by its workers)")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.set_defaults(handler=compare_command)
     report = commands.add_parser(
@@ -97,9 +106,16 @@ def compare_command(args: argparse.Namespace) -> int:
     from .files import atomic_path
     from .plots import comparison_figures
 
-    comparison = Comparison.from_toml(args.study)
+    comparison = Comparison.from_toml(args.study).with_settings(**parse_settings(args.overrides))
     out = prepare_output(args.out, "compare", overwrite=True)
-    dataset = run_comparison(comparison, out, progress=not args.quiet)
+    with contextlib.ExitStack() as stack:
+        executor = None
+        if args.workers is not None or args.scheduler is not None:
+            from .execution import dask_executor
+
+            device = comparison.settings.get("device", "cpu")
+            executor = stack.enter_context(dask_executor(args.scheduler, args.workers, device))
+        dataset = run_comparison(comparison, out, progress=not args.quiet, executor=executor)
     table = summary_table(dataset)
     with atomic_path(out / "table.md") as tmp:
         tmp.write_text(table + "\n")
@@ -107,6 +123,25 @@ def compare_command(args: argparse.Namespace) -> int:
     print(table)
     print(f"wrote {out / 'comparison.nc'}, table.md and {len(figures)} figures")
     return 0
+
+
+def parse_settings(texts: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` texts as settings, each VALUE read as a TOML value (a number, true, ...)
+    or else taken as a string.
+
+    >>> parse_settings(["steps=200", "prior=laplace:0.05", "observed=true"])
+    {'steps': 200, 'prior': 'laplace:0.05', 'observed': True}
+    """
+    settings: dict[str, object] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--set takes KEY=VALUE, e.g. steps=200, got {text!r}")
+        try:
+            settings[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            settings[key.strip()] = value
+    return settings
 
 
 def report_command(args: argparse.Namespace) -> int:

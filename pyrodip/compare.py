@@ -21,13 +21,15 @@ study continues where it stopped), writes each run's dataset to ``runs/``, and s
 runs of different lengths or sizes padded with NaN); :func:`summary_table` makes the table.
 
 >>> comparison = Comparison(methods=["dip", "mfvi"], images=["sample:phantom"], seeds=[0, 1])
->>> [(method, seed) for method, _, seed, _ in comparison.runs()]
-[('dip', 0), ('dip', 1), ('mfvi', 0), ('mfvi', 1)]
+>>> tuple((method, seed) for method, _, seed, _ in comparison.runs())
+(('dip', 0), ('dip', 1), ('mfvi', 0), ('mfvi', 1))
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +40,9 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig, read_toml
 from .errors import InvalidInputError, MissingFileError
+from .execution import Executor, SyncExecutor
 from .methods import METHODS
+from .operators import names_a_mask_file
 
 #: Scalar attributes of a run that become variables over (method, image, seed), by the name
 #: they take there (the predictive mean's ``psnr`` and ``ssim`` would clash with the curves).
@@ -84,12 +88,36 @@ class Comparison:
                 f"unknown key {unknown[0]!r} in study file {path} (valid: {', '.join(STUDY_KEYS)}"
                 "; run settings go under [settings])"
             )
+        settings = dict(spec.get("settings", {}))
+        method_settings = {name: dict(table) for name, table in spec.get("method", {}).items()}
+        for table in (settings, *method_settings.values()):
+            if isinstance(table.get("mask"), str) and names_a_mask_file(table["mask"]):
+                table["mask"] = _relative_to(path.parent, table["mask"])
         return cls(
             methods=list(spec.get("methods", [])),
             images=[_relative_to(path.parent, image) for image in spec.get("images", [])],
             seeds=list(spec.get("seeds", [0])),
-            settings=dict(spec.get("settings", {})),
-            method_settings=dict(spec.get("method", {})),
+            settings=settings,
+            method_settings=method_settings,
+        )
+
+    def with_settings(self, **settings: object) -> Comparison:
+        """The same study with ``settings`` applied to every run, over its own.
+
+        >>> study = Comparison(methods=["dip"], images=["sample:ct"], method_settings={"dip":
+        ...                    {"steps": 500}}).with_settings(steps=20)
+        >>> next(study.runs())[3].steps
+        20
+        """
+        axes = sorted(set(settings) & {"image", "method", "seed"})
+        if axes:
+            raise InvalidInputError(
+                f"{axes[0]} is an axis of the study, not a run setting: list it under "
+                f"{axes[0]}s in the study file"
+            )
+        methods = {name: {**table, **settings} for name, table in self.method_settings.items()}
+        return dataclasses.replace(
+            self, settings={**self.settings, **settings}, method_settings=methods
         )
 
     def runs(self) -> Iterator[tuple[str, str, int, RunConfig]]:
@@ -112,29 +140,47 @@ def image_label(image: str) -> str:
 
 
 def _relative_to(folder: Path, image: str) -> str:
-    """Image paths in a study file are relative to the file's folder."""
+    """Image and mask paths in a study file are relative to the file's folder."""
     if image.startswith("sample:") or Path(image).is_absolute():
         return image
-    return str(folder / image)
+    return os.path.normpath(folder / image)
 
 
-def run_comparison(comparison: Comparison, out: str | Path, progress: bool = True) -> xr.Dataset:
+def run_comparison(
+    comparison: Comparison, out: str | Path, progress: bool = True,
+    executor: Executor | None = None,
+) -> xr.Dataset:
     """Fit every run of ``comparison`` (skipping runs already written to ``out/runs``), then
-    stack them into ``out/comparison.nc`` and return that dataset."""
-    from .inference import fit
-    from .observation import prepare_observation
-    from .results import read_dataset, to_dataset, write_dataset
+    stack them into ``out/comparison.nc`` and return that dataset.
+
+    ``executor`` runs the fits (default: one after another in this process); with
+    :func:`pyrodip.execution.dask_executor` they run in parallel, locally or on a cluster.
+    """
+    from .results import read_dataset, write_dataset
 
     runs_dir = Path(out) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
+    runs = [
+        (method, image, seed, config, runs_dir / f"{image_label(image)}-{method}-seed{seed}.nc")
+        for method, image, seed, config in comparison.runs()
+    ]
+    missing = [(config, path) for *_, config, path in runs if not path.exists()]
+    if executor is None and len(missing) == 1:  # a single fit shows its own progress bar
+        fit_run(*missing[0], progress=progress)
+    elif missing:
+        executor = executor or SyncExecutor()
+        for config, path in missing:
+            executor.submit(fit_run, config, path)
+        pending = len(missing)
+        with tqdm(total=len(runs), initial=len(runs) - pending, desc="comparison",
+                  unit="run", disable=not progress) as bar:
+            while pending:
+                for future in executor.next_completed():
+                    future.result()  # a failed fit stops the study with its error
+                    pending -= 1
+                    bar.update()
     datasets = {}
-    for method, image, seed, config in tqdm(
-        list(comparison.runs()), desc="comparison", unit="run", disable=not progress
-    ):
-        path = runs_dir / f"{image_label(image)}-{method}-seed{seed}.nc"
-        if not path.exists():
-            result = fit(prepare_observation(config), config, progress=progress)
-            write_dataset(to_dataset(result), path)
+    for method, image, seed, config, path in runs:
         run = read_dataset(path)
         if run.attrs.get("config") != config.to_json():
             raise InvalidInputError(
@@ -147,6 +193,16 @@ def run_comparison(comparison: Comparison, out: str | Path, progress: bool = Tru
     return stacked
 
 
+def fit_run(config: RunConfig, path: str | Path, progress: bool = False) -> Path:
+    """Fit one run of a study and write its dataset to ``path`` (whole or not at all)."""
+    from .inference import fit
+    from .observation import prepare_observation
+    from .results import to_dataset, write_dataset
+
+    write_dataset(to_dataset(fit(prepare_observation(config), config, progress=progress)), path)
+    return Path(path)
+
+
 def stack(datasets: dict[tuple[str, str, int], xr.Dataset]) -> xr.Dataset:
     """One dataset over (method, image, seed) from runs keyed by (method, image, seed): their
     variables, and :data:`RUN_SCALARS` attributes as variables; NaN where a run lacks one."""
@@ -155,10 +211,14 @@ def stack(datasets: dict[tuple[str, str, int], xr.Dataset]) -> xr.Dataset:
         run = run.drop_vars([v for v in run.data_vars if "baseline" in v and v != "baseline"])
         scalars = {name: float(run.attrs.get(key, np.nan)) for key, name in RUN_SCALARS.items()}
         piece = run.reset_coords().assign(scalars).drop_attrs()  # per-run coords become vars
+        # Index the pixel axes, so that images of other sizes are padded with NaN, not refused.
+        piece = piece.assign_coords(
+            {dim: np.arange(size) for dim, size in piece.sizes.items() if dim not in piece.coords}
+        )
         pieces.append(piece.expand_dims(method=[method], image=[image], seed=[seed]))
-    stacked = xr.combine_by_coords(
-        pieces, join="outer", combine_attrs="drop", data_vars="all", coords="minimal"
-    )
+    # The pieces never overlap (each is one (method, image, seed)): an outer merge pads every
+    # variable a run lacks, or holds over fewer steps or pixels, with NaN.
+    stacked = xr.merge(pieces, join="outer", compat="no_conflicts", combine_attrs="drop")
     methods = list(dict.fromkeys(key[0] for key in datasets))
     images = list(dict.fromkeys(key[1] for key in datasets))
     stacked = stacked.reindex({"method": methods, "image": images})
@@ -204,7 +264,8 @@ def summary_table(study: xr.Dataset) -> str:
     for image in study["image"].values:
         for method in study["method"].values:
             at = {"method": method, "image": image}
-            cells = [_cell(values.sel(at)) for values in columns.values()]
+            cells = [_cell(values.sel(at), integer=header == "best step")
+                     for header, values in columns.items()]
             rows.append(f"| {method} | {image} | " + " | ".join(cells) + " |")
     seeds = study.sizes["seed"]
     rows.append("")
@@ -213,15 +274,16 @@ def summary_table(study: xr.Dataset) -> str:
     return "\n".join(rows)
 
 
-def _cell(values: xr.DataArray) -> str:
+def _cell(values: xr.DataArray, integer: bool = False) -> str:
     array = np.asarray(values.values, dtype=float)
     array = array[np.isfinite(array)]
     if array.size == 0:
         return "-"
+    number = (lambda value: f"{value:.0f}") if integer else _number
     mean = float(array.mean())
     if array.size == 1:
-        return _number(mean)
-    return f"{_number(mean)} +- {_number(float(array.std(ddof=1)))}"
+        return number(mean)
+    return f"{number(mean)} +- {number(float(array.std(ddof=1)))}"
 
 
 def _number(value: float) -> str:

@@ -29,7 +29,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import InvalidInputError
 
@@ -37,6 +37,16 @@ from .errors import InvalidInputError
 CONNECT_TIMEOUT_S = 30
 #: Dask's configuration of the environment its nannies give worker processes.
 PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
+
+
+class Executor(Protocol):
+    """What runs trials and study fits: :class:`SyncExecutor` or :class:`DaskExecutor`."""
+
+    def submit(self, fn: Callable, *args: Any) -> Any:
+        """Start ``fn(*args)``; a future whose ``.result()`` returns or raises."""
+
+    def next_completed(self) -> list:
+        """Block until a submitted call finishes; every future finished since the last call."""
 
 
 def run_trial(fn: Callable[[Any], float], params: Any) -> tuple[float, float, str]:

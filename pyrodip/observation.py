@@ -20,7 +20,15 @@ from .data import center_crop, load_image
 from .errors import InvalidInputError
 from .networks import NetConfig
 from .noise import GaussianNoise, NoiseModel, make_noise
-from .operators import Downsample, Identity, Mask, Radon, default_ct_angles, parse_mask
+from .operators import (
+    Downsample,
+    Identity,
+    Mask,
+    Radon,
+    default_ct_angles,
+    names_a_mask_file,
+    parse_mask,
+)
 from .resources import check_memory
 
 
@@ -106,14 +114,19 @@ def prepare_observation(config) -> Observation:
     # Before resizing and building the operator: both may take much memory.
     scale = config.factor if config.observed and config.task == "superres" else 1
     check_memory(config, (channels, height * scale, width * scale))
+    mask = _mask_file(config, tuple(image.shape[-2:]))  # checked against the loaded image
     if config.size is not None:
         image = resize_longer_side(image, config.size)
+        mask = None if mask is None else resize_mask(mask, tuple(image.shape[-2:]))
     if config.observed:
-        return _observed(config, image, min_side)
+        return _observed(config, image, min_side, mask)
     if config.task == "ct":
         image = _square(image)
     truth = center_crop(image, min_side)
-    operator = _operator(config, truth.shape)
+    if mask is not None:
+        operator = Mask(center_crop(mask, min_side))
+    else:
+        operator = _operator(config, truth.shape)
     if config.task == "ct":
         # The scanner sees only the inscribed circle: what lies outside cannot be reconstructed.
         truth = truth * operator.circle.to(truth.dtype).reshape(truth.shape[-2:])
@@ -177,6 +190,26 @@ def resize_longer_side(image: Tensor, size: int) -> Tensor:
     return torch.from_numpy(resized.clip(0, 1).astype("float32"))
 
 
+def resize_mask(known: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A bool (H, W) mask resized to ``shape``: a pixel is known only when all of the area it
+    covers is known, so thin missing structures (hairs) stay missing.
+
+    >>> known = torch.ones(4, 4, dtype=torch.bool); known[0, 0] = False
+    >>> resize_mask(known, (2, 2)).tolist()
+    [[False, True], [True, True]]
+    """
+    area = torch.nn.functional.interpolate(known[None, None].float(), size=shape, mode="area")
+    return area[0, 0] > 1 - 1e-6
+
+
+def _mask_file(config, shape: tuple[int, int]) -> Tensor | None:
+    """The inpainting mask read from a file, at the loaded image's ``shape``; None when the
+    mask is not a file (random, strokes and text masks are drawn at the final size)."""
+    if config.task != "inpaint" or not names_a_mask_file(config.mask):
+        return None
+    return parse_mask(config.mask, shape, seed=config.seed)
+
+
 def longer_side_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
     """(H, W) scaled so that the longer side is ``size``.
 
@@ -193,7 +226,7 @@ def _check_min_side(config, shape: tuple[int, int], loaded: tuple[int, int]) -> 
     needs, naming the --size or net that would do."""
 
     def needed(net: str) -> int:  # an observed super-resolution input is smaller by the factor
-        side = NetConfig.preset(net).min_side
+        side = 2 * NetConfig.preset(net).min_side  # the deepest level's padded 3x3 convs need 2 px
         return side // config.factor if config.observed and config.task == "superres" else side
 
     need = needed(config.net)
@@ -243,7 +276,7 @@ def _square(image: Tensor) -> Tensor:
     return image[..., top : top + side, left : left + side]
 
 
-def _observed(config, image: Tensor, min_side: int) -> Observation:
+def _observed(config, image: Tensor, min_side: int, mask: Tensor | None) -> Observation:
     """The image is the observation: crop it so that the image to reconstruct fits the net."""
     noise = _noise(config)
     if config.task == "denoise":
@@ -261,7 +294,9 @@ def _observed(config, image: Tensor, min_side: int) -> Observation:
         return Observation.observed(y, noise, Downsample(config.factor), shape, config.image)
     if config.task == "inpaint":
         y = center_crop(image, min_side)
-        mask = center_crop(parse_mask(config.mask, tuple(image.shape[-2:]), config.seed), min_side)
+        if mask is None:
+            mask = parse_mask(config.mask, tuple(image.shape[-2:]), config.seed)
+        mask = center_crop(mask, min_side)
         return Observation.observed(y, noise, Mask(mask), tuple(y.shape), config.image)
     raise InvalidInputError(
         "--observed is not supported for the ct task: pass a clean image, and pyrodip "

@@ -490,6 +490,16 @@ def load_mask(path: str | os.PathLike, shape: Sequence[int]) -> Tensor:
     return known
 
 
+def names_a_mask_file(spec: str) -> bool:
+    """Whether a mask spec names a file rather than a drawn mask (strokes, text, random:F).
+
+    >>> names_a_mask_file("masks/hair.png"), names_a_mask_file("random:0.2")
+    (True, False)
+    """
+    name = spec.strip()
+    return name not in ("strokes", "text") and not name.startswith("random")
+
+
 def parse_mask(spec: str, shape: Sequence[int], seed: Seed = 0) -> Tensor:
     """The mask named by ``spec``: ``"random:FRACTION"``, ``"strokes"``, ``"text"`` or the
     path of a mask image (see :func:`load_mask`).

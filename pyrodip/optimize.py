@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .config import RunConfig
 from .errors import InvalidInputError, MissingFileError, PyrodipError
-from .execution import SyncExecutor, run_trial
+from .execution import Executor, SyncExecutor, run_trial
 from .files import atomic_path
 from .results import read_dataset, write_dataset
 
@@ -340,7 +340,7 @@ def optimize(
     study: Study,
     folder: str | os.PathLike,
     *,
-    executor=None,
+    executor: Executor | None = None,
     evaluate: Callable[[dict[str, float]], float] | None = None,
     progress: bool = False,
     figures: bool = True,
@@ -386,7 +386,7 @@ def resume(
     folder: str | os.PathLike,
     *,
     rounds: int | None = None,
-    executor=None,
+    executor: Executor | None = None,
     evaluate: Callable[[dict[str, float]], float] | None = None,
     progress: bool = False,
     figures: bool = True,

@@ -30,6 +30,11 @@ def _display(image: xr.DataArray) -> np.ndarray:
     return values[0] if values.shape[0] == 1 else np.moveaxis(values, 0, -1).clip(0, 1)
 
 
+def _image_name(attrs: dict) -> str:
+    """The image of a run as titles show it: its file name, or ``sample:NAME``."""
+    return Path(attrs.get("image", "")).name
+
+
 def panel_figure(dataset: xr.Dataset) -> Figure:
     """Truth, observation, mean, absolute error, uncertainty and the PSNR curve of one run."""
     has_truth = "truth" in dataset
@@ -69,7 +74,7 @@ def panel_figure(dataset: xr.Dataset) -> Figure:
     curve.legend(fontsize=8)
     curve.grid(alpha=0.3)
     figure.suptitle(
-        f"{dataset.attrs.get('method', '')} on {dataset.attrs.get('image', '')}", fontsize=10
+        f"{dataset.attrs.get('method', '')} on {_image_name(dataset.attrs)}", fontsize=10
     )
     return figure
 
@@ -115,7 +120,7 @@ def plot_calibration(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     figure.suptitle(
-        f"{attrs.get('method', '')} on {attrs.get('image', '')}: calibration against the truth",
+        f"{attrs.get('method', '')} on {_image_name(attrs)}: calibration against the truth",
         fontsize=10,
     )
     return save_figure(figure, path)

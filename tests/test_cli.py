@@ -70,14 +70,3 @@ def test_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
 def test_cuda_without_cuda_is_refused(capsys, tmp_path):
     assert exit_code(["run", "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
     assert "CUDA is not available: use --device cpu" in capsys.readouterr().err
-
-
-def test_docs_hold_the_current_help(monkeypatch, capsys):
-    """docs/cli.md embeds `pyrodip run --help`; regenerate it when the options change."""
-    from pathlib import Path
-
-    monkeypatch.setenv("COLUMNS", "100")
-    assert exit_code(["run", "--help"]) == 0
-    help_text = capsys.readouterr().out.strip()
-    docs = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
-    assert help_text in docs

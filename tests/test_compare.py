@@ -90,3 +90,31 @@ def test_bad_study_files_fail_clearly(tmp_path, capsys, text, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_images_of_other_sizes_stack_padded_with_nan():
+    import xarray as xr
+
+    from pyrodip.compare import stack
+
+    def run(side: int, steps: int) -> xr.Dataset:
+        return xr.Dataset(
+            {"mean": (("channel", "y", "x"), np.ones((1, side, side))),
+             "psnr": ("step", np.arange(steps, dtype=float))},
+            coords={"step": np.arange(1, steps + 1)}, attrs={"task": "denoise"},
+        )
+
+    study = stack({("dip", "ct", 0): run(64, 3), ("dip", "mr", 0): run(32, 5)})
+    assert study["mean"].sizes["y"] == 64 and study.sizes["step"] == 5
+    small = study["mean"].sel({"image": "mr", "method": "dip", "seed": 0})
+    assert int(small.notnull().sum()) == 32 * 32
+    assert float(study["psnr"].sel({"image": "ct", "method": "dip", "seed": 0}).isnull().sum()) == 2
+
+
+def test_set_overrides_every_run_but_not_the_axes(study_file):
+    from pyrodip.errors import InvalidInputError
+
+    study = Comparison.from_toml(study_file).with_settings(steps=7, lr=0.5)
+    assert {(config.steps, config.lr) for *_, config in study.runs()} == {(7, 0.5)}
+    with pytest.raises(InvalidInputError, match="image is an axis of the study"):
+        study.with_settings(image="sample:ct")

@@ -96,6 +96,19 @@ def test_inpainting_mask_from_a_file(tiny_png, tmp_path):
     assert int((~known).sum()) == 400
 
 
+@pytest.mark.parametrize("observed", [False, True])
+def test_a_mask_file_is_resized_with_the_image_and_keeps_thin_gaps(tiny_png, tmp_path, observed):
+    mask = np.full((64, 64), 255, np.uint8)
+    mask[:, 21] = 0  # a one-pixel hair
+    imsave(tmp_path / "mask.png", mask, check_contrast=False)
+    config = RunConfig(image=str(tiny_png), task="inpaint", mask=str(tmp_path / "mask.png"),
+                       size=32, observed=observed)
+    known = prepare_observation(config).operator.observed_mask[0, 0]
+    assert known.shape == (32, 32)
+    assert not known[:, 10].any() and known[:, [9, 11]].all()
+    assert int((~known).sum()) == 32
+
+
 @pytest.mark.parametrize("changes, words", [
     ({"task": "deblur"}, "choose one of denoise, superres, inpaint, ct"),
     ({"noise": "rician"}, "choose one of gaussian, speckle, poisson"),

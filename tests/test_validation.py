@@ -51,8 +51,8 @@ def make_files(folder: Path) -> dict[str, str]:
     files["text_png"].write_text("not an image\n")
     files["png8"] = folder / "tiny8.png"
     imsave(files["png8"], gray[:8, :8])
-    files["png24"] = folder / "tiny24.png"
-    imsave(files["png24"], gray[:24, :24])
+    files["png48"] = folder / "tiny48.png"
+    imsave(files["png48"], gray[:48, :48])
     for name, array in {
         "npy4d": np.zeros((2, 2, 64, 64)),
         "npy5ch": np.zeros((5, 64, 64)),
@@ -111,9 +111,9 @@ CASES = [
     ("NIfTI slice out of range", ["run", "--image", "{nii}", "--slice", "5"],
      "NIfTI slice 5 is out of range: the volume has 3 slices (0-2)"),
     ("image below the small net's side", ["run", "--image", "{png8}"],
-     "the image is 8x8 but the small network needs sides of at least 16 pixels"),
-    ("image below the paper net's side", ["run", "--image", "{png24}", "--net", "paper"],
-     "needs sides of at least 32 pixels: use a larger image or --size 32 or --net small"),
+     "the image is 8x8 but the small network needs sides of at least 32 pixels"),
+    ("image below the paper net's side", ["run", "--image", "{png48}", "--net", "paper"],
+     "needs sides of at least 64 pixels: use a larger image or --size 64 or --net small"),
     ("--size below the net's side", ["run", "--image", "{png}", "--size", "8"],
      "the image is 8x8 but the small network"),
     ("4-D array", ["run", "--image", "{npy4d}"], "cannot use an image of shape (2, 2, 64, 64)"),

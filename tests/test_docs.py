@@ -1,0 +1,221 @@
+"""Every code snippet in README.md and docs/ runs here, so the docs cannot rot.
+
+Each page's snippets run in document order in one scratch folder (so a later snippet can use
+what an earlier one wrote), with tiny settings: fits cut to 3 steps and 2 samples, BO studies
+to 2 initial points and 1 round, reproductions to the smoke scale of two of the file's domains
+with small generated images. Image files a command names (``xray.jpg``, ``skin_mask.png``,
+...) are generated in the scratch folder. ``python`` blocks are executed; ``bash`` blocks run
+their commands (``pyrodip`` in-process); ``toml`` blocks are parsed and validated as a study or
+a run configuration. A block preceded by ``<!-- not run: REASON -->`` is skipped, and the
+commands in :data:`RUN_ELSEWHERE` are those CI itself runs (``make test``) or that set up an
+environment.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage.io import imsave
+from skimage.transform import resize
+
+from pyrodip.cli import main as pyrodip_main
+from pyrodip.compare import Comparison
+from pyrodip.config import RunConfig
+from pyrodip.data import load_image
+from pyrodip.guides import GUIDES
+from pyrodip.priors import PRIORS
+
+ROOT = Path(__file__).parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"(<!-- not run: (?P<reason>[^>]*)-->\s*\n)?```(?P<lang>\w*)[^\n]*\n"
+                   r"(?P<body>.*?)\n```", re.DOTALL)
+RUN_LANGUAGES = ("python", "bash", "toml")
+#: Blocks that show output or a file's contents, not code to run.
+SHOWN_LANGUAGES = ("text", "json", "yaml")
+#: Commands not run here, and why.
+RUN_ELSEWHERE = {
+    "make": "CI runs `make test` itself; `make demo` is `pyrodip run`, run here",
+    "pip": "installs packages: CI's set-up",
+    "mkdocs": "`make test` builds the site with --strict",
+    "cd": "moves to the checkout",
+}
+IMAGE_FILE = re.compile(r"^[\w./-]+\.(png|jpg|jpeg|dcm|npy)$")
+
+
+def blocks(page: Path) -> list[tuple[str, str, str | None]]:
+    """(language, body, reason not run) of every fenced block of ``page``."""
+    return [(m["lang"], m["body"], m["reason"]) for m in BLOCK.finditer(page.read_text())]
+
+
+def test_every_fenced_block_is_found_and_every_language_is_known():
+    """The parser misses no block, and every block is code run here or output shown."""
+    for page in PAGES:
+        fences = [line for line in page.read_text().splitlines() if line.startswith("```")]
+        found = blocks(page)
+        assert len(fences) == 2 * len(found), page.name
+        for lang, _, _ in found:
+            assert lang in (*RUN_LANGUAGES, *SHOWN_LANGUAGES), f"{page.name}: ```{lang}"
+
+
+def runnable_blocks(page_blocks: list) -> list:
+    """The blocks of a page that this test runs."""
+    return [b for b in page_blocks if b[0] in RUN_LANGUAGES and b[2] is None]
+
+
+def tiny(text: str) -> str:
+    """Python source with its fits cut down to a smoke test."""
+    text = re.sub(r"\bsteps=\d+", "steps=3", text)
+    text = re.sub(r"\bsamples=\d+", "samples=2", text)
+    return re.sub(r"\brounds=\d+", "rounds=1", text)
+
+
+def tiny_command(words: list[str]) -> list[str]:
+    """A pyrodip command line with tiny settings appended (argparse: the last one wins)."""
+    command = words[0]
+    if command == "run" and "--resume" not in words:
+        return [*words, "--steps", "3", "--samples", "2"]
+    if command == "bo" and "--resume" not in words:
+        return [*words, "--steps", "3", "--samples", "2", "--rounds", "1", "--init-points",
+                "2", "--batch", "1", "--workers", "1"]
+    if command == "compare":
+        return [*words, "--set", "steps=3", "--set", "samples=2", "--set", "size=64"]
+    return words
+
+
+def make_image(path: Path) -> None:
+    """A small image (or mask, or DICOM) at ``path`` for a command that names it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".dcm":
+        from pydicom.data import get_testdata_file
+
+        shutil.copy(get_testdata_file("CT_small.dcm"), path)
+        return
+    if "mask" in path.name:
+        mask = np.full((64, 64), 255, np.uint8)
+        mask[10:14, :] = 0
+        imsave(path, mask, check_contrast=False)
+        return
+    image = (resize(load_image("sample:phantom")[0], (64, 64)) * 255).astype(np.uint8)
+    if path.suffix == ".npy":
+        np.save(path, image / 255.0)
+    else:
+        imsave(path, image, check_contrast=False)
+
+
+def smoke_reproduction_file(folder: Path) -> Path:
+    """experiments/reproduce.toml with every domain's images replaced by generated ones."""
+    spec = (ROOT / "experiments" / "reproduce.toml").read_text()
+    for match in set(re.findall(r'"(\.\./\.\./shared/data/[^"]+)"', spec)):
+        name = Path(match).name
+        make_image(folder / "images" / name)
+        spec = spec.replace(f'"{match}"', f'"images/{name}"')
+    path = folder / "reproduce.toml"
+    path.write_text(spec)
+    return path
+
+
+def run_shell(body: str, workspace: Path) -> list[str]:
+    """Run every command of a bash block; return those not run (with why)."""
+    skipped = []
+    for line in body.replace("\\\n", " ").splitlines():
+        line = line.split(" #")[0].strip().removeprefix("$ ")
+        if not line or line.startswith("#"):
+            continue
+        words = shlex.split(line)
+        program = words[0].removeprefix(".venv/bin/")
+        if program in RUN_ELSEWHERE:
+            skipped.append(f"{line}: {RUN_ELSEWHERE[program]}")
+            continue
+        if "cuda" in line:
+            skipped.append(f"{line}: needs a GPU")
+            continue
+        for word in words:
+            if IMAGE_FILE.match(word) and not (workspace / word).exists():
+                make_image(workspace / word)
+        if program == "pyrodip":
+            try:
+                code = pyrodip_main(tiny_command(words[1:]))
+            except SystemExit as exit:  # --help
+                code = exit.code
+            assert code == 0, f"`{line}` exited with {code}"
+        elif program == "python" and words[1:3] == ["-m", "experiments.reproduce"]:
+            from experiments.reproduce import main as reproduce
+
+            extra = ["--scale", "smoke", "--file", str(smoke_reproduction_file(workspace)),
+                     "--domain", "oct", "--domain", "skin"]  # a denoising and a masked task
+            assert reproduce([*words[3:], *extra]) == 0
+        elif program == "python" and words[1].startswith("benchmarks/"):
+            script = ROOT / words[1]
+            result = subprocess.run([sys.executable, str(script), *words[2:], "--smoke"],
+                                    capture_output=True, text=True, cwd=workspace)
+            assert result.returncode == 0, result.stderr
+        else:
+            raise AssertionError(f"the docs run a command this test does not know: {line}")
+    return skipped
+
+
+def check_toml(body: str) -> None:
+    spec = tomllib.loads(body)
+    if "methods" in spec:
+        Comparison(methods=spec["methods"], images=spec.get("images", ["sample:ct"]),
+                   seeds=spec.get("seeds", [0]), settings=spec.get("settings", {}),
+                   method_settings=spec.get("method", {}))
+    else:
+        RunConfig(**spec)
+
+
+@pytest.fixture
+def registries():
+    """The priors and guides the snippets register are gone after the page."""
+    saved = [(registry, dict(registry)) for registry in (PRIORS, GUIDES)]
+    yield
+    for registry, entries in saved:
+        registry.clear()
+        registry.update(entries)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_snippet_of_the_page_runs(page, tmp_path, monkeypatch, capsys, registries):
+    page_blocks = runnable_blocks(blocks(page))
+    if not page_blocks:
+        pytest.skip(f"{page.name} has no code to run")
+    workspace = tmp_path / "work"
+    workspace.mkdir()
+    shutil.copytree(ROOT / "experiments", workspace / "experiments")
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.syspath_prepend(str(ROOT))
+    namespace: dict = {"__name__": "__docs__"}
+    for lang, body, _ in page_blocks:
+        if lang == "python":
+            exec(compile(tiny(body), f"{page.name} snippet", "exec"), namespace)
+        elif lang == "bash":
+            run_shell(body, workspace)
+        else:
+            check_toml(body)
+    capsys.readouterr()
+
+
+def test_the_cli_reference_covers_every_command():
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import hooks
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    from pyrodip.cli import build_parser
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for command in commands:
+        assert f"<!-- cli-help: {command} -->" in page
+    expanded = hooks.expand(page)
+    assert "<!-- cli-help" not in expanded
+    assert "usage: pyrodip run [-h]" in expanded and "--prior-from BO_NC" in expanded
