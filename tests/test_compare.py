@@ -118,3 +118,17 @@ def test_set_overrides_every_run_but_not_the_axes(study_file):
     assert {(config.steps, config.lr) for *_, config in study.runs()} == {(7, 0.5)}
     with pytest.raises(InvalidInputError, match="image is an axis of the study"):
         study.with_settings(image="sample:ct")
+
+
+@pytest.mark.parametrize("option, words", [
+    ("stepz=3", "unknown key 'stepz' in settings (did you mean 'steps'?)"),
+    ("steps", "--set takes KEY=VALUE"),
+    ("seed=3", "seed is an axis of the study"),
+])
+def test_bad_set_options_are_refused_before_anything_is_written(study_file, tmp_path, capsys,
+                                                                 option, words):
+    out = tmp_path / "out"
+    assert main(["compare", str(study_file), "--out", str(out), "--set", option]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
