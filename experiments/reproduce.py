@@ -163,8 +163,10 @@ def tune(plan: Plan, domain: Domain, folder: Path, executor, progress: bool) -> 
     return best_parameters(folder)
 
 
-def compare(plan: Plan, domain: Domain, tuned: dict, folder: Path, executor, progress: bool):
-    """Run the comparison of ``domain`` in ``folder`` and write its table and figures."""
+def compare(plan: Plan, domain: Domain, tuned: dict, folder: Path, executor,
+            progress: bool) -> str:
+    """Run the comparison of ``domain`` in ``folder``, write its table and figures, and return
+    the table."""
     dataset = run_comparison(plan.comparison(domain, tuned), folder, progress, executor)
     table = summary_table(dataset)
     with atomic_path(folder / "table.md") as tmp:
@@ -173,7 +175,7 @@ def compare(plan: Plan, domain: Domain, tuned: dict, folder: Path, executor, pro
     for method in plan.methods:
         run = read_dataset(next((folder / "runs").glob(f"*-{method}-seed{plan.seeds[0]}.nc")))
         plot_calibration(run, folder / f"calibration_{method}.png")
-    return dataset, table
+    return table
 
 
 def transfer(plan: Plan, tuned: dict[str, dict], out: Path, executor) -> dict[str, dict]:
@@ -275,7 +277,7 @@ def reproduce(plan: Plan, out: str | Path, progress: bool = True) -> Path:
             tuned[domain.name] = tune(plan, domain, out / domain.name / "bo", executor, progress)
         for domain in plan.domains:
             _say(progress, f"{domain.name}: comparing {', '.join(plan.methods)}")
-            _, tables[domain.name] = compare(
+            tables[domain.name] = compare(
                 plan, domain, tuned[domain.name], out / domain.name / "compare", executor, progress
             )
         _say(progress, "transfer of the tuned priors")
