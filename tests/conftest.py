@@ -3,10 +3,13 @@ import os
 import numpy as np
 import pytest
 import torch
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from skimage.io import imsave
 
 import pyrodip.inference
 from pyrodip import Observation
+from pyrodip.cli import main
 from pyrodip.data import load_image
 
 pyrodip.inference.VALIDATE = True  # Pyro's checks on in every test fit
@@ -42,3 +45,37 @@ def tiny_png(tmp_path, phantom64):
     path = tmp_path / "tiny.png"
     imsave(path, (phantom64[0].numpy() * 255).astype(np.uint8))
     return path
+
+
+# --- helpers the test modules import (``from conftest import ...``) ---------------------------
+
+
+def exit_code(args: list[str]) -> int:
+    """main's return value, or the code of the SystemExit that argparse raises."""
+    try:
+        return main(args)
+    except SystemExit as stop:
+        return stop.code
+
+
+def write_dicom(path, pixels, with_pixels=True, **attributes):
+    """Write a minimal uncompressed 16-bit gray DICOM file."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.SamplesPerPixel = 1
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    dataset.BitsAllocated = dataset.BitsStored = 16
+    dataset.HighBit = 15
+    dataset.PixelRepresentation = 0
+    for key, value in attributes.items():
+        setattr(dataset, key, value)
+    if with_pixels:
+        dataset.PixelData = pixels.astype(np.uint16).tobytes()
+    dataset.save_as(path, enforce_file_format=True)
+

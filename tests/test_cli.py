@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import exit_code
 
 from pyrodip.cli import main
 from pyrodip.results import read_dataset
@@ -37,14 +38,6 @@ def test_existing_result_is_kept_unless_overwrite(tiny_png, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "result.nc").read_bytes() == before
     assert main([*args, "--overwrite", "--seed", "1"]) == 0
-
-
-def exit_code(args):
-    """main's return value, or the code of the SystemExit that argparse raises."""
-    try:
-        return main(args)
-    except SystemExit as stop:
-        return stop.code
 
 
 @pytest.mark.parametrize("args, words", [

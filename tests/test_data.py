@@ -7,10 +7,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from conftest import write_dicom
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from pyrodip.data import SAMPLES, add_gaussian_noise, center_crop, load_image, register_sample
 from pyrodip.errors import InvalidInputError, MissingFileError, PyrodipError
@@ -198,28 +197,6 @@ def test_npy_object_array_raises(tmp_path):
 
 
 # --- DICOM -----------------------------------------------------------------------------------
-
-
-def write_dicom(path, pixels, with_pixels=True, **attributes):
-    """Write a minimal uncompressed 16-bit gray DICOM file."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
-    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel = 1
-    dataset.PhotometricInterpretation = "MONOCHROME2"
-    dataset.BitsAllocated = dataset.BitsStored = 16
-    dataset.HighBit = 15
-    dataset.PixelRepresentation = 0
-    for key, value in attributes.items():
-        setattr(dataset, key, value)
-    if with_pixels:
-        dataset.PixelData = pixels.astype(np.uint16).tobytes()
-    dataset.save_as(path, enforce_file_format=True)
 
 
 RAW = (np.arange(12 * 10).reshape(12, 10) * 8).astype(np.uint16)  # 0 .. 952

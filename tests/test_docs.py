@@ -162,14 +162,14 @@ def run_shell(body: str, workspace: Path) -> list[str]:
     return skipped
 
 
-def check_toml(body: str) -> None:
-    spec = tomllib.loads(body)
-    if "methods" in spec:
-        Comparison(methods=spec["methods"], images=spec.get("images", ["sample:ct"]),
-                   seeds=spec.get("seeds", [0]), settings=spec.get("settings", {}),
-                   method_settings=spec.get("method", {}))
+def check_toml(body: str, workspace: Path) -> None:
+    """Read a toml block as pyrodip reads the file: a study if it lists methods, else a run."""
+    path = workspace / "snippet.toml"
+    path.write_text(body)
+    if "methods" in tomllib.loads(body):
+        Comparison.from_toml(path)
     else:
-        RunConfig(**spec)
+        RunConfig.from_toml(path)
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def test_every_snippet_of_the_page_runs(page, tmp_path, monkeypatch, capsys, reg
         elif lang == "bash":
             run_shell(body, workspace)
         else:
-            check_toml(body)
+            check_toml(body, workspace)
     capsys.readouterr()
 
 

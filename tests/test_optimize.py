@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import exit_code
 
 import pyrodip.optimize as bo
 from pyrodip import Observation, RunConfig
@@ -318,13 +319,6 @@ def test_fit_objective_refuses_what_it_cannot_score(tiny_png, changes, objective
 
 
 # --- command line ----------------------------------------------------------------------------
-
-
-def exit_code(args):
-    try:
-        return main(args)
-    except SystemExit as stop:
-        return stop.code
 
 
 @pytest.mark.parametrize("args, words", [

@@ -10,10 +10,9 @@ import nibabel
 import numpy as np
 import pytest
 import torch
+from conftest import write_dicom
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from skimage.io import imsave
 
 import pyrodip.inference
@@ -65,7 +64,7 @@ def make_files(folder: Path) -> dict[str, str]:
     volume = rng.random((64, 64, 3)).astype(np.float32)
     nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), files["nii"])
     files["dcm"] = folder / "report.dcm"
-    _dicom_without_pixels(files["dcm"])
+    write_dicom(files["dcm"], np.zeros((4, 4), np.uint16), with_pixels=False)
     files["mask32"] = folder / "mask32.png"
     imsave(files["mask32"], np.full((32, 32), 255, np.uint8), check_contrast=False)
     files["black_mask"] = folder / "black.png"
@@ -83,18 +82,6 @@ def make_files(folder: Path) -> dict[str, str]:
     files["done"].mkdir()
     (files["done"] / "result.nc").write_bytes(b"an earlier result")
     return {name: str(path) for name, path in files.items()}
-
-
-def _dicom_without_pixels(path: Path) -> None:
-    """A valid DICOM file (a secondary capture header) that holds no PixelData."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
-    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.save_as(path, enforce_file_format=True)
 
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
