@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pyrodip import BayesianDIP, GaussianLikelihood, NetConfig, RunConfig, make_guide, predict
-from pyrodip.files import atomic_path
-from pyrodip.inference import make_loss, make_optimizer
-from pyrodip.networks import SkipNet
+from pyrodip.bayes.networks import SkipNet
+from pyrodip.infer.loop import make_loss, make_optimizer
+from pyrodip.io.files import atomic_path
 
 KEYS = (
     "preset", "size", "device", "pyrodip_ms", "reference_ms", "dip_ms", "ratio_reference",

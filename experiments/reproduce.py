@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 
 import pyrodip
-from pyrodip.compare import Comparison, fit_run, run_comparison, summary_table
-from pyrodip.config import RunConfig, read_toml
 from pyrodip.errors import InvalidInputError, PyrodipError
-from pyrodip.execution import SyncExecutor, dask_executor
-from pyrodip.files import atomic_path
-from pyrodip.optimize import Param, Study, best_parameters, optimize, resume
+from pyrodip.io.files import atomic_path
+from pyrodip.io.results import read_dataset
 from pyrodip.plots import comparison_figures, plot_calibration
-from pyrodip.results import read_dataset
+from pyrodip.studies.bo import Param, Study, best_parameters, optimize, resume
+from pyrodip.studies.compare import Comparison, fit_run, run_comparison, summary_table
+from pyrodip.studies.config import RunConfig, read_toml
+from pyrodip.studies.execution import SyncExecutor, dask_executor
 
 DEFAULT_FILE = Path(__file__).with_name("reproduce.toml")
 

@@ -9,19 +9,19 @@
 
 __version__ = "0.1.0"
 
-from .config import RunConfig
-from .data import center_crop, load_image
+from .bayes.guides import MAPGuide, MeanFieldGuide, make_guide, register_guide
+from .bayes.likelihoods import GaussianLikelihood, Likelihood, PoissonLikelihood, SpeckleLikelihood
+from .bayes.model import BayesianDIP
+from .bayes.networks import NetConfig, SkipNet
+from .bayes.priors import NormalPrior, Prior, make_prior, register_prior
 from .errors import InvalidInputError, MissingFileError, PyrodipError
-from .guides import MAPGuide, MeanFieldGuide, make_guide, register_guide
-from .inference import FitResult, fit
-from .likelihoods import GaussianLikelihood, Likelihood, PoissonLikelihood, SpeckleLikelihood
-from .model import BayesianDIP
-from .networks import NetConfig, SkipNet
-from .noise import GaussianNoise, PoissonNoise, SpeckleNoise, make_noise
-from .observation import Observation, prepare_observation
-from .operators import Downsample, Identity, Mask, Radon
-from .predictive import Prediction, predict
-from .priors import NormalPrior, Prior, make_prior, register_prior
+from .infer.loop import FitResult, fit
+from .infer.predictive import Prediction, predict
+from .io.images import center_crop, load_image
+from .physics.noise import GaussianNoise, PoissonNoise, SpeckleNoise, make_noise
+from .physics.observation import Observation, prepare_observation
+from .physics.operators import Downsample, Identity, Mask, Radon
+from .studies.config import RunConfig
 
 __all__ = [
     "BayesianDIP",

@@ -22,8 +22,8 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import RunConfig
 from .errors import InvalidInputError, PyrodipError
+from .studies.config import RunConfig
 
 RESULT_FILES = ("result.nc", "panel.png")
 CHECKPOINT = "checkpoint.pt"
@@ -102,16 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from .compare import Comparison, run_comparison, summary_table
-    from .files import atomic_path
+    from .io.files import atomic_path
     from .plots import comparison_figures
+    from .studies.compare import Comparison, run_comparison, summary_table
 
     comparison = Comparison.from_toml(args.study).with_settings(**parse_settings(args.overrides))
     out = prepare_output(args.out, "compare", overwrite=True)
     with contextlib.ExitStack() as stack:
         executor = None
         if args.workers is not None or args.scheduler is not None:
-            from .execution import dask_executor
+            from .studies.execution import dask_executor
 
             device = comparison.settings.get("device", "cpu")
             executor = stack.enter_context(dask_executor(args.scheduler, args.workers, device))
@@ -145,15 +145,15 @@ def parse_settings(texts: list[str]) -> dict[str, object]:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from .compare import load_results, summary_table
+    from .studies.compare import load_results, summary_table
 
     print(summary_table(load_results(args.paths)))
     return 0
 
 
 def add_bo_parser(commands) -> None:
-    """``pyrodip bo``: the options of a study (see :mod:`pyrodip.optimize`) and run's."""
-    from .optimize import OBJECTIVES, Study
+    """``pyrodip bo``: the options of a study (see :mod:`pyrodip.studies.bo`) and run's."""
+    from .studies.bo import OBJECTIVES, Study
 
     d = Study()
     bo = commands.add_parser(
@@ -323,10 +323,10 @@ def prepare_output(out: Path | None, method: str, overwrite: bool) -> Path:
 
 def run_command(args: argparse.Namespace) -> int:
     # Heavy imports here, so that --help and input errors answer at once.
-    from .inference import Checkpointing, Interrupted, fit, resolve_device
-    from .observation import prepare_observation
+    from .infer.loop import Checkpointing, Interrupted, fit, resolve_device
+    from .io.results import to_dataset, write_dataset
+    from .physics.observation import prepare_observation
     from .plots import plot_panel
-    from .results import to_dataset, write_dataset
 
     resume = args.__dict__.get("resume")
     if resume is not None:
@@ -370,7 +370,7 @@ def run_command(args: argparse.Namespace) -> int:
 def settings_from_study(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     """``config`` with the best settings of the study ``--prior-from`` names, but for the
     settings given as options."""
-    from .optimize import best_parameters
+    from .studies.bo import best_parameters
 
     best = best_parameters(args.prior_from)
     taken = {key: value for key, value in best.items() if key not in args}
@@ -381,8 +381,8 @@ def settings_from_study(config: RunConfig, args: argparse.Namespace) -> RunConfi
 
 
 def bo_command(args: argparse.Namespace) -> int:
-    from . import optimize as bo
-    from .execution import dask_executor
+    from .studies import bo
+    from .studies.execution import dask_executor
 
     start = time.perf_counter()
     if "resume" in args:
@@ -433,7 +433,7 @@ def bo_command(args: argparse.Namespace) -> int:
 
 def resumed_config(args: argparse.Namespace) -> tuple[RunConfig, Path]:
     """The settings and folder of the interrupted run that ``--resume DIR`` names."""
-    from .inference import read_checkpoint
+    from .infer.loop import read_checkpoint
 
     allowed = ("command", "handler", "resume", "quiet", "checkpoint_every")
     given = [key for key in vars(args) if key not in allowed]

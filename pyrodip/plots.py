@@ -14,7 +14,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from .errors import InvalidInputError
-from .files import atomic_path
+from .io.files import atomic_path
 
 
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
@@ -126,7 +126,7 @@ def plot_calibration(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     return save_figure(figure, path)
 
 
-# --- Bayesian optimisation (pyrodip.optimize) -------------------------------------------------
+# --- Bayesian optimisation (pyrodip.studies.bo) -------------------------------------------------
 
 
 def bo_surface_figure(dataset: xr.Dataset) -> Figure:

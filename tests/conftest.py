@@ -7,12 +7,12 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from skimage.io import imsave
 
-import pyrodip.inference
+import pyrodip.infer.loop
 from pyrodip import Observation
 from pyrodip.cli import main
-from pyrodip.data import load_image
+from pyrodip.io.images import load_image
 
-pyrodip.inference.VALIDATE = True  # Pyro's checks on in every test fit
+pyrodip.infer.loop.VALIDATE = True  # Pyro's checks on in every test fit
 
 
 # One thread per process: the suite's images are tiny, and subprocesses (CLI runs, Dask

@@ -26,12 +26,12 @@ import pytest
 from skimage.io import imsave
 from skimage.transform import resize
 
+from pyrodip.bayes.guides import GUIDES
+from pyrodip.bayes.priors import PRIORS
 from pyrodip.cli import main as pyrodip_main
-from pyrodip.compare import Comparison
-from pyrodip.config import RunConfig
-from pyrodip.data import load_image
-from pyrodip.guides import GUIDES
-from pyrodip.priors import PRIORS
+from pyrodip.io.images import load_image
+from pyrodip.studies.compare import Comparison
+from pyrodip.studies.config import RunConfig
 
 ROOT = Path(__file__).parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

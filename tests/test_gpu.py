@@ -5,8 +5,8 @@ import torch
 
 from pyrodip import RunConfig, fit
 from pyrodip.cli import main
-from pyrodip.metrics import psnr
-from pyrodip.results import read_dataset
+from pyrodip.evaluate.metrics import psnr
+from pyrodip.io.results import read_dataset
 
 pytestmark = [
     pytest.mark.gpu,

@@ -1,0 +1,295 @@
+"""Guides: the variational families over the network weights, chosen by spec ``NAME[:ARG]``.
+
+- ``meanfield``: q(w) = prod N(loc, scale^2), sampled *at the model's own sites*, so
+  ``TraceMeanField_ELBO`` computes KL(q || prior) in closed form against a ``normal``,
+  ``fanin`` or ``laplace`` prior (Pyro's ``AutoNormal`` samples an auxiliary variable instead
+  and falls back to a noisy Monte Carlo KL).
+- ``map``: a point estimate (Delta) per site: with ``kl_weight=0`` this is plain DIP, with a
+  prior it is MAP.
+- ``lowrank:RANK``: one multivariate Normal over all the weights, its covariance a rank-RANK
+  factor plus a diagonal. It is drawn at an auxiliary site (``_lowrank``) and split into a
+  Delta at each model site, so the KL is a one-sample Monte Carlo estimate. The factor takes
+  D x RANK x 4 bytes (D weights, float32), refused over :data:`LOWRANK_MEMORY_BUDGET`.
+- ``partial:PATTERNS``: mean-field Normal on the sites whose name matches one of the
+  comma-separated fnmatch patterns (e.g. ``partial:net.head.*,net.body.up.*``), a point
+  estimate everywhere else.
+
+Locations start from a fresh PyTorch initialisation of the network (``init_loc="pytorch"``)
+or from N(0, s^2) (``init_loc="normal:0.1"``, the paper's); standard deviations from
+``init_scale``.
+
+>>> from pyrodip.bayes.model import BayesianDIP
+>>> model = BayesianDIP((1, 32, 32))
+>>> guide = make_guide("meanfield", model, init_scale=0.05)
+>>> name = next(iter(model.weight_sites))
+>>> round(float(guide.scale(name).detach().mean()), 4)
+0.05
+>>> guide = make_guide("partial:net.head.*", model)
+>>> sorted(guide.bayesian_sites)
+['net.head.bias', 'net.head.weight']
+
+Register your own with :func:`register_guide`. A guide's ``forward`` samples every name in
+``model.weight_sites`` inside ``model.prior_weighting()``. It is built as
+``cls(model, **options)``; a guide that takes an argument declares its name in ``argument``
+(e.g. ``argument = "RANK"``) and is built as ``cls(model, ARG, **options)``, ARG the string
+after the colon of its spec. The options are those :func:`pyrodip.infer.loop.build` passes:
+``init_loc`` and ``init_scale``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Callable
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError
+from .model import example_sites
+
+GUIDES: dict[str, type[WeightGuide]] = {}
+#: The most memory (bytes) the covariance factor of a ``lowrank`` guide may take: 1 GiB.
+#: Adam's two moments and the gradient take three times as much again while fitting.
+LOWRANK_MEMORY_BUDGET = 2**30
+
+
+def register_guide(name: str) -> Callable[[type[WeightGuide]], type[WeightGuide]]:
+    """Class decorator that makes a guide available by ``name``."""
+
+    def register(cls: type[WeightGuide]) -> type[WeightGuide]:
+        GUIDES[name] = cls
+        return cls
+
+    return register
+
+
+def _key(site: str) -> str:
+    # ParameterDict keys may not contain dots.
+    return site.replace(".", "__")
+
+
+class WeightGuide(nn.Module):
+    """Base class: one location parameter per weight site of a :class:`BayesianDIP`."""
+
+    #: The name of the argument after the colon of the spec (e.g. "RANK"); None: takes none.
+    argument: str | None = None
+
+    def __init__(self, model, init_loc: str = "pytorch") -> None:
+        super().__init__()
+        self.sites = dict(model.weight_sites)
+        self._weighting = model.prior_weighting
+        self.locs = nn.ParameterDict(
+            {_key(name): nn.Parameter(_initial_loc(init_loc, value))
+             for name, value in model.initial_weights.items()}
+        )
+
+    def loc(self, site: str) -> Tensor:
+        return self.locs[_key(site)]
+
+    def site_distribution(self, site: str) -> dist.Distribution:
+        raise NotImplementedError
+
+    def forward(self, *args, **kwargs) -> dict[str, Tensor]:
+        """Draw every weight site (the model's arguments are accepted and ignored)."""
+        with self._weighting():
+            return {name: pyro.sample(name, self.site_distribution(name)) for name in self.sites}
+
+
+@register_guide("meanfield")
+class MeanFieldGuide(WeightGuide):
+    """Independent Normal per weight: scale = softplus(rho), initialised to ``init_scale``."""
+
+    def __init__(self, model, init_loc: str = "pytorch", init_scale: float = 0.05) -> None:
+        super().__init__(model, init_loc)
+        self.rhos = _rhos(self.locs, init_scale)
+
+    def scale(self, site: str) -> Tensor:
+        return F.softplus(self.rhos[_key(site)])
+
+    def site_distribution(self, site: str) -> dist.Distribution:
+        loc = self.loc(site)
+        return dist.Normal(loc, self.scale(site)).to_event(loc.dim())
+
+
+@register_guide("map")
+class MAPGuide(WeightGuide):
+    """A point estimate per weight: the guide of plain DIP (and MAP with a prior)."""
+
+    def __init__(self, model, init_loc: str = "pytorch", init_scale: float | None = None) -> None:
+        super().__init__(model, init_loc)
+
+    def site_distribution(self, site: str) -> dist.Distribution:
+        return _point(self.loc(site))
+
+
+@register_guide("partial")
+class PartialGuide(WeightGuide):
+    """Mean-field Normal on the sites matching one of ``patterns`` (comma-separated fnmatch
+    patterns on the site names), a point estimate (Delta) on the others."""
+
+    argument = "PATTERNS"
+
+    def __init__(
+        self, model, patterns: str, init_loc: str = "pytorch", init_scale: float = 0.05
+    ) -> None:
+        super().__init__(model, init_loc)
+        chosen = [pattern.strip() for pattern in patterns.split(",") if pattern.strip()]
+        if not chosen:
+            raise InvalidInputError(
+                f"partial guide needs layer patterns, e.g. 'partial:net.head.*', got {patterns!r}"
+            )
+        for pattern in chosen:
+            if not any(fnmatch.fnmatchcase(site, pattern) for site in self.sites):
+                raise InvalidInputError(
+                    f"partial guide pattern {pattern!r} matches no weight site: the sites are "
+                    f"named like {example_sites(self.sites)}"
+                )
+        #: The sites with a Normal posterior, in the model's order.
+        self.bayesian_sites = [
+            site for site in self.sites
+            if any(fnmatch.fnmatchcase(site, pattern) for pattern in chosen)
+        ]
+        self.rhos = _rhos(
+            {_key(site): self.loc(site) for site in self.bayesian_sites}, init_scale
+        )
+
+    def scale(self, site: str) -> Tensor:
+        """The posterior std of ``site``: zeros for a point-estimate site."""
+        if _key(site) not in self.rhos:
+            return torch.zeros_like(self.loc(site))
+        return F.softplus(self.rhos[_key(site)])
+
+    def site_distribution(self, site: str) -> dist.Distribution:
+        if _key(site) not in self.rhos:
+            return _point(self.loc(site))
+        loc = self.loc(site)
+        return dist.Normal(loc, self.scale(site)).to_event(loc.dim())
+
+
+@register_guide("lowrank")
+class LowRankGuide(WeightGuide):
+    """One multivariate Normal over all D weights: covariance ``F F^T + diag(s^2)``, F of shape
+    (D, rank), s = softplus(rho).
+
+    The joint draw is an auxiliary site ``_lowrank``; each model site gets its slice as a
+    Delta, so ``TraceMeanField_ELBO`` (and ``Trace_ELBO``) estimate the KL by Monte Carlo.
+    The marginal std of each weight starts near ``init_scale`` (half the variance from F, half
+    from the diagonal). ``memory_budget``: the most bytes the factor (D x rank float32) may
+    take.
+    """
+
+    argument = "RANK"
+
+    def __init__(
+        self,
+        model,
+        rank: int | str,
+        init_loc: str = "pytorch",
+        init_scale: float = 0.05,
+        memory_budget: int = LOWRANK_MEMORY_BUDGET,
+    ) -> None:
+        super().__init__(model, init_loc)
+        rank = _rank(rank)
+        size = sum(shape.numel() for shape in self.sites.values())
+        needed = size * rank * 4
+        if needed > memory_budget:
+            fits = memory_budget // (size * 4)
+            fix = f"use rank <= {fits}" if fits else "not even rank 1 fits"
+            raise InvalidInputError(
+                f"lowrank:{rank} needs {_bytes(needed)} for its covariance factor ({size} "
+                f"weights x rank {rank} x 4 bytes), over the budget of {_bytes(memory_budget)}: "
+                f"{fix}, or raise memory_budget"
+            )
+        self.rank = rank
+        self.rhos = _rhos(self.locs, init_scale / math.sqrt(2))
+        self.cov_factor = nn.Parameter(
+            torch.randn(size, rank) * (init_scale / math.sqrt(2 * rank))
+        )
+
+    def joint(self) -> dist.LowRankMultivariateNormal:
+        """q(w) over the weights of all sites, flattened and concatenated in site order."""
+        loc = torch.cat([self.loc(site).reshape(-1) for site in self.sites])
+        std = torch.cat([F.softplus(self.rhos[_key(site)]).reshape(-1) for site in self.sites])
+        return dist.LowRankMultivariateNormal(loc, self.cov_factor, std**2)
+
+    def forward(self, *args, **kwargs) -> dict[str, Tensor]:
+        """Draw all weights jointly, then put each site's slice at that site."""
+        with self._weighting():
+            joint = pyro.sample("_lowrank", self.joint(), infer={"is_auxiliary": True})
+            draws, start = {}, 0
+            for site, shape in self.sites.items():
+                value = joint[start:start + shape.numel()].view(shape)
+                draws[site] = pyro.sample(site, _point(value))
+                start += shape.numel()
+        return draws
+
+
+def make_guide(spec: str, model, **options) -> WeightGuide:
+    """Build the guide that ``spec`` (``NAME`` or ``NAME:ARG``) names for ``model``."""
+    name, colon, argument = spec.partition(":")
+    if name not in GUIDES:
+        raise InvalidInputError(
+            f"unknown guide {name!r}: choose one of {', '.join(map(guide_usage, GUIDES))}"
+        )
+    cls = GUIDES[name]
+    if cls.argument is None:
+        if colon:
+            raise InvalidInputError(f"guide {name!r} takes no argument, got {spec!r}")
+        return cls(model, **options)
+    if not argument:
+        raise InvalidInputError(f"guide {name!r} needs an argument: {guide_usage(name)}")
+    return cls(model, argument, **options)
+
+
+def guide_usage(name: str) -> str:
+    """The spec form of the guide registered as ``name``, e.g. ``lowrank:RANK``."""
+    argument = GUIDES[name].argument
+    return name if argument is None else f"{name}:{argument}"
+
+
+def _point(value: Tensor) -> dist.Delta:
+    return dist.Delta(value, event_dim=value.dim())
+
+
+def _rhos(locs, init_scale: float) -> nn.ParameterDict:
+    """softplus^-1(init_scale), shaped like each location."""
+    if not (math.isfinite(init_scale) and init_scale > 0):
+        raise InvalidInputError(f"init_scale must be a positive number, got {init_scale}")
+    rho = init_scale + math.log(-math.expm1(-init_scale))  # inverse softplus, no overflow
+    return nn.ParameterDict(
+        {key: nn.Parameter(torch.full_like(loc.detach(), rho)) for key, loc in locs.items()}
+    )
+
+
+def _rank(text: int | str) -> int:
+    try:
+        rank = int(text)
+    except (TypeError, ValueError):
+        rank = 0
+    if isinstance(text, bool) or str(rank) != str(text).strip() or rank < 1:
+        raise InvalidInputError(f"lowrank rank must be an integer >= 1, got {text!r} "
+                                f"(e.g. lowrank:10)")
+    return rank
+
+
+def _bytes(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def _initial_loc(init_loc: str, pytorch_init: Tensor) -> Tensor:
+    if init_loc == "pytorch":
+        return pytorch_init.clone()
+    name, _, std = init_loc.partition(":")
+    try:
+        std_value = float(std)
+    except ValueError:
+        std_value = float("nan")
+    if name != "normal" or not (math.isfinite(std_value) and std_value > 0):
+        raise InvalidInputError(
+            f"unknown init_loc {init_loc!r}: use 'pytorch' or 'normal:STD' (e.g. 'normal:0.1')"
+        )
+    return std_value * torch.randn_like(pytorch_init)

@@ -1,0 +1,199 @@
+"""The Bayesian Deep Image Prior as a Pyro model.
+
+The generative story, for one image of shape (C, H, W):
+
+    w ~ prior                      every conv weight and bias, one sample site each
+    x = sigmoid(SkipNet_w(z))      z: fixed U(0, 0.1) noise (jittered while fitting)
+    y ~ p(y | A(x))                the ``obs`` site, through the forward operator A (Gaussian,
+                                   speckle or Poisson; missing pixels of a Mask excluded)
+
+The weight sites are :class:`pyro.nn.PyroSample` attributes of the converted network, named by
+their module path (``net.body.down.0.weight``, ...). Their log-density, and so the KL term of
+the ELBO, is scaled by ``kl_weight`` (see ``docs/concepts.md`` for its mapping to the paper's
+"MSE + beta KL").
+
+>>> model = BayesianDIP((1, 32, 32), net="small", prior="normal:0.05")
+>>> len(model.weight_sites) == 2 * sum(1 for m in model.net.modules() if isinstance(m, nn.Conv2d))
+True
+>>> model.prior.scale = 0.1   # every site now draws from N(0, 0.1^2)
+
+Layers can have priors of their own, by fnmatch patterns on the site names (the first
+matching pattern wins; the others keep ``prior``):
+
+>>> model = BayesianDIP((1, 32, 32), layer_priors={"net.head.*": "laplace:0.01"})
+>>> model.site_priors["net.head.weight"].prior.spec()
+'laplace:0.01'
+>>> model.layer_priors["net.head.*"].scale = 0.02   # in place, as for ``prior``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import math
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule, PyroSample
+from pyro.nn.module import to_pyro_module_
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError
+from ..physics.operators import Identity, Mask
+from .likelihoods import GaussianLikelihood, Likelihood
+from .networks import NetConfig, SkipNet
+from .priors import Prior, make_prior
+
+# Many fits live in one process (studies, the BO loop): parameters must belong to their
+# modules, never to Pyro's global parameter store.
+pyro.settings.set(module_local_params=True)
+
+
+class _SitePrior:
+    """The prior of one weight site, read from its :class:`Prior` (``prior``, shared with the
+    other sites it covers) at every draw."""
+
+    def __init__(self, prior: Prior, shape: torch.Size) -> None:
+        self.prior = prior
+        self.shape = shape
+
+    def __call__(self, module: nn.Module):
+        return self.prior.distribution(self.shape).to_event(len(self.shape))
+
+
+class BayesianDIP(PyroModule):
+    """DIP skip network with random weights, a forward operator and a likelihood.
+
+    Args:
+        image_shape: (C, H, W) of the image x to reconstruct; H and W must be multiples of
+            ``2 ** scales`` (see :func:`pyrodip.io.images.center_crop`).
+        net: a preset name (``small``, ``paper``) or a :class:`NetConfig`.
+        prior: a :class:`Prior` or its spec string, e.g. ``"normal:0.05"``.
+        layer_priors: fnmatch pattern on the site names -> prior (or spec) for the sites it
+            matches, e.g. ``{"net.head.*": "laplace:0.01"}``; the first matching pattern wins,
+            other sites keep ``prior``. A pattern that matches no site is refused.
+        likelihood: a :mod:`pyrodip.bayes.likelihoods` module; ``GaussianLikelihood(0.1)`` if None.
+        operator: the forward operator A; defaults to the identity (denoising).
+        kl_weight: multiplies the prior's log-density at every weight site (1 = the ELBO).
+        jitter: std of the Gaussian noise added to the input z at each fitting step.
+        bayesian_batchnorm: make BatchNorm scales and shifts sample sites too.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        net: str | NetConfig = "small",
+        prior: str | Prior = "normal:0.05",
+        layer_priors: dict[str, str | Prior] | None = None,
+        likelihood: Likelihood | None = None,
+        operator: nn.Module | None = None,
+        kl_weight: float = 1.0,
+        jitter: float = 0.1,
+        bayesian_batchnorm: bool = False,
+    ) -> None:
+        super().__init__()
+        config = NetConfig.preset(net) if isinstance(net, str) else net
+        channels, height, width = image_shape
+        if height % config.min_side or width % config.min_side:
+            raise InvalidInputError(
+                f"image size {height}x{width} is not a multiple of {config.min_side} "
+                f"(2^scales): crop it with pyrodip.io.images.center_crop or use fewer scales"
+            )
+        if not (math.isfinite(kl_weight) and kl_weight >= 0):
+            raise InvalidInputError(f"kl_weight must be a number >= 0, got {kl_weight}")
+        if not (math.isfinite(jitter) and jitter >= 0):
+            raise InvalidInputError(f"jitter must be a number >= 0, got {jitter}")
+        self.image_shape = (channels, height, width)
+        self.net_config = config
+        self.kl_weight = float(kl_weight)
+        self.jitter = float(jitter)
+        self.prior = make_prior(prior)
+        #: pattern -> the prior of the sites it matches (each changeable in place).
+        self.layer_priors = {pattern: make_prior(spec)
+                             for pattern, spec in (layer_priors or {}).items()}
+        # Registered as submodules so that they move with the model (.to(device)).
+        self.layer_prior_modules = nn.ModuleList(self.layer_priors.values())
+        self.likelihood = likelihood if likelihood is not None else GaussianLikelihood()
+        self.operator = operator if operator is not None else Identity()
+        if self.likelihood.heteroscedastic and not isinstance(self.operator, Identity | Mask):
+            raise InvalidInputError(
+                "a heteroscedastic noise level needs an operator that keeps the image's shape "
+                "(denoising or inpainting): use --noise-level known or learned"
+            )
+        self.register_buffer("z", 0.1 * torch.rand(1, config.input_channels, height, width))
+
+        net_module = SkipNet(channels + self.likelihood.extra_channels, config)
+        random_types = (nn.Conv2d, nn.BatchNorm2d) if bayesian_batchnorm else (nn.Conv2d,)
+        #: name -> initial value (a fresh PyTorch initialisation) of every weight site.
+        self.initial_weights: dict[str, Tensor] = {}
+        #: name -> the prior of every weight site (called with the module, as PyroSample does).
+        self.site_priors: dict[str, _SitePrior] = {}
+        to_pyro_module_(net_module)
+        self.net = net_module
+        for module_name, module in self.net.named_modules():
+            if not isinstance(module, random_types):
+                continue
+            for param_name, param in list(module.named_parameters(recurse=False)):
+                site = f"net.{module_name}.{param_name}"
+                self.initial_weights[site] = param.detach().clone()
+                pattern = next(
+                    (p for p in self.layer_priors if fnmatch.fnmatchcase(site, p)), None
+                )
+                prior = self.prior if pattern is None else self.layer_priors[pattern]
+                self.site_priors[site] = _SitePrior(prior, param.shape)
+                setattr(module, param_name, PyroSample(self.site_priors[site]))
+        for pattern in self.layer_priors:
+            if not any(fnmatch.fnmatchcase(site, pattern) for site in self.site_priors):
+                raise InvalidInputError(
+                    f"layer prior pattern {pattern!r} matches no weight site: the sites are "
+                    f"named like {example_sites(self.site_priors)}"
+                )
+
+    @property
+    def weight_sites(self) -> dict[str, torch.Size]:
+        """Name and shape of every weight sample site, in the order the network draws them."""
+        return {name: value.shape for name, value in self.initial_weights.items()}
+
+    def prior_distribution(self, site: str):
+        """The prior of weight site ``site`` (events over the whole tensor), as the model
+        draws it (``layer_priors`` applied)."""
+        return self.site_priors[site](None)
+
+    def prior_weighting(self) -> contextlib.AbstractContextManager:
+        """The effect that applies ``kl_weight`` to the weight sites (guides use it too)."""
+        if self.kl_weight == 0:
+            return poutine.mask(mask=False)
+        return poutine.scale(scale=self.kl_weight)
+
+    def render(self, jitter: bool = False) -> tuple[Tensor, Tensor | None]:
+        """One pass of the network: the image (1, C, H, W) in (0, 1) and, for a
+        heteroscedastic likelihood, the per-pixel log-variance (else None)."""
+        z = self.z
+        if jitter and self.jitter > 0:
+            z = z + self.jitter * torch.randn_like(z)
+        with self.prior_weighting():
+            out = self.net(z)
+        channels = self.image_shape[0]
+        image = torch.sigmoid(out[:, :channels])
+        log_variance = out[:, channels:] if self.likelihood.heteroscedastic else None
+        return image, log_variance
+
+    def forward(self, observation: Tensor | None = None) -> Tensor:
+        """The Pyro model: draw the weights, render the image, observe A(image).
+
+        ``observation`` is y with a leading batch dim of 1, shaped like A(x). Returns the
+        rendered image, also kept (detached) as ``last_image`` for progress tracking.
+        """
+        image, log_variance = self.render(jitter=self.training)
+        self.last_image = image.detach()
+        mask = getattr(self.operator, "observed_mask", None)
+        self.likelihood(self.operator(image), observation, log_variance, mask=mask)
+        return image
+
+
+def example_sites(sites) -> str:
+    """A few of the site names in ``sites``, for error messages."""
+    names = list(sites)
+    shown = names if len(names) <= 4 else [*names[:2], "...", *names[-2:]]
+    return ", ".join(shown)

@@ -1,0 +1,198 @@
+"""The Deep Image Prior skip encoder-decoder (Ulyanov et al. 2018), as a plain PyTorch module.
+
+The network knows nothing about Pyro: :class:`pyrodip.bayes.model.BayesianDIP` converts it into a
+Pyro model whose conv weights are random variables. Presets:
+
+- ``paper``: the MIDL 2021 paper's network: 5 scales of 128 channels, 4 skip channels,
+  32 input channels (about 2.2 M weights).
+- ``small``: 4 scales of 32 channels for CPU work (about 0.1 M weights).
+
+>>> net = SkipNet(out_channels=1, config=NetConfig.preset("small"))
+>>> net(torch.zeros(1, 32, 64, 64)).shape
+torch.Size([1, 1, 64, 64])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError
+
+ACTIVATIONS = {
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+}
+PADDINGS = ("reflect", "zeros", "replicate", "circular")
+UPSAMPLING = ("bilinear", "nearest", "bicubic")
+
+
+def _check_choice(what: str, value: str, valid) -> None:
+    if value not in valid:
+        raise InvalidInputError(f"unknown {what} {value!r}: choose one of {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Architecture of the skip network. Per-scale settings take one int for every scale or a
+    tuple with one entry per scale (finest first).
+
+    >>> NetConfig(scales=3, channels_down=(8, 16, 16)).per_scale("channels_down")
+    (8, 16, 16)
+    >>> NetConfig(scales=2).min_side
+    4
+    """
+
+    scales: int = 4
+    input_channels: int = 32
+    channels_down: int | tuple[int, ...] = 32
+    channels_up: int | tuple[int, ...] = 32
+    channels_skip: int | tuple[int, ...] = 4
+    filter_size_down: int = 3
+    filter_size_up: int = 3
+    filter_size_skip: int = 1
+    upsampling: str = "bilinear"
+    padding: str = "reflect"
+    activation: str = "leaky_relu"
+    batch_norm: bool = True
+    dropout: float = 0.0  # MC dropout rate after each conv of encoder and decoder (not skips)
+
+    def __post_init__(self) -> None:
+        if self.scales < 1:
+            raise InvalidInputError(f"net scales must be >= 1, got {self.scales}")
+        if self.input_channels < 1:
+            raise InvalidInputError(f"net input_channels must be >= 1, got {self.input_channels}")
+        for field in ("channels_down", "channels_up", "channels_skip"):
+            values = self.per_scale(field)
+            lowest = 0 if field == "channels_skip" else 1
+            if len(values) != self.scales or min(values) < lowest:
+                raise InvalidInputError(
+                    f"net {field} must be one int >= {lowest} or {self.scales} of them "
+                    f"(one per scale), got {getattr(self, field)!r}"
+                )
+        for field in ("filter_size_down", "filter_size_up", "filter_size_skip"):
+            size = getattr(self, field)
+            if size < 1 or size % 2 == 0:
+                raise InvalidInputError(f"net {field} must be a positive odd int, got {size}")
+        if not 0 <= self.dropout < 1:
+            raise InvalidInputError(f"net dropout must be in [0, 1), got {self.dropout}")
+        _check_choice("net activation", self.activation, ACTIVATIONS)
+        _check_choice("net padding", self.padding, PADDINGS)
+        _check_choice("net upsampling", self.upsampling, UPSAMPLING)
+
+    def per_scale(self, field: str) -> tuple[int, ...]:
+        value = getattr(self, field)
+        return (value,) * self.scales if isinstance(value, int) else tuple(value)
+
+    @property
+    def min_side(self) -> int:
+        """Image sides must be multiples of this: 2 ** scales."""
+        return 2**self.scales
+
+    @classmethod
+    def preset(cls, name: str, **overrides: object) -> NetConfig:
+        """A named architecture (``small`` or ``paper``), optionally with fields replaced."""
+        _check_choice("net preset", name, PRESETS)
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+
+PRESETS = {
+    "small": NetConfig(),
+    "paper": NetConfig(scales=5, channels_down=128, channels_up=128, channels_skip=4),
+}
+
+
+class SkipNet(nn.Module):
+    """The DIP encoder-decoder with skip connections, returning raw (pre-activation) outputs.
+
+    Each scale: a strided conv down, a conv, the coarser scales, bilinear upsampling, the
+    concatenated skip branch (1x1 conv), BatchNorm, a conv and a 1x1 conv up. A final 1x1 conv
+    maps to ``out_channels``.
+    """
+
+    def __init__(self, out_channels: int, config: NetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or NetConfig()
+        self.body = _Scale(config.input_channels, config, 0)
+        self.head = nn.Conv2d(config.per_scale("channels_up")[0], out_channels, 1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.head(self.body(z))
+
+
+class _Scale(nn.Module):
+    def __init__(self, in_channels: int, config: NetConfig, index: int) -> None:
+        super().__init__()
+        down = config.per_scale("channels_down")[index]
+        up = config.per_scale("channels_up")[index]
+        skip = config.per_scale("channels_skip")[index]
+        kd, ku = config.filter_size_down, config.filter_size_up
+        skip_block = _block(config, in_channels, skip, config.filter_size_skip, dropout=False)
+        self.skip = skip_block if skip else None
+        self.down = nn.Sequential(
+            *_block(config, in_channels, down, kd, stride=2), *_block(config, down, down, kd)
+        )
+        last = index == config.scales - 1
+        self.inner = None if last else _Scale(down, config, index + 1)
+        merged = skip + (down if last else config.per_scale("channels_up")[index + 1])
+        self.upsample = nn.Upsample(
+            scale_factor=2,
+            mode=config.upsampling,
+            **({} if config.upsampling == "nearest" else {"align_corners": False}),
+        )
+        self.up = nn.Sequential(
+            *([nn.BatchNorm2d(merged, track_running_stats=False)] if config.batch_norm else []),
+            *_block(config, merged, up, ku),
+            *_block(config, up, up, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        skip = self.skip(x) if self.skip is not None else None
+        deep = self.down(x)
+        if self.inner is not None:
+            deep = self.inner(deep)
+        deep = self.upsample(deep)
+        if skip is not None:
+            deep = torch.cat([skip, deep], dim=1)
+        return self.up(deep)
+
+
+class MCDropout2d(nn.Module):
+    """Channel dropout that stays on in evaluation mode too (MC dropout samples the
+    predictive by keeping it on).
+
+    >>> drop = MCDropout2d(0.5).eval()
+    >>> bool((drop(torch.ones(1, 64, 2, 2)) == 0).any())
+    True
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.dropout2d(x, self.p, training=True)
+
+
+def _block(
+    config: NetConfig, cin: int, cout: int, kernel: int, stride: int = 1, dropout: bool = True
+) -> nn.Sequential:
+    """conv -> BatchNorm -> activation (-> MC dropout, when ``config.dropout`` and
+    ``dropout``). BatchNorm always normalises with the statistics of the image at hand (no
+    running averages), as DIP does in both fitting and prediction."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(
+            cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode=config.padding
+        )
+    ]
+    if config.batch_norm:
+        layers.append(nn.BatchNorm2d(cout, track_running_stats=False))
+    layers.append(ACTIVATIONS[config.activation]())
+    if dropout and config.dropout > 0:
+        layers.append(MCDropout2d(config.dropout))
+    return nn.Sequential(*layers)

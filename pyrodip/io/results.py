@@ -1,0 +1,127 @@
+"""A fit's result as an ``xarray.Dataset``, and files written whole or not at all.
+
+The schema (documented in ``docs/results.md``):
+
+- images over (``channel``, ``y``, ``x``): ``truth`` (when known), ``mean``,
+  ``std_epistemic``, ``std_aleatoric`` (heteroscedastic likelihood only), ``std_total``,
+  ``smoothed``; ``observation`` over (``channel``, ``obs_y``, ``obs_x``) (the same size as the
+  image for denoising);
+- curves over ``step`` (1-based): ``loss``, ``psnr``, ``ssim``, ``psnr_current``,
+  ``ssim_current`` (against the truth, when known), ``psnr_observation``, ``ssim_observation``,
+  ``psnr_current_observation``, ``ssim_current_observation``;
+- attributes: ``method``, ``task``, ``config`` (JSON), ``psnr``, ``ssim`` (of ``mean`` against
+  the truth, when known), ``psnr_input`` (of the observation, when comparable), ``wall_time_s``,
+  ``pyrodip_version``, ``seed``, ...;
+- calibration of ``mean`` +- ``std_total`` against the truth (when known,
+  :mod:`pyrodip.evaluate.calibration`): ``reliability_*`` over ``calibration_bin``,
+  ``sparsification_error`` and ``sparsification_oracle`` over ``sparsification_fraction``;
+  attributes ``uce``, ``coverage_68``, ``coverage_95``, ``ause``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .. import __version__
+from ..evaluate.calibration import calibrate, calibration_variables
+from ..evaluate.metrics import psnr, ssim
+from ..infer.loop import FitResult
+from ..physics.baselines import classical_baseline
+from .files import atomic_path
+
+IMAGE_DIMS = ("channel", "y", "x")
+
+
+def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
+    """Collect images, curves and settings of ``result`` into one dataset, with the task's
+    classical baseline (:func:`pyrodip.physics.baselines.classical_baseline`) unless ``baseline`` is
+    False."""
+    obs = result.observation
+    pred = result.prediction
+    images = {
+        "mean": pred.mean,
+        "std_epistemic": pred.std_epistemic,
+        "std_aleatoric": pred.std_aleatoric,
+        "std_total": pred.std_total,
+        "smoothed": result.smoothed,
+        "truth": obs.truth,
+    }
+    data_vars = {
+        name: (IMAGE_DIMS, _numpy(value)) for name, value in images.items() if value is not None
+    }
+    data_vars["observation"] = (("channel", "obs_y", "obs_x"), _numpy(obs.observation))
+    data_vars.update({name: ("step", values) for name, values in result.history.curves.items()})
+    attrs = {
+        "method": result.config.method,
+        "task": result.config.task,
+        "image": obs.name,
+        "guide": result.config.resolved("guide"),
+        "prior": result.model.prior.spec(),
+        "kl_weight": result.config.resolved("kl_weight"),
+        "config": result.config.to_json(),
+        "seed": result.config.seed,
+        "steps": result.config.steps,
+        "samples": pred.num_samples,
+        "wall_time_s": result.wall_time_s,
+        "pyrodip_version": __version__,
+        "mean_std_epistemic": float(pred.std_epistemic.mean()),
+        "mean_std_total": float(pred.std_total.mean()),
+        "temperature": result.config.temperature,
+        "status": result.status,
+        "divergences": json.dumps(result.events),
+    }
+    attrs["noise"] = obs.noise.name
+    attrs["noise_level"] = obs.noise.level
+    if baseline:
+        image, name = classical_baseline(obs)
+        data_vars["baseline"] = (IMAGE_DIMS, _numpy(image), {"method": name})
+        attrs["baseline"] = name
+    if obs.has_truth:
+        attrs.update(_quality(pred.mean, obs))
+        calibration_vars, calibration_attrs = calibration_variables(
+            calibrate(pred.mean, pred.std_total, obs.truth)
+        )
+        data_vars.update(calibration_vars)
+        attrs.update(calibration_attrs)
+        if baseline:
+            attrs.update(_quality(image, obs, prefix="baseline_"))
+        if obs.observation.shape == obs.truth.shape:
+            attrs.update(_quality(obs.observation.clamp(0, 1), obs, suffix="_input"))
+    steps = result.history.steps
+    coords = {"step": steps, "channel": np.arange(obs.image_shape[0])}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def write_dataset(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``dataset`` as NetCDF4 (h5netcdf), atomically."""
+    with atomic_path(path) as tmp:
+        dataset.to_netcdf(tmp, engine="h5netcdf")
+    return Path(path)
+
+
+def read_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Load a result written by :func:`write_dataset` fully into memory."""
+    with xr.open_dataset(path, engine="h5netcdf") as dataset:
+        return dataset.load()
+
+
+def _quality(image, obs, prefix: str = "", suffix: str = "") -> dict[str, float]:
+    """PSNR and SSIM of ``image`` against the truth; for inpainting also the PSNR over the
+    missing pixels alone (``psnr_missing``)."""
+    truth = obs.truth.to(image.device)
+    quality = {"psnr": float(psnr(image, truth)), "ssim": float(ssim(image, truth))}
+    known = getattr(obs.operator, "observed_mask", None)
+    if known is not None and not bool(known.all()):
+        missing = ~known[0].to(image.device).expand_as(truth)
+        mse = float(((image - truth)[missing] ** 2).mean())
+        quality["psnr_missing"] = float(10 * np.log10(1 / mse)) if mse > 0 else float("inf")
+    return {f"{prefix}{key}{suffix}": value for key, value in quality.items()}
+
+
+def _numpy(tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(np.float32)

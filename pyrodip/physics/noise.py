@@ -1,0 +1,207 @@
+"""Noise models: simulate an observation y from a clean A(x), and build the matching likelihood.
+
+* :class:`GaussianNoise`: y = x + std * N(0, 1), additive (X-ray, OCT in the paper).
+* :class:`SpeckleNoise`: y = exp(log(max(x, LOG_FLOOR)) + std * N(0, 1)), multiplicative
+  log-normal speckle (ultrasound), with ``LOG_FLOOR`` = 1e-3.
+* :class:`PoissonNoise`: y = Poisson(peak * max(x, 0)) / peak, photon counts (X-ray, CT).
+
+Every model draws its randomness from an optional ``torch.Generator`` (on the generator's
+device, then moved to the clean image's, so a seeded CPU generator gives the same noise on
+any device) and is also callable: ``noise(clean, generator)``.
+
+>>> noise = make_noise("speckle", 0.2)
+>>> g = torch.Generator().manual_seed(0)
+>>> noisy = noise.sample(torch.full((1, 64, 64), 0.5), generator=g)
+>>> bool((noisy > 0).all()), noise.level, noise.likelihood().name
+(True, 0.2, 'speckle')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from ..bayes.likelihoods import (
+    LOG_FLOOR,
+    GaussianLikelihood,
+    Likelihood,
+    PoissonLikelihood,
+    SpeckleLikelihood,
+    _positive,
+)
+from ..errors import InvalidInputError
+from ..io.images import add_gaussian_noise
+
+__all__ = [
+    "NOISE_MODELS",
+    "GaussianNoise",
+    "NoiseModel",
+    "PoissonNoise",
+    "SpeckleNoise",
+    "make_noise",
+]
+
+
+def _check_clean(clean: Tensor) -> None:
+    if not isinstance(clean, Tensor) or not torch.is_floating_point(clean):
+        kind = clean.dtype if isinstance(clean, Tensor) else type(clean).__name__
+        raise InvalidInputError(
+            f"the clean image must be a floating-point tensor, got {kind}: convert it with .float()"
+        )
+
+
+def _device(clean: Tensor, generator: torch.Generator | None) -> torch.device:
+    """Where to draw: the generator's device, else the clean image's."""
+    return generator.device if generator is not None else clean.device
+
+
+class NoiseModel:
+    """Base class: ``sample`` simulates y from A(x), ``likelihood`` builds p(y | A(x))."""
+
+    name: ClassVar[str]
+
+    @property
+    def level(self) -> float:
+        """The noise level: the std (Gaussian, speckle) or the peak (Poisson)."""
+        raise NotImplementedError
+
+    def sample(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A noisy observation of ``clean`` (same shape, dtype and device)."""
+        raise NotImplementedError
+
+    def likelihood(self, learn: bool = False, heteroscedastic: bool = False) -> Likelihood:
+        """The likelihood that matches this noise (``learn``: fit its std too)."""
+        raise NotImplementedError
+
+    def __call__(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.sample(clean, generator)
+
+    def _refuse(self, learn: bool, heteroscedastic: bool, can_learn: bool) -> None:
+        if heteroscedastic:
+            raise InvalidInputError(
+                f"{self.name} noise has no heteroscedastic likelihood: use gaussian noise for a "
+                "per-pixel std"
+            )
+        if learn and not can_learn:
+            raise InvalidInputError(
+                f"{self.name} noise has no std to learn (its variance follows from the peak): "
+                "pass learn=False"
+            )
+
+
+@dataclass(frozen=True)
+class GaussianNoise(NoiseModel):
+    """y = x + std * N(0, 1), independent per pixel; not clipped.
+
+    >>> GaussianNoise(0.1).likelihood(heteroscedastic=True).extra_channels
+    1
+    """
+
+    std: float
+    name: ClassVar[str] = "gaussian"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "std", _positive(self.std, "gaussian noise std"))
+
+    @property
+    def level(self) -> float:
+        return self.std
+
+    def sample(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        _check_clean(clean)
+        return add_gaussian_noise(clean, self.std, generator=generator)
+
+    def likelihood(self, learn: bool = False, heteroscedastic: bool = False) -> Likelihood:
+        return GaussianLikelihood(self.std, learn_std=learn, heteroscedastic=heteroscedastic)
+
+
+@dataclass(frozen=True)
+class SpeckleNoise(NoiseModel):
+    """y = exp(log(max(x, LOG_FLOOR)) + std * N(0, 1)): log-normal speckle, y > 0.
+
+    ``std`` is the std of the noise in the log domain; ``LOG_FLOOR`` (1e-3) keeps black pixels
+    finite there.
+    """
+
+    std: float
+    name: ClassVar[str] = "speckle"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "std", _positive(self.std, "speckle noise std"))
+
+    @property
+    def level(self) -> float:
+        return self.std
+
+    def sample(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        _check_clean(clean)
+        device = _device(clean, generator)
+        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype, device=device)
+        log_clean = torch.log(clean.clamp_min(LOG_FLOOR))
+        return torch.exp(log_clean + self.std * noise.to(clean.device))
+
+    def likelihood(self, learn: bool = False, heteroscedastic: bool = False) -> Likelihood:
+        self._refuse(learn, heteroscedastic, can_learn=True)
+        return SpeckleLikelihood(self.std, learn_std=learn)
+
+
+@dataclass(frozen=True)
+class PoissonNoise(NoiseModel):
+    """y = Poisson(peak * max(x, 0)) / peak: photon counts, mean x and variance x / peak.
+
+    ``peak`` is the mean photon count of an image value of 1 (larger = less noise).
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> counts = PoissonNoise(10.0).sample(torch.full((64,), 0.5), generator=g) * 10
+    >>> bool(((counts - counts.round()).abs() < 1e-4).all())
+    True
+    """
+
+    peak: float
+    name: ClassVar[str] = "poisson"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "peak", _positive(self.peak, "Poisson peak"))
+
+    @property
+    def level(self) -> float:
+        return self.peak
+
+    def sample(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        _check_clean(clean)
+        rate = (self.peak * clean.clamp_min(0.0)).to(_device(clean, generator))
+        counts = torch.poisson(rate, generator=generator)
+        return (counts / self.peak).to(clean.device)
+
+    def likelihood(self, learn: bool = False, heteroscedastic: bool = False) -> Likelihood:
+        self._refuse(learn, heteroscedastic, can_learn=False)
+        return PoissonLikelihood(self.peak)
+
+
+NOISE_MODELS: dict[str, type[NoiseModel]] = {
+    "gaussian": GaussianNoise,
+    "speckle": SpeckleNoise,
+    "poisson": PoissonNoise,
+}
+"""Noise model classes by name, each built from its level: ``NOISE_MODELS[name](level)``."""
+
+
+def make_noise(name: str, level: float) -> NoiseModel:
+    """The noise model ``name`` at ``level`` (its std, or its peak for Poisson).
+
+    >>> make_noise("poisson", 1000)
+    PoissonNoise(peak=1000.0)
+    >>> try:
+    ...     make_noise("salt", 0.1)
+    ... except InvalidInputError as error:
+    ...     print(error)
+    unknown noise model 'salt': choose one of gaussian, speckle, poisson
+    """
+    if name not in NOISE_MODELS:
+        raise InvalidInputError(
+            f"unknown noise model {name!r}: choose one of {', '.join(NOISE_MODELS)}"
+        )
+    return NOISE_MODELS[name](level)

@@ -1,0 +1,85 @@
+"""One kind of extension point for everything chosen by name: priors, guides, methods, tasks,
+operators, noise models, image samples, network presets.
+
+A :class:`Registry` maps names to entries (classes, factories or objects). The CLI, ``compare``
+and ``bo`` read their choices from the registries, so an entry registered by a user's module
+is usable everywhere that module is imported.
+
+>>> COLOURS = Registry("colour")
+>>> @COLOURS.register("red")
+... class Red:
+...     pass
+>>> COLOURS.register("blue", object())
+>>> COLOURS["red"] is Red, sorted(COLOURS)
+(True, ['blue', 'red'])
+>>> COLOURS["green"]
+Traceback (most recent call last):
+...
+pyrodip.errors.InvalidInputError: unknown colour 'green': choose one of red, blue
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+from .errors import InvalidInputError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named entries of one ``kind`` (the word used in error messages, e.g. ``"prior"``)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T | None = None, *, replace: bool = False):
+        """Add ``entry`` under ``name``; without ``entry``, a decorator that adds what it
+        decorates. A name already taken is refused unless ``replace``."""
+        if not isinstance(name, str) or not name or ":" in name:
+            raise InvalidInputError(
+                f"a {self.kind} name must be a non-empty string without ':', got {name!r}"
+            )
+
+        def add(value: T) -> T:
+            if name in self._entries and not replace and self._entries[name] is not value:
+                raise InvalidInputError(
+                    f"{self.kind} {name!r} is already registered: pick another name or pass "
+                    "replace=True"
+                )
+            self._entries[name] = value
+            return value
+
+        if entry is None:
+            return add
+        add(entry)
+        return None
+
+    def __getitem__(self, name: str) -> T:
+        if name not in self._entries:
+            raise InvalidInputError(
+                f"unknown {self.kind} {name!r}: choose one of {', '.join(self._entries)}"
+            )
+        return self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def items(self) -> list[tuple[str, T]]:
+        return list(self._entries.items())
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests and plugins that clean up after themselves)."""
+        self._entries.pop(name, None)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self._entries)})"
+

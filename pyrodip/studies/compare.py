@@ -1,0 +1,318 @@
+"""Comparison studies (``pyrodip compare``): methods x images x seeds from one TOML file,
+stacked into one dataset.
+
+A study file::
+
+    methods = ["dip", "mfvi"]
+    images = ["../shared/data/denoising/oct.png"]   # paths or sample:NAME
+    seeds = [0, 1, 2]
+
+    [settings]          # RunConfig keys shared by every run
+    task = "denoise"
+    size = 128
+    steps = 3000
+
+    [method.dip]        # RunConfig keys for one method's runs only
+    lr = 0.01
+
+:func:`run_comparison` fits every combination (runs already on disk are kept, so an interrupted
+study continues where it stopped), writes each run's dataset to ``runs/``, and stacks them with
+:func:`stack` into one dataset with dims ``method``, ``image``, ``seed`` (curves over ``step``;
+runs of different lengths or sizes padded with NaN); :func:`summary_table` makes the table.
+
+>>> comparison = Comparison(methods=["dip", "mfvi"], images=["sample:phantom"], seeds=[0, 1])
+>>> tuple((method, seed) for method, _, seed, _ in comparison.runs())
+(('dip', 0), ('dip', 1), ('mfvi', 0), ('mfvi', 1))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from ..errors import InvalidInputError, MissingFileError
+from ..infer.methods import METHODS
+from ..physics.operators import names_a_mask_file
+from .config import RunConfig, read_toml
+from .execution import Executor, SyncExecutor
+
+#: Scalar attributes of a run that become variables over (method, image, seed), by the name
+#: they take there (the predictive mean's ``psnr`` and ``ssim`` would clash with the curves).
+RUN_SCALARS = {
+    "psnr": "mean_psnr", "ssim": "mean_ssim", "uce": "uce", "coverage_68": "coverage_68",
+    "coverage_95": "coverage_95", "ause": "ause", "wall_time_s": "wall_time_s",
+    "mean_std_total": "mean_std_total", "baseline_psnr": "baseline_psnr",
+    "psnr_missing": "psnr_missing",
+}
+STUDY_KEYS = ("methods", "images", "seeds", "settings", "method")
+
+
+@dataclass
+class Comparison:
+    """Which runs a comparison makes: every method on every image with every seed."""
+
+    methods: list[str]
+    images: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    settings: dict = field(default_factory=dict)
+    method_settings: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("methods", "images", "seeds"):
+            if not getattr(self, key):
+                raise InvalidInputError(f"the study lists no {key}: give at least one")
+        for method in [*self.methods, *self.method_settings]:
+            if method not in METHODS:
+                raise InvalidInputError(
+                    f"unknown method {method!r} in the study: choose from {', '.join(METHODS)}"
+                )
+        if len(set(map(image_label, self.images))) != len(self.images):
+            raise InvalidInputError("two study images share a file name: rename one")
+        list(self.runs())  # every run's settings validated before any fit
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Comparison:
+        path = Path(path)
+        spec = read_toml(path, "study file")
+        unknown = sorted(set(spec) - set(STUDY_KEYS))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown key {unknown[0]!r} in study file {path} (valid: {', '.join(STUDY_KEYS)}"
+                "; run settings go under [settings])"
+            )
+        settings = dict(spec.get("settings", {}))
+        method_settings = {name: dict(table) for name, table in spec.get("method", {}).items()}
+        for table in (settings, *method_settings.values()):
+            if isinstance(table.get("mask"), str) and names_a_mask_file(table["mask"]):
+                table["mask"] = _relative_to(path.parent, table["mask"])
+        return cls(
+            methods=list(spec.get("methods", [])),
+            images=[_relative_to(path.parent, image) for image in spec.get("images", [])],
+            seeds=list(spec.get("seeds", [0])),
+            settings=settings,
+            method_settings=method_settings,
+        )
+
+    def with_settings(self, **settings: object) -> Comparison:
+        """The same study with ``settings`` applied to every run, over its own.
+
+        >>> study = Comparison(methods=["dip"], images=["sample:ct"], method_settings={"dip":
+        ...                    {"steps": 500}}).with_settings(steps=20)
+        >>> next(study.runs())[3].steps
+        20
+        """
+        axes = sorted(set(settings) & {"image", "method", "seed"})
+        if axes:
+            raise InvalidInputError(
+                f"{axes[0]} is an axis of the study, not a run setting: list it under "
+                f"{axes[0]}s in the study file"
+            )
+        methods = {name: {**table, **settings} for name, table in self.method_settings.items()}
+        return dataclasses.replace(
+            self, settings={**self.settings, **settings}, method_settings=methods
+        )
+
+    def runs(self) -> Iterator[tuple[str, str, int, RunConfig]]:
+        """(method, image, seed, config) of every run, methods outermost."""
+        for method in self.methods:
+            for image in self.images:
+                for seed in self.seeds:
+                    settings = {**self.settings, **self.method_settings.get(method, {})}
+                    settings.update(method=method, image=image, seed=seed)
+                    yield method, image, seed, RunConfig().replace(**settings)
+
+
+def image_label(image: str) -> str:
+    """The name an image goes by in a study: its file name without suffix, or the sample's.
+
+    >>> image_label("../shared/data/denoising/oct.png"), image_label("sample:ct")
+    ('oct', 'ct')
+    """
+    return image.removeprefix("sample:") if image.startswith("sample:") else Path(image).stem
+
+
+def _relative_to(folder: Path, image: str) -> str:
+    """Image and mask paths in a study file are relative to the file's folder."""
+    if image.startswith("sample:") or Path(image).is_absolute():
+        return image
+    return os.path.normpath(folder / image)
+
+
+def run_comparison(
+    comparison: Comparison, out: str | Path, progress: bool = True,
+    executor: Executor | None = None,
+) -> xr.Dataset:
+    """Fit every run of ``comparison`` (skipping runs already written to ``out/runs``), then
+    stack them into ``out/comparison.nc`` and return that dataset.
+
+    ``executor`` runs the fits (default: one after another in this process); with
+    :func:`pyrodip.studies.execution.dask_executor` they run in parallel, locally or on a cluster.
+    """
+    from ..io.results import read_dataset, write_dataset
+
+    runs_dir = Path(out) / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    runs = [
+        (method, image, seed, config, runs_dir / f"{image_label(image)}-{method}-seed{seed}.nc")
+        for method, image, seed, config in comparison.runs()
+    ]
+    missing = [(config, path) for *_, config, path in runs if not path.exists()]
+    if executor is None and len(missing) == 1:  # a single fit shows its own progress bar
+        fit_run(*missing[0], progress=progress)
+    elif missing:
+        executor = executor or SyncExecutor()
+        for config, path in missing:
+            executor.submit(fit_run, config, path)
+        pending = len(missing)
+        with tqdm(total=len(runs), initial=len(runs) - pending, desc="comparison",
+                  unit="run", disable=not progress) as bar:
+            while pending:
+                for future in executor.next_completed():
+                    future.result()  # a failed fit stops the study with its error
+                    pending -= 1
+                    bar.update()
+    datasets = {}
+    for method, image, seed, config, path in runs:
+        run = read_dataset(path)
+        if run.attrs.get("config") != config.to_json():
+            raise InvalidInputError(
+                f"{path} was run with other settings than the study now asks for: use "
+                "another --out, or delete it to run it again"
+            )
+        datasets[method, image_label(image), seed] = run
+    stacked = stack(datasets)
+    write_dataset(stacked, Path(out) / "comparison.nc")
+    return stacked
+
+
+def fit_run(config: RunConfig, path: str | Path, progress: bool = False) -> Path:
+    """Fit one run of a study and write its dataset to ``path`` (whole or not at all)."""
+    from ..infer.loop import fit
+    from ..io.results import to_dataset, write_dataset
+    from ..physics.observation import prepare_observation
+
+    write_dataset(to_dataset(fit(prepare_observation(config), config, progress=progress)), path)
+    return Path(path)
+
+
+def stack(datasets: dict[tuple[str, str, int], xr.Dataset]) -> xr.Dataset:
+    """One dataset over (method, image, seed) from runs keyed by (method, image, seed): their
+    variables, and :data:`RUN_SCALARS` attributes as variables; NaN where a run lacks one."""
+    pieces = []
+    for (method, image, seed), run in datasets.items():
+        run = run.drop_vars([v for v in run.data_vars if "baseline" in v and v != "baseline"])
+        scalars = {name: float(run.attrs.get(key, np.nan)) for key, name in RUN_SCALARS.items()}
+        piece = run.reset_coords().assign(scalars).drop_attrs()  # per-run coords become vars
+        # Index the pixel axes, so that images of other sizes are padded with NaN, not refused.
+        piece = piece.assign_coords(
+            {dim: np.arange(size) for dim, size in piece.sizes.items() if dim not in piece.coords}
+        )
+        pieces.append(piece.expand_dims(method=[method], image=[image], seed=[seed]))
+    # The pieces never overlap (each is one (method, image, seed)): an outer merge pads every
+    # variable a run lacks, or holds over fewer steps or pixels, with NaN.
+    stacked = xr.merge(pieces, join="outer", compat="no_conflicts", combine_attrs="drop")
+    methods = list(dict.fromkeys(key[0] for key in datasets))
+    images = list(dict.fromkeys(key[1] for key in datasets))
+    stacked = stacked.reindex({"method": methods, "image": images})
+    any_run = next(iter(datasets.values())).attrs
+    stacked.attrs = {"task": any_run.get("task", ""), "runs": len(datasets)}
+    return stacked
+
+
+def _columns(study: xr.Dataset) -> dict[str, xr.DataArray]:
+    """The table's columns: each a value per (method, image, seed)."""
+    columns = {}
+    if "psnr" in study.data_vars and "step" in study["psnr"].dims:
+        curve = study["psnr"]
+        columns["PSNR last"] = _last(curve)
+        columns["PSNR best"] = curve.max("step")
+        columns["best step"] = curve.fillna(-np.inf).argmax("step") + 1
+        columns["SSIM last"] = _last(study["ssim"])
+    for header, name in (("PSNR mean", "mean_psnr"), ("UCE", "uce"), ("cov 68", "coverage_68"),
+                         ("cov 95", "coverage_95"), ("AUSE", "ause")):
+        if name in study.data_vars:
+            columns[header] = study[name]
+    if "loss" in study.data_vars:
+        elbo = -_last(study["loss"])
+        columns["ELBO"] = elbo.where(elbo["method"] == "mfvi")
+    columns["time s"] = study["wall_time_s"]
+    return columns
+
+
+def _last(curve: xr.DataArray) -> xr.DataArray:
+    """Each run's value at its own last step (runs of fewer steps are padded with NaN)."""
+    valid = curve.notnull()
+    last = (valid * np.arange(curve.sizes["step"])).argmax("step")
+    return curve.isel(step=last).where(valid.any("step"))
+
+
+def summary_table(study: xr.Dataset) -> str:
+    """A Markdown table, a row per method and image: mean +- std over seeds of the smoothed
+    PSNR at the last step and its best (with the step), SSIM, the predictive mean's PSNR,
+    calibration (UCE, coverage, AUSE), the ELBO (mfvi) and the wall time."""
+    columns = _columns(study)
+    rows = ["| method | image | " + " | ".join(columns) + " |"]
+    rows.append("|" + " --- |" * (len(columns) + 2))
+    for image in study["image"].values:
+        for method in study["method"].values:
+            at = {"method": method, "image": image}
+            cells = [_cell(values.sel(at), integer=header == "best step")
+                     for header, values in columns.items()]
+            rows.append(f"| {method} | {image} | " + " | ".join(cells) + " |")
+    seeds = study.sizes["seed"]
+    rows.append("")
+    rows.append(f"mean +- std over {seeds} seed{'s' if seeds > 1 else ''}; PSNR last/best: "
+                "the smoothed image (EMA) against the truth; PSNR mean: the predictive mean")
+    return "\n".join(rows)
+
+
+def _cell(values: xr.DataArray, integer: bool = False) -> str:
+    array = np.asarray(values.values, dtype=float)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        return "-"
+    number = (lambda value: f"{value:.0f}") if integer else _number
+    mean = float(array.mean())
+    if array.size == 1:
+        return number(mean)
+    return f"{number(mean)} +- {number(float(array.std(ddof=1)))}"
+
+
+def _number(value: float) -> str:
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        return f"{value:.2e}"
+    return f"{value:.{max(0, 3 - int(math.floor(math.log10(abs(value) or 1))) - 1)}f}"
+
+
+def load_results(paths: list[str | Path]) -> xr.Dataset:
+    """A study dataset from saved results: ``comparison.nc`` files, single ``result.nc`` files or
+    folders holding either, for :func:`summary_table` (``pyrodip report``)."""
+    from ..io.results import read_dataset
+
+    runs, studies = {}, []
+    for given in map(Path, paths):
+        candidates = [given / "comparison.nc", given / "result.nc"] if given.is_dir() else [given]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise MissingFileError(
+                f"no result at {given}: give a comparison.nc or result.nc file, or their folder"
+            )
+        dataset = read_dataset(path)
+        if "method" in dataset.dims:
+            studies.append(dataset)
+        else:
+            attrs = dataset.attrs
+            runs[attrs["method"], image_label(attrs["image"]), int(attrs["seed"])] = dataset
+    if runs:
+        studies.append(stack(runs))
+    return xr.combine_by_coords(
+        studies, join="outer", combine_attrs="drop_conflicts", data_vars="all", coords="minimal"
+    )

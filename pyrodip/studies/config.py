@@ -1,0 +1,239 @@
+"""Every setting of a run in one validated dataclass, from Python, TOML or the command line.
+
+>>> config = RunConfig(steps=500, prior="normal:0.1")
+>>> config.prior, config.prior_scale
+('normal', 0.1)
+>>> RunConfig(stepz=5)
+Traceback (most recent call last):
+...
+TypeError: RunConfig.__init__() got an unexpected keyword argument 'stepz'
+
+A TOML file holds the same keys at top level (``steps = 500``, ``prior = "normal:0.1"``);
+see ``experiments/ct_denoise.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..bayes.guides import GUIDES
+from ..bayes.networks import PRESETS
+from ..bayes.priors import PRIORS
+from ..errors import InvalidInputError, MissingFileError
+from ..infer.methods import METHODS, SGLD_VARIANTS
+from ..physics.noise import NOISE_MODELS
+from ..physics.operators import SUPERRESOLUTION_FACTORS
+
+TASKS = ("denoise", "superres", "inpaint", "ct")
+#: How the likelihood treats the noise level: the simulated (or stated) one, a point estimate
+#: fitted with the weights, or one per pixel from an extra output channel (Gaussian only).
+NOISE_LEVELS = ("known", "learned", "heteroscedastic")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+#: How the loss is computed: "pyro" runs Pyro's TraceMeanField_ELBO on the model and guide;
+#: "fast" a vectorised path derived from them (same loss and gradients); "auto" the fast path
+#: where it supports the model and guide.
+ENGINES = ("auto", "pyro", "fast")
+#: Settings whose default depends on the method (None in RunConfig: see pyrodip.infer.methods).
+METHOD_DEFAULTS = ("guide", "kl_weight", "optimizer", "weight_decay", "dropout")
+#: Where positive settings (lr, noise_std, prior_scale, ...) must lie: their squares stay
+#: within float32's range.
+POSITIVE_RANGE = (1e-15, 1e15)
+
+
+@dataclass
+class RunConfig:
+    """The settings of one reconstruction. Defaults are the CPU demo's: the embedded CT slice,
+    Gaussian noise 0.1, the small network, mean-field VI."""
+
+    image: str = "sample:ct"
+    size: int | None = None  # resize the image so that its longer side has this many pixels
+    slice_index: int | None = None  # NIfTI volumes: the slice (None: the middle one)
+    observed: bool = False  # the image is the observation itself (no truth, no simulation)
+    task: str = "denoise"
+    noise: str = "gaussian"
+    noise_std: float = 0.1  # gaussian and speckle; for ct, relative to the largest projection
+    photons: float = 1000.0  # poisson: expected counts at intensity 1
+    factor: int = 4  # superres
+    mask: str = "strokes"  # inpaint: PATH, random:FRACTION or strokes
+    angles: int = 45  # ct: projections evenly over [0, 180) degrees
+    method: str = "mfvi"
+    net: str = "small"
+    prior: str = "normal"
+    prior_scale: float = 0.1
+    layer_priors: dict[str, str] = dataclasses.field(default_factory=dict)  # pattern -> prior
+    temperature: float = 1.0  # posterior temperature T: prior variance x T, KL weight x T
+    guide: str | None = None  # None: the method's guide
+    kl_weight: float | None = None  # None: the method's (0.3 for mfvi, 0 otherwise)
+    noise_level: str = "known"  # known, learned or heteroscedastic (see NOISE_LEVELS)
+    bayesian_batchnorm: bool = False
+    init_loc: str = "pytorch"
+    init_scale: float = 0.01
+    local_reparam: bool = False  # mfvi: local reparameterisation as the gradient estimator
+    dropout: float | None = None  # None: the method's (0.3 for mcdropout, else 0)
+    optimizer: str | None = None  # None: the method's (adamw for mcdropout, else adam)
+    lr: float = 0.01
+    weight_decay: float | None = None  # None: the method's (1e-4 for mcdropout, else 0)
+    sgld: str = "adam"  # sgld variant: adam (the papers') or textbook (see pyrodip.infer.methods)
+    burn_in: int | None = None  # sgld: steps before sampling (None: min(7000, steps // 2))
+    sample_every: int = 50  # sgld: steps between posterior samples
+    steps: int = 1000
+    samples: int = 25
+    ema: float = 0.99
+    jitter: float = 0.03
+    device: str = "cpu"
+    engine: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # e.g. from TOML: prior = 3
+            value = getattr(self, f.name)
+            if f.type in ("str", "str | None") and not (
+                isinstance(value, str) or (value is None and f.type == "str | None")
+            ):
+                raise InvalidInputError(f"{f.name} must be a string, got {value!r}")
+        # NAME[:SCALE[:ARG...]]: SCALE moves to prior_scale, leaving NAME or NAME::ARG...
+        name, _, rest = self.prior.partition(":")
+        scale, _, arguments = rest.partition(":")
+        if scale:
+            self.prior_scale = _number("prior scale", scale)
+        self.prior = f"{name}::{arguments}" if arguments else name
+        _choice("task", self.task, TASKS)
+        _choice("method", self.method, METHODS)
+        _choice("net", self.net, PRESETS)
+        _choice("prior", name, PRIORS)
+        _choice("noise_level", self.noise_level, NOISE_LEVELS)
+        if self.optimizer is not None:
+            _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.guide is not None:
+            _choice("guide", self.guide.partition(":")[0], GUIDES)
+        _choice("sgld variant", self.sgld, SGLD_VARIANTS)
+        _choice("engine", self.engine, ENGINES)
+        _choice("noise", self.noise, NOISE_MODELS)
+        factor = self.factor
+        if isinstance(factor, bool) or not isinstance(factor, int) or (
+            factor not in SUPERRESOLUTION_FACTORS
+        ):
+            raise InvalidInputError(
+                "super-resolution factor must be one of "
+                f"{', '.join(map(str, SUPERRESOLUTION_FACTORS))}, got {self.factor!r}"
+            )
+        for key in ("noise_std", "photons", "prior_scale", "init_scale", "lr", "temperature"):
+            _positive(key, getattr(self, key))
+        optional = tuple(key for key in ("size", "burn_in") if getattr(self, key) is not None)
+        for key in ("steps", "samples", "angles", "sample_every", *optional):
+            value = getattr(self, key)
+            lowest, what = (0, "an integer >= 0") if key == "burn_in" else (1, "a positive integer")
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise InvalidInputError(f"{key} must be {what}, got {value!r}")
+        optional = tuple(
+            key for key in ("kl_weight", "weight_decay", "dropout")
+            if getattr(self, key) is not None
+        )
+        for key in ("jitter", *optional):
+            value = getattr(self, key)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise InvalidInputError(f"{key} must be a number >= 0, got {value!r}")
+        if self.method == "sgld" and self.burn_in is not None and self.burn_in >= self.steps:
+            raise InvalidInputError(
+                f"burn_in ({self.burn_in}) must be below steps ({self.steps}): sgld collects "
+                "its samples after the burn-in"
+            )
+        if self.dropout is not None and self.dropout >= 1:
+            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.layer_priors, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.layer_priors.items()
+        ):
+            raise InvalidInputError(
+                f"layer_priors must map layer-name patterns to prior specs, e.g. "
+                f"{{'net.head.*' = 'laplace:0.05'}}, got {self.layer_priors!r}"
+            )
+        for key in ("bayesian_batchnorm", "observed", "local_reparam"):
+            if not isinstance(getattr(self, key), bool):
+                raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        if self.slice_index is not None and (
+            isinstance(self.slice_index, bool) or not isinstance(self.slice_index, int)
+        ):
+            raise InvalidInputError(f"slice must be an integer, got {self.slice_index!r}")
+        if not (isinstance(self.ema, int | float) and 0 <= self.ema < 1):
+            raise InvalidInputError(f"ema must be in [0, 1), got {self.ema!r}")
+        if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", self.device):
+            raise InvalidInputError(f"unknown device {self.device!r}: use cpu, cuda or cuda:N")
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise InvalidInputError(f"seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
+
+    def resolved(self, key: str):
+        """The setting ``key``, or the method's default for it when it is None.
+
+        >>> RunConfig(method="mcdropout").resolved("dropout")
+        0.3
+        """
+        value = getattr(self, key)
+        return getattr(METHODS[self.method], key) if value is None else value
+
+    def replace(self, **changes: object) -> RunConfig:
+        """A copy with some settings changed; unknown keys are refused with a suggestion."""
+        _check_keys(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: object) -> RunConfig:
+        """Read the settings from a TOML file; ``overrides`` (e.g. from the CLI) win."""
+        settings = read_toml(path, "config file")
+        settings.update(overrides)
+        _check_keys(settings, source=f"config file {path}")
+        return cls(**settings)
+
+
+def read_toml(path: str | Path, what: str) -> dict:
+    """The TOML file ``path`` as a dict; ``what`` names it in errors (e.g. "config file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} not found: {path} (check the path)")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"{what} {path} is not valid TOML: {error}") from None
+
+
+def _check_keys(settings: dict, source: str = "settings") -> None:
+    valid = [f.name for f in dataclasses.fields(RunConfig)]
+    for key in settings:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"
+            raise InvalidInputError(f"unknown key {key!r} in {source}{hint}")
+
+
+def _choice(key: str, value: object, valid) -> None:
+    if value not in valid:
+        raise InvalidInputError(f"unknown {key} {value!r}: choose one of {', '.join(valid)}")
+
+
+def _number(key: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInputError(f"{key} must be a number, got {text!r}") from None
+
+
+def _positive(key: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{key} must be a positive number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidInputError(f"{key} must be a positive number, got {value!r}")
+    low, high = POSITIVE_RANGE
+    if not low <= value <= high:
+        raise InvalidInputError(
+            f"{key} must be between {low:g} and {high:g} (fits compute in float32), got {value!r}"
+        )

@@ -1,0 +1,152 @@
+"""Checkpoints, resume, divergence, and files that are whole or absent."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import pyrodip.infer.loop as inference
+from pyrodip import Observation, RunConfig, fit
+from pyrodip.infer.loop import Checkpointing, Interrupted
+from pyrodip.io.results import read_dataset, write_dataset
+
+
+@pytest.fixture
+def tiny() -> Observation:
+    truth = torch.linspace(0, 1, 32 * 32).reshape(1, 32, 32)
+    return Observation.simulate(truth, noise=0.1, seed=0, name="ramp")
+
+
+class StopAfter(threading.Event):
+    """A stop request that arrives at step ``step`` (the fit checks it after every step)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.calls_left = step
+
+    def is_set(self) -> bool:
+        self.calls_left -= 1
+        return self.calls_left <= 0
+
+
+@pytest.mark.parametrize("method", ["mfvi", "sgld"])
+def test_resumed_fit_equals_uninterrupted_one(tiny, tmp_path, method):
+    config = RunConfig(method=method, steps=40, samples=3, burn_in=10, sample_every=5)
+    whole = fit(tiny, config, progress=False)
+    checkpoint = Checkpointing(tmp_path / "state.pt", every_steps=10)
+    with pytest.raises(Interrupted, match="interrupted at step 17"):
+        fit(tiny, config, progress=False, checkpoint=checkpoint, stop=StopAfter(17))
+    resumed = fit(tiny, config, progress=False, checkpoint=checkpoint, resume=True)
+    for name, curve in whole.history.curves.items():
+        np.testing.assert_array_equal(resumed.history.curves[name], curve, err_msg=name)
+    assert torch.equal(resumed.prediction.mean, whole.prediction.mean)
+    assert torch.equal(resumed.prediction.std_total, whole.prediction.std_total)
+
+
+def test_resume_refuses_other_settings_and_missing_files(tiny, tmp_path):
+    checkpoint = Checkpointing(tmp_path / "state.pt")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        fit(tiny, RunConfig(steps=5), checkpoint=checkpoint, resume=True, progress=False)
+    with pytest.raises(Interrupted):
+        fit(tiny, RunConfig(steps=5), checkpoint=checkpoint, stop=StopAfter(2), progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        fit(tiny, RunConfig(steps=6), checkpoint=checkpoint, resume=True, progress=False)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read"):
+        fit(tiny, RunConfig(steps=5), checkpoint=Checkpointing(tmp_path / "bad.pt"),
+            resume=True, progress=False)
+
+
+# Pyro's validation (on in tests) raises at the first NaN; divergence handling is for the
+# unvalidated runs users make.
+def test_absurd_learning_rate_stops_cleanly_with_its_events(tiny):
+    with pytest.warns(UserWarning, match="diverged 4 times"):
+        result = fit(tiny, RunConfig(steps=60, lr=1e6), progress=False, validate=False)
+    assert result.status == "diverged"
+    assert [event["lr"] for event in result.events] == [5e5, 2.5e5, 1.25e5, 1.25e5]
+    assert torch.isfinite(result.prediction.mean).all()
+
+
+def test_one_injected_nan_is_rolled_back_and_the_fit_recovers(tiny, monkeypatch):
+    original = inference._Fitting._one_step
+
+    def poisoned(self):
+        original(self)
+        if self.step == 30 and not self.events:  # once: a NaN weight after step 31
+            with torch.no_grad():
+                next(iter(self.guide.parameters())).fill_(float("nan"))
+
+    monkeypatch.setattr(inference._Fitting, "_one_step", poisoned)
+    with pytest.warns(UserWarning, match="rolled back to step 25"):
+        result = fit(tiny, RunConfig(steps=60, lr=0.01), progress=False, validate=False)
+    assert result.status == "completed"
+    assert result.events == [{"step": 50, "rolled_back_to": 25, "lr": 0.005}]
+    assert np.isfinite(result.history.curves["loss"]).all()
+    assert result.history.curves["loss"].shape == (60,)
+
+
+def _pyrodip(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pyrodip.cli", *args]
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tiny_png, tmp_path):
+    """The acceptance test of preemption: SIGTERM mid-fit, resume, same result."""
+    common = ["run", "--image", str(tiny_png), "--size", "32", "--steps", "200", "--samples", "3",
+              "--quiet"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    subprocess.run(_pyrodip(*common, "--out", str(whole)), check=True, capture_output=True)
+
+    process = subprocess.Popen(
+        _pyrodip(*common, "--out", str(parts), "--checkpoint-every", "25"),
+        stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (parts / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "interrupted at step" in stderr and f"--resume {parts}" in stderr
+    assert not (parts / "result.nc").exists()
+
+    resumed = subprocess.run(_pyrodip("run", "--resume", str(parts), "--quiet"),
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = read_dataset(whole / "result.nc"), read_dataset(parts / "result.nc")
+    for name in ("loss", "psnr", "mean", "std_total", "smoothed"):
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    assert not (parts / "checkpoint.pt").exists()
+
+
+WRITER = """
+import sys, numpy as np, xarray as xr
+from pyrodip.io.results import write_dataset
+data = xr.Dataset({"x": ("i", np.arange(2_000_000, dtype="float64"))})
+while True:
+    write_dataset(data, sys.argv[1])
+    print("written", flush=True)
+"""
+
+
+def test_kill_9_during_writes_never_leaves_a_partial_file(tmp_path):
+    """Kill the writer at random moments after its first write: the file is always whole."""
+    target = tmp_path / "result.nc"
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        process = subprocess.Popen([sys.executable, "-c", WRITER, str(target)],
+                                   stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline() == "written\n"
+        time.sleep(rng.uniform(0, 0.5))
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert read_dataset(target)["x"].size == 2_000_000
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "result.nc"]
+    write_dataset(xr.Dataset({"y": ("i", [1.0])}), target)  # leftovers do not block writing
+    assert read_dataset(target)["y"].size == 1 and len(leftovers) <= 5

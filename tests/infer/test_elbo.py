@@ -1,0 +1,222 @@
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import TraceMeanField_ELBO
+from pyro.infer.elbo import ELBOModule
+
+from pyrodip import (
+    BayesianDIP,
+    Downsample,
+    GaussianLikelihood,
+    InvalidInputError,
+    Mask,
+    NetConfig,
+    Observation,
+    PoissonLikelihood,
+    Radon,
+    RunConfig,
+    SpeckleLikelihood,
+    fit,
+    make_guide,
+    predict,
+)
+from pyrodip.infer.elbo import FastELBO, supports, unsupported_reason
+from pyrodip.infer.loop import build, make_loss
+from pyrodip.physics.operators import random_mask
+
+TINY = NetConfig(scales=2, input_channels=4, channels_down=4, channels_up=4, channels_skip=2)
+SIDE = 16
+
+
+def _observed(operator, likelihood, channels=1):
+    """An observation y for ``operator`` that ``likelihood`` can score (batch dim 1)."""
+    x = torch.rand(1, channels, SIDE, SIDE)
+    with torch.no_grad():
+        clean = operator(x) if operator is not None else x
+    if isinstance(likelihood, PoissonLikelihood):
+        return torch.poisson(clean * likelihood.peak) / likelihood.peak
+    if isinstance(likelihood, SpeckleLikelihood):
+        return clean.clamp_min(0.05) * torch.exp(0.1 * torch.randn_like(clean))
+    return clean + 0.1 * torch.randn_like(clean)
+
+
+def _grads(model, guide) -> dict[str, torch.Tensor]:
+    named = [*model.named_parameters(prefix="model"), *guide.named_parameters(prefix="guide")]
+    grads = {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in named}
+    for _, p in named:
+        p.grad = None
+    return grads
+
+
+def _assert_same_elbo(model, guide, y, seed=1):
+    """Pyro's TraceMeanField_ELBO and FastELBO: same loss, same gradient of every parameter,
+    for the same seed."""
+    pyro.set_rng_seed(seed)
+    expected = TraceMeanField_ELBO()(model, guide)(y)
+    expected.backward()
+    expected_grads = _grads(model, guide)
+    fast = FastELBO(model, guide)
+    pyro.set_rng_seed(seed)
+    loss = fast(y)
+    loss.backward()
+    grads = _grads(model, guide)
+    assert torch.isfinite(loss)
+    assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-3)
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        scale = float(expected_grads[name].abs().max()) + 1e-6
+        assert torch.allclose(grad, expected_grads[name], rtol=1e-4, atol=1e-5 * scale), name
+    assert any(bool(g.abs().sum() > 0) for g in grads.values())
+
+
+CASES = {
+    "denoise": dict(),
+    "inpaint": dict(operator=Mask(random_mask((1, SIDE, SIDE), 0.3, seed=0))),
+    "superres": dict(operator=Downsample(2)),
+    "ct": dict(operator=Radon(image_size=SIDE)),
+    "learned": dict(likelihood=GaussianLikelihood(0.1, learn_std=True)),
+    "heteroscedastic": dict(likelihood=GaussianLikelihood(0.1, heteroscedastic=True)),
+    "heteroscedastic-inpaint": dict(
+        likelihood=GaussianLikelihood(0.1, heteroscedastic=True),
+        operator=Mask(random_mask((1, SIDE, SIDE), 0.3, seed=1)),
+    ),
+    "speckle": dict(likelihood=SpeckleLikelihood(0.1, learn_std=True)),
+    "poisson": dict(likelihood=PoissonLikelihood(100.0)),
+    "fanin-prior": dict(prior="fanin:1.0"),
+    "layer-priors": dict(layer_priors={"net.head.*": "fanin:0.5", "net.body.up.*": "normal:0.2"}),
+    "bayesian-batchnorm": dict(bayesian_batchnorm=True),
+    "dropout": dict(net=NetConfig(**{**vars(TINY), "dropout": 0.3})),
+}
+
+
+MATRIX = [(case, w) for case in ("denoise", "inpaint", "superres") for w in (0.0, 0.3, 1.0)]
+MATRIX += [(case, 0.3) for case in CASES if case not in ("denoise", "inpaint", "superres")]
+
+
+@pytest.mark.parametrize(("case", "kl_weight"), MATRIX)
+def test_fast_elbo_equals_pyro_loss_and_gradients(case, kl_weight):
+    pyro.set_rng_seed(0)
+    options = {"net": TINY, **CASES[case]}
+    model = BayesianDIP((1, SIDE, SIDE), kl_weight=kl_weight, **options)
+    guide = make_guide("meanfield", model, init_scale=0.05)
+    y = _observed(options.get("operator"), model.likelihood)
+    assert supports(model, guide)
+    _assert_same_elbo(model, guide, y)
+
+
+@pytest.mark.parametrize("spec", ["map", "partial:net.head.*"])
+@pytest.mark.parametrize("kl_weight", [0.0, 0.3])
+@pytest.mark.parametrize("prior", ["normal:0.1", "laplace:0.1"])
+def test_fast_elbo_equals_pyro_for_point_estimates(spec, kl_weight, prior):
+    pyro.set_rng_seed(0)
+    model = BayesianDIP((1, SIDE, SIDE), net=TINY, kl_weight=kl_weight, prior=prior,
+                        layer_priors={"net.head.*": "normal:0.3"})
+    guide = make_guide(spec, model)
+    assert supports(model, guide)
+    _assert_same_elbo(model, guide, _observed(None, model.likelihood))
+
+
+def test_two_channel_inpainting_and_training_without_jitter():
+    pyro.set_rng_seed(0)
+    operator = Mask(random_mask((1, SIDE, SIDE), 0.5, seed=2))
+    model = BayesianDIP((2, SIDE, SIDE), net=TINY, operator=operator, kl_weight=0.5)
+    guide = make_guide("meanfield", model)
+    y = _observed(operator, model.likelihood, channels=2)
+    y[~operator.observed_mask.expand_as(y)] = float("nan")  # unobserved: anything, even NaN
+    _assert_same_elbo(model, guide, y)
+    model.eval()  # no input jitter
+    _assert_same_elbo(model, guide, y)
+
+
+def test_prior_scale_changed_in_place_is_followed():
+    model = BayesianDIP((1, SIDE, SIDE), net=TINY, prior="normal:0.05")
+    guide = make_guide("meanfield", model)
+    fast = FastELBO(model, guide)
+    y = _observed(None, model.likelihood)
+    model.prior.scale = 0.2
+    _assert_same_elbo(model, guide, y)
+    # The KL against N(0, 0.2^2) by hand: 0.5 * (r + m^2/s_p^2 - 1 - log r), r = s^2 / s_p^2.
+    loc, scale = fast.variational()
+    ratio = (scale / 0.2) ** 2
+    by_hand = 0.5 * (ratio + (loc / 0.2) ** 2 - 1 - ratio.log()).sum()
+    assert torch.allclose(fast.kl((loc, scale)), by_hand)
+
+
+def test_forward_keeps_the_rendered_image():
+    model = BayesianDIP((1, SIDE, SIDE), net=TINY)
+    FastELBO(model, make_guide("meanfield", model))(torch.rand(1, 1, SIDE, SIDE))
+    assert model.last_image.shape == (1, 1, SIDE, SIDE) and not model.last_image.requires_grad
+    assert bool(((model.last_image > 0) & (model.last_image < 1)).all())
+
+
+@pytest.mark.parametrize(("prior", "guide_spec", "reason"), [
+    ("laplace:0.1", "meanfield", "no closed-form KL"),
+    ("studentt:0.1", "meanfield", "no closed-form KL"),
+    ("mixture:0.1", "partial:net.head.*", "no closed-form KL"),
+    ("normal:0.1", "lowrank:2", "LowRankGuide"),
+])
+def test_unsupported_combinations_are_reported(prior, guide_spec, reason):
+    model = BayesianDIP((1, SIDE, SIDE), net=TINY, prior=prior)
+    guide = make_guide(guide_spec, model)
+    assert not supports(model, guide)
+    assert reason in unsupported_reason(model, guide)
+    with pytest.raises(InvalidInputError, match=f"engine 'fast' cannot.*{reason}"):
+        make_loss(model, guide, "fast")
+    assert isinstance(make_loss(model, guide, "auto"), ELBOModule)
+
+
+def test_engines():
+    model = BayesianDIP((1, SIDE, SIDE), net=TINY)
+    guide = make_guide("meanfield", model)
+    assert isinstance(make_loss(model, guide, "auto"), FastELBO)
+    assert isinstance(make_loss(model, guide, "fast"), FastELBO)
+    assert isinstance(make_loss(model, guide, "pyro"), ELBOModule)
+    with pytest.raises(InvalidInputError, match="unknown engine"):
+        make_loss(model, guide, "jax")
+    assert not supports(torch.nn.Linear(1, 1), guide)
+
+
+@pytest.mark.parametrize("method", ["mfvi", "dip", "sgld", "mcdropout"])
+def test_every_method_gets_the_fast_path_by_default(noisy64, method):
+    model, guide = build(RunConfig(method=method), noisy64)
+    assert isinstance(make_loss(model, guide, RunConfig().engine), FastELBO)
+
+
+@pytest.mark.slow  # the Pyro engine's 20 steps: 5 to 50 s on the shared 2-core machine
+def test_fit_gives_the_same_curves_with_either_engine(phantom64):
+    observation = Observation.simulate(phantom64[:, 16:48, 16:48], noise=0.1, seed=0)
+    results = {
+        engine: fit(observation, RunConfig(steps=20, samples=2, engine=engine), progress=False,
+                    validate=False)
+        for engine in ("pyro", "fast")
+    }
+    pyro_curves, fast_curves = (results[e].history.curves for e in ("pyro", "fast"))
+    # Not bitwise: softplus over all sites at once rounds a few scales 1 ulp apart from
+    # softplus site by site, and Adam turns such differences in gradients that are pure
+    # rounding noise (e.g. of a BatchNorm shift that the next BatchNorm cancels) into steps
+    # of size lr. The trajectories drift apart slowly.
+    np.testing.assert_allclose(fast_curves["loss"], pyro_curves["loss"], rtol=1e-4)
+    np.testing.assert_allclose(fast_curves["psnr"], pyro_curves["psnr"], atol=0.01)
+    np.testing.assert_allclose(fast_curves["ssim"], pyro_curves["ssim"], atol=1e-3)
+    assert torch.allclose(results["fast"].prediction.mean, results["pyro"].prediction.mean,
+                          atol=0.01)
+
+
+@pytest.mark.parametrize("spec", ["meanfield", "map", "partial:net.head.*"])
+def test_fast_predictive_draws_the_images_pyro_draws(spec):
+    likelihood = GaussianLikelihood(0.1, heteroscedastic=True)
+    net = NetConfig(**{**vars(TINY), "dropout": 0.2})
+    model = BayesianDIP((1, SIDE, SIDE), net=net, likelihood=likelihood)
+    guide = make_guide(spec, model, init_scale=0.1)
+    pyro.set_rng_seed(5)
+    prediction = predict(model, guide, num_samples=4, keep_samples=True)
+    pyro.set_rng_seed(5)
+    model.eval()
+    images = []
+    with torch.no_grad():
+        for _ in range(4):
+            with poutine.replay(trace=poutine.trace(guide).get_trace()):
+                images.append(model.render(jitter=False)[0][0])
+    assert torch.allclose(prediction.samples, torch.stack(images), atol=1e-6)

@@ -1,0 +1,152 @@
+import math
+
+import numpy as np
+import pyro
+import pytest
+import torch
+
+from pyrodip import Observation, RunConfig, fit
+from pyrodip.bayes.networks import MCDropout2d, NetConfig, SkipNet
+from pyrodip.infer.loop import build
+from pyrodip.infer.methods import METHODS, SGLDNoise, burn_in_steps
+
+
+@pytest.fixture
+def tiny() -> Observation:
+    truth = torch.linspace(0, 1, 32 * 32).reshape(1, 32, 32)
+    return Observation.simulate(truth, noise=0.1, seed=0, name="ramp")
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_runs_end_to_end(tiny, method):
+    config = RunConfig(method=method, steps=6, samples=3, burn_in=2, sample_every=2)
+    result = fit(tiny, config, progress=False)
+    prediction = result.prediction
+    assert prediction.mean.shape == prediction.std_total.shape == (1, 32, 32)
+    assert result.history.curves["psnr"].shape == (6,)
+    assert torch.isfinite(prediction.mean).all() and (prediction.std_total >= 0).all()
+    expected_samples = 2 if method == "sgld" else 3  # sgld: after step 2, every 2nd: 2 and 4
+    assert prediction.num_samples == expected_samples
+
+
+def test_dip_equals_plain_adam_on_the_unwrapped_network(tiny):
+    """DIP through Pyro (MAP guide, no prior) takes exactly the steps plain PyTorch takes."""
+    config = RunConfig(method="dip", steps=5, lr=0.01, jitter=0.03, ema=0.0)
+    pyro.set_rng_seed(config.seed)  # as fit does, then the same model and guide
+    model, guide = build(config, tiny)
+    rng_after_build = torch.get_rng_state()
+
+    net = SkipNet(1, NetConfig.preset("small"))
+    plain = {name: guide.loc(f"net.{name}") if f"net.{name}" in guide.sites else None
+             for name, _ in net.named_parameters()}
+    model_params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            source = plain[name] if plain[name] is not None else model_params[f"net.{name}"]
+            param.copy_(source)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    torch.set_rng_state(rng_after_build)
+    y, sigma = tiny.observation[None], 0.1
+    losses = []
+    for _ in range(config.steps):
+        optimizer.zero_grad()
+        z = model.z + config.jitter * torch.randn_like(model.z)
+        image = torch.sigmoid(net(z))
+        nll = ((y - image) ** 2).sum() / (2 * sigma**2) + y.numel() * math.log(
+            sigma * math.sqrt(2 * math.pi)
+        )
+        nll.backward()
+        optimizer.step()
+        losses.append(float(nll.detach()))
+
+    result = fit(tiny, config, progress=False)
+    # float32 sums in another order, amplified by Adam's normalisation: 0.5 nats of ~1e3
+    assert result.history.curves["loss"] == pytest.approx(losses, abs=0.5)
+    # Weights feeding a BatchNorm (conv biases) get gradients that are zero up to rounding,
+    # which Adam's normalisation turns into arbitrary steps: compare what the nets compute.
+    with torch.no_grad():
+        image = torch.sigmoid(net(model.z))[0]
+    torch.testing.assert_close(result.prediction.mean, image, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize(("variant", "lr", "std"), [("adam", 0.01, 0.02),
+                                                    ("textbook", 0.01, math.sqrt(0.02))])
+def test_sgld_noise_has_the_stated_variance(variant, lr, std):
+    weights = [torch.zeros(200_000), torch.full((100, 1000), 3.0)]
+    SGLDNoise(weights, lr=lr, variant=variant)()
+    # std of a 1e5-sample std estimate is std / sqrt(2e5): 0.5 % is over three of those
+    assert float(weights[0].std()) == pytest.approx(std, rel=0.005)
+    assert float((weights[1] - 3).std()) == pytest.approx(std, rel=0.005)
+    assert abs(float(weights[0].mean())) < 4 * std / math.sqrt(200_000)
+
+
+def test_sgld_burn_in_defaults_and_refusals(tiny):
+    assert burn_in_steps(None, 50_000) == 7000 and burn_in_steps(None, 100) == 50
+    with pytest.raises(ValueError, match="variant"):
+        SGLDNoise([], lr=0.1, variant="langevin")
+    with pytest.raises(ValueError, match="burn_in"):
+        RunConfig(method="sgld", steps=10, burn_in=10)
+
+
+def test_mc_dropout_variance_is_positive_and_vanishes_without_dropout(tiny):
+    config = RunConfig(method="mcdropout", steps=3, samples=4)
+    assert float(fit(tiny, config, progress=False).prediction.std_epistemic.mean()) > 1e-4
+    without = fit(tiny, config.replace(dropout=0.0), progress=False).prediction
+    assert float(without.std_epistemic.max()) == 0.0
+
+
+def test_mc_dropout_defaults_reach_the_network_and_optimiser(tiny):
+    config = RunConfig(method="mcdropout")
+    assert (config.resolved("optimizer"), config.resolved("weight_decay")) == ("adamw", 1e-4)
+    model, _ = build(config, tiny)
+    drops = [m for m in model.net.modules() if isinstance(m, MCDropout2d)]
+    convs = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    # after every conv of encoder and decoder: all but the skip convs and the output conv
+    skips = [m for name, m in model.net.named_modules() if ".skip." in f".{name}."
+             and isinstance(m, torch.nn.Conv2d)]
+    assert len(drops) == len(convs) - len(skips) - 1 and drops[0].p == 0.3
+
+
+def test_temperature_scales_prior_variance_and_kl_weight(tiny):
+    model, _ = build(RunConfig(prior="normal:0.1", kl_weight=0.5, temperature=0.25), tiny)
+    assert model.prior.scale == pytest.approx(0.05)  # std x sqrt(T)
+    assert model.kl_weight == pytest.approx(0.125)  # kl_weight x T
+
+
+def test_local_reparameterisation_gives_a_conv_output_the_weight_samples_moments(tiny):
+    """Per output pixel of the first conv: the same mean and variance as sampling weights."""
+    from pyro import poutine
+
+    from pyrodip.infer.local_reparam import LocalReparameterization
+
+    config = RunConfig(init_scale=0.2)
+    model, guide = build(config, tiny)
+    model.eval()  # no input jitter: the conv's input is the fixed z
+    conv, batchnorm = model.net.body.down[0], model.net.body.down[1]  # the first conv
+    seen = []  # the conv's output, noise included: what the next layer receives
+    batchnorm.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach()))
+    handler = LocalReparameterization(model, guide)
+    draws = 150
+    with torch.no_grad():
+        for _ in range(draws):
+            with handler, poutine.replay(trace=poutine.trace(guide).get_trace()):
+                model.render()
+        local = torch.stack(seen[-draws:])
+        seen.clear()
+        for _ in range(draws):
+            with poutine.replay(trace=poutine.trace(guide).get_trace()):
+                model.render()
+        weights = torch.stack(seen)
+    assert not handler._hooks and conv in handler.layers  # hooks gone after the handler
+    spread = weights.std(0)
+    # means agree within a few standard errors, variances within 25 %
+    assert ((local.mean(0) - weights.mean(0)).abs() < 5 * spread / draws**0.5).float().mean() > 0.99
+    ratio = local.var(0) / weights.var(0)
+    assert 0.75 < float(ratio.median()) < 1.25 and float(ratio.mean()) == pytest.approx(1, abs=0.1)
+
+
+def test_local_reparameterisation_fits_and_refuses_point_guides(tiny):
+    result = fit(tiny, RunConfig(steps=3, samples=2, local_reparam=True), progress=False)
+    assert np.isfinite(result.history.curves["loss"]).all()
+    with pytest.raises(ValueError, match="meanfield"):
+        fit(tiny, RunConfig(method="dip", steps=2, local_reparam=True), progress=False)

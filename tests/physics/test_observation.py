@@ -1,0 +1,144 @@
+"""Each inverse problem end to end on tiny images: the observation, the model, the CLI."""
+
+import numpy as np
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import TraceMeanField_ELBO
+from skimage.io import imsave
+
+from pyrodip import RunConfig, fit, make_guide, prepare_observation
+from pyrodip.cli import main
+from pyrodip.infer.loop import build
+from pyrodip.io.results import read_dataset
+from pyrodip.physics.operators import Downsample, Mask, Radon
+
+FAST = ["--steps", "3", "--samples", "2", "--quiet"]
+
+
+@pytest.mark.parametrize("task, operator, observed_shape", [
+    ("denoise", None, (1, 64, 64)),
+    ("superres", Downsample, (1, 16, 16)),
+    ("inpaint", Mask, (1, 64, 64)),
+    ("ct", Radon, (1, 64, 45)),
+])
+def test_prepare_observation_simulates_each_task(task, operator, observed_shape, tiny_png):
+    observation = prepare_observation(RunConfig(image=str(tiny_png), task=task))
+    assert observation.observation.shape == observed_shape
+    assert observation.image_shape == (1, 64, 64) and observation.has_truth
+    if operator is not None:
+        assert isinstance(observation.operator, operator)
+
+
+def test_missing_pixels_do_not_reach_the_likelihood(tiny_png):
+    config = RunConfig(image=str(tiny_png), task="inpaint", mask="random:0.3")
+    observation = prepare_observation(config)
+    model, _ = build(config, observation)
+    guide = make_guide("map", model)
+    known = observation.operator.observed_mask[0, 0]
+    y = observation.observation[None].clone()
+
+    def loss(obs):
+        torch.manual_seed(0)
+        return TraceMeanField_ELBO().differentiable_loss(model, guide, obs)
+
+    base = loss(y)
+    changed_missing = y.clone()
+    changed_missing[..., ~known] += 5.0
+    assert torch.equal(loss(changed_missing), base)
+    changed_known = y.clone()
+    changed_known[..., known] += 0.1
+    assert not torch.equal(loss(changed_known), base)
+    trace = poutine.trace(model).get_trace(y)
+    assert trace.nodes["obs"]["is_observed"]
+
+
+@pytest.mark.parametrize("args, baseline", [
+    (["--task", "denoise"], "tv"),
+    (["--task", "denoise", "--noise", "speckle"], "tv"),
+    (["--task", "denoise", "--noise", "poisson", "--photons", "200"], "tv"),
+    (["--task", "superres", "--factor", "2"], "bicubic"),
+    (["--task", "inpaint", "--mask", "strokes"], "biharmonic"),
+    (["--task", "ct", "--angles", "20"], "filtered back projection"),
+])
+def test_every_task_runs_from_the_cli(args, baseline, tiny_png, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--image", str(tiny_png), *args, "--out", str(out), *FAST]) == 0
+    dataset = read_dataset(out / "result.nc")
+    assert dataset["mean"].shape == (1, 64, 64) and dataset["baseline"].shape == (1, 64, 64)
+    assert dataset.attrs["baseline"] == baseline == dataset["baseline"].attrs["method"]
+    assert np.isfinite(dataset.attrs["psnr"]) and np.isfinite(dataset.attrs["baseline_psnr"])
+    assert ("psnr_missing" in dataset.attrs) == ("inpaint" in args)
+    assert "baseline        PSNR" in capsys.readouterr().out
+
+
+def test_observed_image_has_no_truth_metrics(tiny_png, tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", "--image", str(tiny_png), "--observed", "--out", str(out), *FAST]) == 0
+    dataset = read_dataset(out / "result.nc")
+    assert "truth" not in dataset and "psnr" not in dataset.attrs and "psnr" not in dataset
+    assert "psnr_observation" in dataset
+
+
+def test_observed_superres_reconstructs_the_larger_image(tiny_png):
+    config = RunConfig(image=str(tiny_png), task="superres", factor=4, observed=True)
+    observation = prepare_observation(config)
+    assert observation.observation.shape == (1, 64, 64)
+    assert observation.image_shape == (1, 256, 256) and not observation.has_truth
+
+
+def test_inpainting_mask_from_a_file(tiny_png, tmp_path):
+    mask = np.full((64, 64), 255, np.uint8)
+    mask[20:30, 10:50] = 0
+    imsave(tmp_path / "mask.png", mask)
+    config = RunConfig(image=str(tiny_png), task="inpaint", mask=str(tmp_path / "mask.png"))
+    known = prepare_observation(config).operator.observed_mask[0, 0]
+    assert int((~known).sum()) == 400
+
+
+@pytest.mark.parametrize("observed", [False, True])
+def test_a_mask_file_is_resized_with_the_image_and_keeps_thin_gaps(tiny_png, tmp_path, observed):
+    mask = np.full((64, 64), 255, np.uint8)
+    mask[:, 21] = 0  # a one-pixel hair
+    imsave(tmp_path / "mask.png", mask, check_contrast=False)
+    config = RunConfig(image=str(tiny_png), task="inpaint", mask=str(tmp_path / "mask.png"),
+                       size=32, observed=observed)
+    known = prepare_observation(config).operator.observed_mask[0, 0]
+    assert known.shape == (32, 32)
+    assert not known[:, 10].any() and known[:, [9, 11]].all()
+    assert int((~known).sum()) == 32
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"task": "deblur"}, "choose one of denoise, superres, inpaint, ct"),
+    ({"noise": "rician"}, "choose one of gaussian, speckle, poisson"),
+    ({"factor": 3}, "2, 4, 8"),
+    ({"angles": 0}, "angles must be a positive integer"),
+    ({"photons": -5.0}, "photons must be a positive number"),
+    ({"noise_level": "exact"}, "known, learned, heteroscedastic"),
+])
+def test_bad_task_options_are_refused(changes, words):
+    with pytest.raises(ValueError, match=words):
+        RunConfig(**changes)
+
+
+def test_observed_ct_is_refused_clearly(tiny_png):
+    from pyrodip import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="--observed is not supported for the ct task"):
+        prepare_observation(RunConfig(image=str(tiny_png), task="ct", observed=True))
+
+
+def test_a_fit_on_each_operator_improves_on_its_start(tiny_png):
+    for task in ("superres", "ct"):
+        config = RunConfig(image=str(tiny_png), task=task, steps=60, samples=2)
+        result = fit(prepare_observation(config), config, progress=False)
+        curve = result.history.curves["psnr_observation"]
+        assert curve[-1] > curve[0] + 1.0
+
+
+def test_ct_truth_lies_inside_the_scanned_circle(tiny_png):
+    observation = prepare_observation(RunConfig(image=str(tiny_png), task="ct"))
+    outside = ~observation.operator.circle.reshape(64, 64)
+    assert observation.truth[0][outside].abs().max() == 0
+    assert observation.truth[0][~outside].abs().max() > 0

@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+
+from pyrodip.cli import main
+from pyrodip.io.results import read_dataset
+from pyrodip.studies.compare import Comparison, load_results, summary_table
+
+STUDY = """
+methods = ["dip", "mfvi"]
+images = ["sample:phantom"]
+seeds = [0, 1]
+
+[settings]
+size = 32
+steps = 4
+samples = 2
+
+[method.dip]
+lr = 0.02
+"""
+
+
+@pytest.fixture
+def study_file(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY)
+    return path
+
+
+def test_compare_stacks_methods_images_seeds_and_reports(study_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["compare", str(study_file), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    study = read_dataset(out / "comparison.nc")
+    assert dict(study.sizes)["method"] == 2 and study.sizes["seed"] == 2
+    assert list(study["method"].values) == ["dip", "mfvi"]
+    assert study["psnr"].dims == ("method", "image", "seed", "step")
+    assert study.sizes["step"] == 4 and study["mean"].shape[-2:] == (32, 32)
+    assert np.isfinite(study["mean_psnr"]).all() and np.isfinite(study["uce"]).all()
+    # each run keeps its own settings: the dip override, the seeds
+    run = read_dataset(out / "runs" / "phantom-dip-seed1.nc")
+    assert '"lr": 0.02' in run.attrs["config"] and run.attrs["seed"] == 1
+    # seeds differ, so the spread over them is a real number
+    assert float(study["mean_psnr"].sel({"method": "mfvi"}).std("seed").min()) > 0
+    table = (out / "table.md").read_text()
+    assert table.splitlines()[0].startswith("| method | image | PSNR last | PSNR best")
+    assert "| mfvi | phantom |" in table and " +- " in table and table.strip() in printed
+    assert (out / "psnr_curves.png").stat().st_size > 0
+    assert (out / "uncertainty_phantom.png").stat().st_size > 0
+
+    # the table again, from the saved results, whole study or single runs
+    assert main(["report", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == table.strip()
+    single = summary_table(load_results([out / "runs" / "phantom-mfvi-seed0.nc"]))
+    assert "| mfvi | phantom |" in single and "dip" not in single
+
+    # an interrupted or repeated study reuses its runs; changed settings are refused
+    before = (out / "runs" / "phantom-dip-seed0.nc").stat().st_mtime_ns
+    assert main(["compare", str(study_file), "--out", str(out), "--quiet"]) == 0
+    assert (out / "runs" / "phantom-dip-seed0.nc").stat().st_mtime_ns == before
+    study_file.write_text(STUDY.replace("steps = 4", "steps = 5"))
+    assert main(["compare", str(study_file), "--out", str(out), "--quiet"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_table_values_are_mean_and_std_over_seeds(study_file, tmp_path):
+    comparison = Comparison.from_toml(study_file)
+    assert [run[:3] for run in comparison.runs()][:2] == [("dip", "sample:phantom", 0),
+                                                         ("dip", "sample:phantom", 1)]
+    import xarray as xr
+
+    from pyrodip.studies.compare import _cell
+
+    assert _cell(xr.DataArray([20.0, 22.0])) == "21.0 +- 1.41"
+    assert _cell(xr.DataArray([np.nan, np.nan])) == "-"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('methods = ["dip"]\nimages = []\n', "no images"),
+    ('methods = ["gibbs"]\nimages = ["sample:ct"]\n', "unknown method 'gibbs'"),
+    ('methods = ["dip"]\nimages = ["sample:ct"]\nstep = 3\n', "unknown key 'step'"),
+    ('methods = ["dip"]\nimages = ["sample:ct"]\n[settings]\nstepz = 3\n', "did you mean 'steps'"),
+    ('methods = ["dip"\n', "not valid TOML"),
+    ('methods = ["dip"]\nimages = ["a/x.png", "b/x.png"]\n', "share a file name"),
+])
+def test_bad_study_files_fail_clearly(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["compare", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_images_of_other_sizes_stack_padded_with_nan():
+    import xarray as xr
+
+    from pyrodip.studies.compare import stack
+
+    def run(side: int, steps: int) -> xr.Dataset:
+        return xr.Dataset(
+            {"mean": (("channel", "y", "x"), np.ones((1, side, side))),
+             "psnr": ("step", np.arange(steps, dtype=float))},
+            coords={"step": np.arange(1, steps + 1)}, attrs={"task": "denoise"},
+        )
+
+    study = stack({("dip", "ct", 0): run(64, 3), ("dip", "mr", 0): run(32, 5)})
+    assert study["mean"].sizes["y"] == 64 and study.sizes["step"] == 5
+    small = study["mean"].sel({"image": "mr", "method": "dip", "seed": 0})
+    assert int(small.notnull().sum()) == 32 * 32
+    assert float(study["psnr"].sel({"image": "ct", "method": "dip", "seed": 0}).isnull().sum()) == 2
+
+
+def test_set_overrides_every_run_but_not_the_axes(study_file):
+    from pyrodip.errors import InvalidInputError
+
+    study = Comparison.from_toml(study_file).with_settings(steps=7, lr=0.5)
+    assert {(config.steps, config.lr) for *_, config in study.runs()} == {(7, 0.5)}
+    with pytest.raises(InvalidInputError, match="image is an axis of the study"):
+        study.with_settings(image="sample:ct")
+
+
+@pytest.mark.parametrize("option, words", [
+    ("stepz=3", "unknown key 'stepz' in settings (did you mean 'steps'?)"),
+    ("steps", "--set takes KEY=VALUE"),
+    ("seed=3", "seed is an axis of the study"),
+])
+def test_bad_set_options_are_refused_before_anything_is_written(study_file, tmp_path, capsys,
+                                                                 option, words):
+    out = tmp_path / "out"
+    assert main(["compare", str(study_file), "--out", str(out), "--set", option]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
