@@ -43,7 +43,8 @@ from torch import Tensor, nn
 
 from pyrodip import BayesianDIP, GaussianLikelihood, NetConfig, RunConfig, make_guide, predict
 from pyrodip.bayes.networks import SkipNet
-from pyrodip.infer.loop import make_loss, make_optimizer
+from pyrodip.infer.elbo import make_loss
+from pyrodip.infer.loop import make_optimizer
 from pyrodip.io.files import atomic_path
 
 KEYS = (
@@ -81,7 +82,9 @@ class PyrodipStep:
             init_scale=config.init_scale,
         ).to(y.device)
         self.loss_fn = make_loss(self.model, self.guide, config.engine)
-        self.optimizer = make_optimizer(self.loss_fn, config)
+        self.optimizer = make_optimizer(
+            self.loss_fn, config.resolved("optimizer"), config.lr, config.resolved("weight_decay")
+        )
         self.y = y
         self.model.train()
 

@@ -5,6 +5,9 @@
 >>> observation = pyrodip.prepare_observation(config)      # noisy CT slice, truth kept
 >>> result = pyrodip.fit(observation, config)              # doctest: +SKIP
 >>> result.prediction.mean, result.prediction.std_epistemic  # doctest: +SKIP
+
+A model and guide built by hand are fitted with :func:`fit_model`
+(see :mod:`pyrodip.infer.loop` for the protocol they follow).
 """
 
 __version__ = "0.1.0"
@@ -15,13 +18,14 @@ from .bayes.model import BayesianDIP
 from .bayes.networks import NetConfig, SkipNet
 from .bayes.priors import NormalPrior, Prior, make_prior, register_prior
 from .errors import InvalidInputError, MissingFileError, PyrodipError
-from .infer.loop import FitResult, fit
+from .infer.loop import FitResult, Training, fit_model
 from .infer.predictive import Prediction, predict
 from .io.images import center_crop, load_image
 from .physics.noise import GaussianNoise, PoissonNoise, SpeckleNoise, make_noise
 from .physics.observation import Observation, prepare_observation
 from .physics.operators import Downsample, Identity, Mask, Radon
 from .studies.config import RunConfig
+from .studies.run import fit
 
 __all__ = [
     "BayesianDIP",
@@ -49,8 +53,10 @@ __all__ = [
     "PyrodipError",
     "RunConfig",
     "SkipNet",
+    "Training",
     "center_crop",
     "fit",
+    "fit_model",
     "load_image",
     "make_guide",
     "make_noise",

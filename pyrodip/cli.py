@@ -323,10 +323,11 @@ def prepare_output(out: Path | None, method: str, overwrite: bool) -> Path:
 
 def run_command(args: argparse.Namespace) -> int:
     # Heavy imports here, so that --help and input errors answer at once.
-    from .infer.loop import Checkpointing, Interrupted, fit, resolve_device
+    from .infer.checkpoints import Checkpointing, Interrupted
     from .io.results import to_dataset, write_dataset
     from .physics.observation import prepare_observation
     from .plots import plot_panel
+    from .studies.run import fit, resolve_device
 
     resume = args.__dict__.get("resume")
     if resume is not None:
@@ -433,7 +434,7 @@ def bo_command(args: argparse.Namespace) -> int:
 
 def resumed_config(args: argparse.Namespace) -> tuple[RunConfig, Path]:
     """The settings and folder of the interrupted run that ``--resume DIR`` names."""
-    from .infer.loop import read_checkpoint
+    from .infer.checkpoints import read_checkpoint
 
     allowed = ("command", "handler", "resume", "quiet", "checkpoint_every")
     given = [key for key in vars(args) if key not in allowed]

@@ -28,6 +28,10 @@ or from N(0, s^2) (``init_loc="normal:0.1"``, the paper's); standard deviations 
 >>> sorted(guide.bayesian_sites)
 ['net.head.bias', 'net.head.weight']
 
+Parameters are kept flat: one ``locs`` tensor over all the weights (and, for the Normal guides,
+one ``rhos``), in the model's site order; ``loc(site)`` and ``scale(site)`` are views of them.
+One softplus and one optimiser tensor then serve every site.
+
 Register your own with :func:`register_guide`. A guide's ``forward`` samples every name in
 ``model.weight_sites`` inside ``model.prior_weighting()``. It is built as
 ``cls(model, **options)``; a guide that takes an argument declares its name in ``argument``
@@ -67,13 +71,9 @@ def register_guide(name: str) -> Callable[[type[WeightGuide]], type[WeightGuide]
     return register
 
 
-def _key(site: str) -> str:
-    # ParameterDict keys may not contain dots.
-    return site.replace(".", "__")
-
-
 class WeightGuide(nn.Module):
-    """Base class: one location parameter per weight site of a :class:`BayesianDIP`."""
+    """Base class: the location of every weight of a :class:`BayesianDIP`, in one flat
+    parameter ``locs`` (site order), and the views of it per site."""
 
     #: The name of the argument after the colon of the spec (e.g. "RANK"); None: takes none.
     argument: str | None = None
@@ -82,21 +82,27 @@ class WeightGuide(nn.Module):
         super().__init__()
         self.sites = dict(model.weight_sites)
         self._weighting = model.prior_weighting
-        self.locs = nn.ParameterDict(
-            {_key(name): nn.Parameter(_initial_loc(init_loc, value))
-             for name, value in model.initial_weights.items()}
-        )
+        self.locs = nn.Parameter(torch.cat([
+            _initial_loc(init_loc, value).reshape(-1) for value in model.initial_weights.values()
+        ]))
+        self._slices = _slices(self.sites)
 
     def loc(self, site: str) -> Tensor:
-        return self.locs[_key(site)]
+        """The location of ``site``: a view of ``locs``."""
+        start, stop = self._slices[site]
+        return self.locs[start:stop].view(self.sites[site])
 
     def site_distribution(self, site: str) -> dist.Distribution:
+        return self.site_distributions()[site]
+
+    def site_distributions(self) -> dict[str, dist.Distribution]:
+        """q of every weight site, by name (one event over the site's tensor)."""
         raise NotImplementedError
 
     def forward(self, *args, **kwargs) -> dict[str, Tensor]:
         """Draw every weight site (the model's arguments are accepted and ignored)."""
         with self._weighting():
-            return {name: pyro.sample(name, self.site_distribution(name)) for name in self.sites}
+            return {name: pyro.sample(name, fn) for name, fn in self.site_distributions().items()}
 
 
 @register_guide("meanfield")
@@ -106,30 +112,41 @@ class MeanFieldGuide(WeightGuide):
     def __init__(self, model, init_loc: str = "pytorch", init_scale: float = 0.05) -> None:
         super().__init__(model, init_loc)
         self.rhos = _rhos(self.locs, init_scale)
+        #: The sites with a Normal posterior (all of them), in site order.
+        self.bayesian_sites = list(self.sites)
+
+    def scales(self) -> Tensor:
+        """softplus(rhos): the std of every weight of :attr:`bayesian_sites`, flat."""
+        return F.softplus(self.rhos)
 
     def scale(self, site: str) -> Tensor:
-        return F.softplus(self.rhos[_key(site)])
+        start, stop = self._slices[site]
+        return F.softplus(self.rhos[start:stop]).view(self.sites[site])
 
-    def site_distribution(self, site: str) -> dist.Distribution:
-        loc = self.loc(site)
-        return dist.Normal(loc, self.scale(site)).to_event(loc.dim())
+    def site_distributions(self) -> dict[str, dist.Distribution]:
+        scales = self.scales()
+        return {site: _normal(self.loc(site), scales[start:stop].view(self.sites[site]))
+                for site, (start, stop) in self._slices.items()}
 
 
 @register_guide("map")
 class MAPGuide(WeightGuide):
     """A point estimate per weight: the guide of plain DIP (and MAP with a prior)."""
 
+    bayesian_sites: list[str] = []
+
     def __init__(self, model, init_loc: str = "pytorch", init_scale: float | None = None) -> None:
         super().__init__(model, init_loc)
 
-    def site_distribution(self, site: str) -> dist.Distribution:
-        return _point(self.loc(site))
+    def site_distributions(self) -> dict[str, dist.Distribution]:
+        return {site: _point(self.loc(site)) for site in self.sites}
 
 
 @register_guide("partial")
 class PartialGuide(WeightGuide):
     """Mean-field Normal on the sites matching one of ``patterns`` (comma-separated fnmatch
-    patterns on the site names), a point estimate (Delta) on the others."""
+    patterns on the site names), a point estimate (Delta) on the others. ``rhos`` covers the
+    Normal sites only, in site order."""
 
     argument = "PATTERNS"
 
@@ -153,21 +170,31 @@ class PartialGuide(WeightGuide):
             site for site in self.sites
             if any(fnmatch.fnmatchcase(site, pattern) for pattern in chosen)
         ]
-        self.rhos = _rhos(
-            {_key(site): self.loc(site) for site in self.bayesian_sites}, init_scale
-        )
+        self._rho_slices = _slices({site: self.sites[site] for site in self.bayesian_sites})
+        size = sum(self.sites[site].numel() for site in self.bayesian_sites)
+        self.rhos = _rhos(self.locs.new_empty(size), init_scale)
+
+    def scales(self) -> Tensor:
+        """softplus(rhos): the std of every weight of :attr:`bayesian_sites`, flat."""
+        return F.softplus(self.rhos)
 
     def scale(self, site: str) -> Tensor:
         """The posterior std of ``site``: zeros for a point-estimate site."""
-        if _key(site) not in self.rhos:
+        if site not in self._rho_slices:
             return torch.zeros_like(self.loc(site))
-        return F.softplus(self.rhos[_key(site)])
+        start, stop = self._rho_slices[site]
+        return F.softplus(self.rhos[start:stop]).view(self.sites[site])
 
-    def site_distribution(self, site: str) -> dist.Distribution:
-        if _key(site) not in self.rhos:
-            return _point(self.loc(site))
-        loc = self.loc(site)
-        return dist.Normal(loc, self.scale(site)).to_event(loc.dim())
+    def site_distributions(self) -> dict[str, dist.Distribution]:
+        scales = self.scales()
+        fns = {}
+        for site, shape in self.sites.items():
+            if site in self._rho_slices:
+                start, stop = self._rho_slices[site]
+                fns[site] = _normal(self.loc(site), scales[start:stop].view(shape))
+            else:
+                fns[site] = _point(self.loc(site))
+        return fns
 
 
 @register_guide("lowrank")
@@ -194,7 +221,7 @@ class LowRankGuide(WeightGuide):
     ) -> None:
         super().__init__(model, init_loc)
         rank = _rank(rank)
-        size = sum(shape.numel() for shape in self.sites.values())
+        size = self.locs.numel()
         needed = size * rank * 4
         if needed > memory_budget:
             fits = memory_budget // (size * 4)
@@ -212,20 +239,15 @@ class LowRankGuide(WeightGuide):
 
     def joint(self) -> dist.LowRankMultivariateNormal:
         """q(w) over the weights of all sites, flattened and concatenated in site order."""
-        loc = torch.cat([self.loc(site).reshape(-1) for site in self.sites])
-        std = torch.cat([F.softplus(self.rhos[_key(site)]).reshape(-1) for site in self.sites])
-        return dist.LowRankMultivariateNormal(loc, self.cov_factor, std**2)
+        return dist.LowRankMultivariateNormal(self.locs, self.cov_factor,
+                                              F.softplus(self.rhos) ** 2)
 
     def forward(self, *args, **kwargs) -> dict[str, Tensor]:
         """Draw all weights jointly, then put each site's slice at that site."""
         with self._weighting():
             joint = pyro.sample("_lowrank", self.joint(), infer={"is_auxiliary": True})
-            draws, start = {}, 0
-            for site, shape in self.sites.items():
-                value = joint[start:start + shape.numel()].view(shape)
-                draws[site] = pyro.sample(site, _point(value))
-                start += shape.numel()
-        return draws
+            return {site: pyro.sample(site, _point(joint[start:stop].view(self.sites[site])))
+                    for site, (start, stop) in self._slices.items()}
 
 
 def make_guide(spec: str, model, **options) -> WeightGuide:
@@ -255,14 +277,25 @@ def _point(value: Tensor) -> dist.Delta:
     return dist.Delta(value, event_dim=value.dim())
 
 
-def _rhos(locs, init_scale: float) -> nn.ParameterDict:
-    """softplus^-1(init_scale), shaped like each location."""
+def _normal(loc: Tensor, scale: Tensor) -> dist.Distribution:
+    return dist.Normal(loc, scale).to_event(loc.dim())
+
+
+def _slices(sites: dict[str, torch.Size]) -> dict[str, tuple[int, int]]:
+    """(start, stop) of each site in the flat concatenation of ``sites`` in order."""
+    slices, start = {}, 0
+    for site, shape in sites.items():
+        slices[site] = (start, start + shape.numel())
+        start += shape.numel()
+    return slices
+
+
+def _rhos(like: Tensor, init_scale: float) -> nn.Parameter:
+    """softplus^-1(init_scale), shaped like ``like``."""
     if not (math.isfinite(init_scale) and init_scale > 0):
         raise InvalidInputError(f"init_scale must be a positive number, got {init_scale}")
     rho = init_scale + math.log(-math.expm1(-init_scale))  # inverse softplus, no overflow
-    return nn.ParameterDict(
-        {key: nn.Parameter(torch.full_like(loc.detach(), rho)) for key, loc in locs.items()}
-    )
+    return nn.Parameter(torch.full_like(like.detach(), rho))
 
 
 def _rank(text: int | str) -> int:

@@ -118,17 +118,17 @@ class Likelihood(PyroModule):
         """An observation in image units from a site value."""
         return value
 
-    def forward(
+    def site(
         self,
         prediction: Tensor,
         observation: Tensor | None,
         log_variance: Tensor | None = None,
         mask: Tensor | None = None,
-    ) -> Tensor:
-        """Declare the observation site ``obs`` (sampled when ``observation`` is None).
+    ) -> tuple[dist.TorchDistribution, Tensor | None]:
+        """The ``obs`` site's distribution (one event over the whole prediction) and value.
 
         ``mask`` (bool, broadcastable to ``prediction``, True = observed) drops the other
-        pixels from the log-likelihood. Returns the observation in image units.
+        pixels from the log-likelihood; their value becomes :attr:`fill_value`.
         """
         fn = self.distribution(prediction, log_variance)
         value = None if observation is None else self.to_site(observation)
@@ -137,8 +137,35 @@ class Likelihood(PyroModule):
             fn = fn.mask(mask)
             if value is not None:
                 value = torch.where(mask, value, self.fill_value)
-        value = pyro.sample("obs", fn.to_event(prediction.dim()), obs=value)
-        return self.from_site(value)
+        return fn.to_event(prediction.dim()), value
+
+    def log_prob(
+        self,
+        prediction: Tensor,
+        observation: Tensor,
+        log_variance: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """log p(y | A(x)) summed over the observed pixels: the ``obs`` site's log-density.
+
+        >>> lik = GaussianLikelihood(1.0)
+        >>> round(float(lik.log_prob(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1))), 4)
+        -0.9189
+        """
+        fn, value = self.site(prediction, observation, log_variance, mask)
+        return fn.log_prob(value)
+
+    def forward(
+        self,
+        prediction: Tensor,
+        observation: Tensor | None,
+        log_variance: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """Declare the observation site ``obs`` (sampled when ``observation`` is None), as
+        :meth:`site` describes it. Returns the observation in image units."""
+        fn, value = self.site(prediction, observation, log_variance, mask)
+        return self.from_site(pyro.sample("obs", fn, obs=value))
 
     def _register_std(self, std: float, learn: bool) -> None:
         """Keep ``std`` as ``self.noise_std``: a positive PyroParam if learned, else a buffer."""

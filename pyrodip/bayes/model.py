@@ -7,10 +7,13 @@ The generative story, for one image of shape (C, H, W):
     y ~ p(y | A(x))                the ``obs`` site, through the forward operator A (Gaussian,
                                    speckle or Poisson; missing pixels of a Mask excluded)
 
-The weight sites are :class:`pyro.nn.PyroSample` attributes of the converted network, named by
-their module path (``net.body.down.0.weight``, ...). Their log-density, and so the KL term of
-the ELBO, is scaled by ``kl_weight`` (see ``docs/concepts.md`` for its mapping to the paper's
-"MSE + beta KL").
+Every weight site is one ``pyro.sample`` statement, named by its parameter's path in the
+plain :class:`~pyrodip.bayes.networks.SkipNet` (``net.body.down.0.weight``, ...), drawn in the
+network's order by :meth:`BayesianDIP.sample_weights`. The image is rendered from given
+weights by :meth:`BayesianDIP.render` (``torch.func.functional_call`` on the plain network): the
+Pyro model and the fast loss (:mod:`pyrodip.infer.elbo`) share that one rendering. The prior's
+log-density at the weight sites, and so the KL term of the ELBO, is scaled by ``kl_weight``
+(see ``docs/concepts.md`` for its mapping to the paper's "MSE + beta KL").
 
 >>> model = BayesianDIP((1, 32, 32), net="small", prior="normal:0.05")
 >>> len(model.weight_sites) == 2 * sum(1 for m in model.net.modules() if isinstance(m, nn.Conv2d))
@@ -35,9 +38,9 @@ import math
 import pyro
 import torch
 from pyro import poutine
-from pyro.nn import PyroModule, PyroSample
-from pyro.nn.module import to_pyro_module_
+from pyro.nn import PyroModule
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from ..errors import InvalidInputError
 from ..physics.operators import Identity, Mask
@@ -123,15 +126,13 @@ class BayesianDIP(PyroModule):
             )
         self.register_buffer("z", 0.1 * torch.rand(1, config.input_channels, height, width))
 
-        net_module = SkipNet(channels + self.likelihood.extra_channels, config)
+        net = SkipNet(channels + self.likelihood.extra_channels, config)
         random_types = (nn.Conv2d, nn.BatchNorm2d) if bayesian_batchnorm else (nn.Conv2d,)
         #: name -> initial value (a fresh PyTorch initialisation) of every weight site.
         self.initial_weights: dict[str, Tensor] = {}
-        #: name -> the prior of every weight site (called with the module, as PyroSample does).
+        #: name -> the prior of every weight site.
         self.site_priors: dict[str, _SitePrior] = {}
-        to_pyro_module_(net_module)
-        self.net = net_module
-        for module_name, module in self.net.named_modules():
+        for module_name, module in net.named_modules():
             if not isinstance(module, random_types):
                 continue
             for param_name, param in list(module.named_parameters(recurse=False)):
@@ -142,7 +143,10 @@ class BayesianDIP(PyroModule):
                 )
                 prior = self.prior if pattern is None else self.layer_priors[pattern]
                 self.site_priors[site] = _SitePrior(prior, param.shape)
-                setattr(module, param_name, PyroSample(self.site_priors[site]))
+                # The weight is a random variable: the plain network keeps no value for it.
+                module.register_parameter(param_name, None)
+        #: The plain network; its remaining parameters (BatchNorm's) are point estimates.
+        self.net = net
         for pattern in self.layer_priors:
             if not any(fnmatch.fnmatchcase(site, pattern) for site in self.site_priors):
                 raise InvalidInputError(
@@ -166,14 +170,26 @@ class BayesianDIP(PyroModule):
             return poutine.mask(mask=False)
         return poutine.scale(scale=self.kl_weight)
 
-    def render(self, jitter: bool = False) -> tuple[Tensor, Tensor | None]:
-        """One pass of the network: the image (1, C, H, W) in (0, 1) and, for a
+    def sample_weights(self) -> dict[str, Tensor]:
+        """Draw every weight site from its prior (or, under a guide's replay, take the guide's
+        draw), inside :meth:`prior_weighting`."""
+        with self.prior_weighting():
+            return {site: pyro.sample(site, self.prior_distribution(site))
+                    for site in self.site_priors}
+
+    def render(
+        self, weights: dict[str, Tensor] | None = None, jitter: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """One pass of the network with ``weights`` (site name -> value; drawn by
+        :meth:`sample_weights` when None): the image (1, C, H, W) in (0, 1) and, for a
         heteroscedastic likelihood, the per-pixel log-variance (else None)."""
+        if weights is None:
+            weights = self.sample_weights()
         z = self.z
         if jitter and self.jitter > 0:
             z = z + self.jitter * torch.randn_like(z)
-        with self.prior_weighting():
-            out = self.net(z)
+        values = {site[4:]: value for site, value in weights.items()}  # strip "net."
+        out = functional_call(self.net, values, (z,))
         channels = self.image_shape[0]
         image = torch.sigmoid(out[:, :channels])
         log_variance = out[:, channels:] if self.likelihood.heteroscedastic else None

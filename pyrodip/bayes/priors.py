@@ -36,8 +36,10 @@ Against the mean-field guide, ``normal``, ``fanin`` and ``laplace`` have a close
 (registered in PyTorch); for ``studentt`` and ``mixture`` ``TraceMeanField_ELBO`` falls back to
 a one-sample Monte Carlo estimate of it (unbiased, but noisy).
 
-Add your own with :func:`register_prior`; the names in ``arguments`` are the numbers the spec
-may give after SCALE, passed to ``__init__`` after the scale::
+Add your own with :func:`register_prior`: a prior is a zero-centred scale family, so a subclass
+defines :meth:`Prior.family` (the distribution of a weight for a tensor of scales); the names
+in ``arguments`` are the numbers the spec may give after SCALE, passed to ``__init__`` after
+the scale::
 
     @register_prior("gennormal")
     class GenNormalPrior(Prior):
@@ -47,7 +49,7 @@ may give after SCALE, passed to ``__init__`` after the scale::
             super().__init__(scale)
             self.beta = beta
 
-        def distribution(self, shape):
+        def family(self, scale):
             ...
 """
 
@@ -98,8 +100,20 @@ class Prior(nn.Module):
     def scale(self, value: float) -> None:
         self._scale.fill_(_positive_scale(value))
 
-    def distribution(self, shape: torch.Size | tuple[int, ...]) -> dist.Distribution:
+    def family(self, scale: Tensor) -> dist.Distribution:
+        """The zero-centred distribution of a weight whose scale is ``scale`` (a tensor, one
+        scale per weight or a scalar): what a subclass defines."""
         raise NotImplementedError
+
+    def factor(self, shape: torch.Size) -> float:
+        """How much the scale of a weight of a site shaped ``shape`` differs from
+        :attr:`scale` (1 unless the prior depends on the site's shape)."""
+        return 1.0
+
+    def distribution(self, shape: torch.Size | tuple[int, ...]) -> dist.Distribution:
+        """The prior of every weight of a site shaped ``shape`` (batch shape ``shape``)."""
+        shape = torch.Size(shape)
+        return self.family(self._scale * self.factor(shape)).expand(shape)
 
     def spec(self) -> str:
         """The string that :func:`make_prior` turns back into this prior."""
@@ -107,16 +121,13 @@ class Prior(nn.Module):
         numbers = [self.scale] + [getattr(self, arg.lower()) for arg in self.arguments]
         return ":".join([name] + [f"{value:g}" for value in numbers])
 
-    def _zero(self) -> Tensor:
-        return torch.zeros((), device=self._scale.device, dtype=self._scale.dtype)
-
 
 @register_prior("normal")
 class NormalPrior(Prior):
     """The paper's prior: every weight ~ N(0, scale^2), independently."""
 
-    def distribution(self, shape: torch.Size | tuple[int, ...]) -> dist.Distribution:
-        return dist.Normal(self._zero(), self._scale).expand(torch.Size(shape))
+    def family(self, scale: Tensor) -> dist.Distribution:
+        return dist.Normal(torch.zeros_like(scale), scale)
 
 
 @register_prior("fanin")
@@ -130,18 +141,20 @@ class FanInPrior(Prior):
     1.0
     """
 
-    def distribution(self, shape: torch.Size | tuple[int, ...]) -> dist.Distribution:
-        shape = torch.Size(shape)
+    def family(self, scale: Tensor) -> dist.Distribution:
+        return dist.Normal(torch.zeros_like(scale), scale)
+
+    def factor(self, shape: torch.Size) -> float:
         fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
-        return dist.Normal(self._zero(), self._scale / math.sqrt(fan_in)).expand(shape)
+        return 1 / math.sqrt(fan_in)
 
 
 @register_prior("laplace")
 class LaplacePrior(Prior):
     """Laplace(0, b = scale): density exp(-|w| / b) / (2 b)."""
 
-    def distribution(self, shape: torch.Size | tuple[int, ...]) -> dist.Distribution:
-        return dist.Laplace(self._zero(), self._scale).expand(torch.Size(shape))
+    def family(self, scale: Tensor) -> dist.Distribution:
+        return dist.Laplace(torch.zeros_like(scale), scale)
 
 
 @register_prior("studentt")
@@ -158,8 +171,8 @@ class StudentTPrior(Prior):
     def df(self) -> float:
         return float(self._df)
 
-    def distribution(self, shape: torch.Size | tuple[int, ...]) -> dist.Distribution:
-        return dist.StudentT(self._df, self._zero(), self._scale).expand(torch.Size(shape))
+    def family(self, scale: Tensor) -> dist.Distribution:
+        return dist.StudentT(self._df.expand_as(scale), torch.zeros_like(scale), scale)
 
 
 @register_prior("mixture")
@@ -188,11 +201,10 @@ class MixturePrior(Prior):
     def ratio(self) -> float:
         return float(1 / self._relative_scales[1])
 
-    def distribution(self, shape: torch.Size | tuple[int, ...]) -> dist.Distribution:
-        components = dist.Normal(torch.zeros_like(self._relative_scales),
-                                 self._scale * self._relative_scales)
-        mixture = dist.MixtureSameFamily(dist.Categorical(probs=self._weights), components)
-        return mixture.expand(torch.Size(shape))
+    def family(self, scale: Tensor) -> dist.Distribution:
+        scales = scale.unsqueeze(-1) * self._relative_scales
+        weights = dist.Categorical(probs=self._weights.expand(scales.shape))
+        return dist.MixtureSameFamily(weights, dist.Normal(torch.zeros_like(scales), scales))
 
 
 def prior_usage(name: str) -> str:

@@ -1,285 +1,223 @@
-"""The negative ELBO of a :class:`~pyrodip.bayes.model.BayesianDIP` and its guide without Pyro's
-per-step tracing (``engine="fast"``): the same loss and gradients as
-``TraceMeanField_ELBO()(model, guide)`` for the same random draws, at the speed of a
-hand-written training step.
+"""The negative ELBO of a model and guide, by one of two engines that share every piece.
 
-:class:`FastELBO` is derived from the Pyro model and guide, not written beside them:
+- ``pyro``: Pyro's ``TraceMeanField_ELBO`` on the model and guide.
+- ``fast``: :class:`FastELBO`, the same loss without Pyro's per-step tracing, built from the
+  model's and guide's own pieces: the guide's flat locations and scales (weights drawn
+  ``loc + eps * scale``, eps drawn site by site in the guide's order, as Pyro draws them),
+  the model's :meth:`~pyrodip.bayes.model.BayesianDIP.render` from those weights, the
+  likelihood's :meth:`~pyrodip.bayes.likelihoods.Likelihood.log_prob` (the ``obs`` site's own
+  log-density), and for each prior the KL from ``torch.distributions.kl_divergence`` against
+  the prior's :meth:`~pyrodip.bayes.priors.Prior.family`, weighted by ``kl_weight`` as the
+  model weights it. Point-estimate sites contribute minus their prior's log-density.
 
-- the weights are drawn as the guide draws them, ``loc + eps * scale`` with ``eps`` drawn site
-  by site in the guide's order (so a seeded run draws the very numbers Pyro draws), but in one
-  vectorised pass over all sites;
-- the network runs as a plain twin of the model's :class:`~pyrodip.bayes.networks.SkipNet` (built
-  from the same :class:`~pyrodip.bayes.networks.NetConfig`, without storage of its own) with those
-  weights and the model's own BatchNorm parameters bound to it;
-- the likelihood term comes from the model's likelihood module (its ``distribution``,
-  ``to_site`` and ``fill_value``), through the model's operator and observed-pixel mask;
-- the KL term is the closed-form Normal-Normal KL, over all mean-field sites at once, against
-  each site's prior as the model declares it (point-estimate sites: minus the prior's
-  log-density), weighted like the model weights it (``kl_weight``, or nothing when 0).
-
-Where that derivation does not hold (a prior without a closed-form KL against a Normal guide,
-a guide or likelihood this module does not know), :func:`supports` is False and
-``engine="auto"`` uses Pyro. :func:`draw_images` is the same machinery for the posterior
-predictive.
+The fast engine applies wherever those pieces exist: a :class:`~pyrodip.bayes.model.BayesianDIP`,
+a guide whose sites are Normal or points (``meanfield``, ``map``, ``partial``) and priors with a
+registered KL against a Normal (``normal``, ``fanin``, ``laplace``, and any user prior whose
+family has one). :func:`unsupported_reason` says why not, otherwise.
 
 >>> import torch
 >>> from pyrodip.bayes.guides import make_guide
 >>> from pyrodip.bayes.model import BayesianDIP
->>> model = BayesianDIP((1, 32, 32))
+>>> model = BayesianDIP((1, 32, 32), prior="laplace:0.1")
 >>> guide = make_guide("meanfield", model)
->>> supports(model, guide)
-True
->>> loss = FastELBO(model, guide)(torch.rand(1, 1, 32, 32))
->>> loss.shape
-torch.Size([])
+>>> loss_fn = make_loss(model, guide)
+>>> loss_fn.engine, loss_fn(torch.rand(1, 1, 32, 32)).shape
+('fast', torch.Size([]))
 """
 
 from __future__ import annotations
 
-import copy
-import functools
-from collections.abc import Iterator
+import warnings
 
 import torch
-import torch.nn.functional as F
-from pyro.distributions import Delta, Independent, Normal
+from pyro.infer import TraceMeanField_ELBO
 from torch import Tensor, nn
+from torch.distributions import Normal, kl_divergence
 
-from ..bayes.guides import MAPGuide, MeanFieldGuide, PartialGuide, WeightGuide, _key
-from ..bayes.likelihoods import Likelihood
+from ..bayes.guides import MAPGuide, MeanFieldGuide, PartialGuide
 from ..bayes.model import BayesianDIP
-from ..bayes.networks import NetConfig, SkipNet
-from ..bayes.priors import FanInPrior, NormalPrior
 from ..errors import InvalidInputError
 
-#: The guides whose draws the fast path reproduces (each site Normal or a point estimate).
-FAST_GUIDES = (MeanFieldGuide, MAPGuide, PartialGuide)
-#: The priors with a closed-form KL against a Normal guide site in the fast path.
-NORMAL_PRIORS = (NormalPrior, FanInPrior)
+#: How the loss is computed: "pyro" (TraceMeanField_ELBO), "fast" (:class:`FastELBO`) or
+#: "auto" (fast where :func:`unsupported_reason` finds nothing, else pyro, saying why once).
+ENGINES = ("auto", "pyro", "fast")
 
 
 def unsupported_reason(model: nn.Module, guide: nn.Module) -> str | None:
-    """Why :class:`FastELBO` cannot reproduce Pyro's ELBO for ``model`` and ``guide``, or
-    None when it can."""
-    return _analyse(model, guide)[0]
-
-
-def supports(model: nn.Module, guide: nn.Module) -> bool:
-    """Whether :class:`FastELBO` gives Pyro's ELBO for ``model`` and ``guide``."""
-    return unsupported_reason(model, guide) is None
-
-
-def _analyse(model: nn.Module, guide: nn.Module) -> tuple[str | None, dict[str, str]]:
-    """The reason the fast path cannot run (or None), and how the guide draws each site."""
-    if type(model) is not BayesianDIP:
-        return f"the model is a {type(model).__name__}, not a BayesianDIP", {}
-    if type(guide) not in FAST_GUIDES:
-        names = ", ".join(cls.__name__ for cls in FAST_GUIDES)
-        return f"the guide is a {type(guide).__name__} (supported: {names})", {}
-    if type(model.likelihood).forward is not Likelihood.forward:
-        return f"the likelihood {type(model.likelihood).__name__} has its own forward", {}
-    kinds = {}
+    """Why :class:`FastELBO` cannot compute the ELBO of ``model`` and ``guide``, or None."""
+    if not isinstance(model, BayesianDIP):
+        return f"the model is a {type(model).__name__}, not a BayesianDIP"
+    if not isinstance(guide, MeanFieldGuide | MAPGuide | PartialGuide):
+        return (f"the guide is a {type(guide).__name__}, not one whose sites are Normal or "
+                "points (meanfield, map, partial)")
+    if guide.sites != model.weight_sites:
+        return "the guide's sites are not the model's weight sites"
+    normal = set(guide.bayesian_sites)
     for site in model.weight_sites:
-        kinds[site] = _guide_kind(guide, site)
-        if kinds[site] is None:
-            return f"the guide's distribution at {site} is neither a Normal nor a point", {}
         prior = model.site_priors[site].prior
-        if kinds[site] == "normal" and type(prior) not in NORMAL_PRIORS:
-            return (
-                f"the prior {prior.spec()!r} of {site} has no closed-form KL against the "
-                f"Normal guide in the fast path (it has for: normal, fanin)"
-            ), {}
-    expected = {site.removeprefix("net.") for site in model.weight_sites}
-    expected |= {name for name, _ in model.net.named_parameters()}
-    if _parameter_names(model.net.head.out_channels, model.net_config) != expected:
-        return "the network's parameters are not those of a SkipNet of the model's config", {}
-    return None, kinds
-
-
-def _guide_kind(guide: WeightGuide, site: str) -> str | None:
-    """``normal`` when the guide draws ``site`` from Normal(loc, softplus(rho)), ``point`` for
-    a Delta at loc, else None."""
-    fn = guide.site_distribution(site)
-    loc = guide.loc(site)
-    if isinstance(fn, Delta):
-        return "point" if torch.equal(fn.v, loc) else None
-    rhos = getattr(guide, "rhos", {})
-    if isinstance(fn, Independent) and type(fn.base_dist) is Normal and _key(site) in rhos:
-        scale = F.softplus(rhos[_key(site)])
-        if torch.equal(fn.base_dist.loc, loc) and torch.equal(fn.base_dist.scale, scale):
-            return "normal"
+        try:
+            family = prior.family(prior._scale.reshape(1))
+            if site in normal:
+                kl_divergence(Normal(torch.zeros(1), torch.ones(1)), family)
+        except NotImplementedError:
+            return (f"the prior {prior.spec()!r} of {site} has no closed-form KL against a "
+                    "Normal (registered with torch.distributions.kl.register_kl)")
     return None
 
 
-@functools.lru_cache(maxsize=16)
-def _twin(out_channels: int, config: NetConfig) -> SkipNet:
-    """A plain SkipNet of this architecture with its tensors on the meta device (no storage,
-    no random numbers drawn). Shared: copy it before changing it."""
-    with torch.device("meta"):
-        return SkipNet(out_channels, config)
+def supports(model: nn.Module, guide: nn.Module) -> bool:
+    """Whether :class:`FastELBO` computes the ELBO of ``model`` and ``guide``."""
+    return unsupported_reason(model, guide) is None
 
 
-@functools.lru_cache(maxsize=16)
-def _parameter_names(out_channels: int, config: NetConfig) -> frozenset[str]:
-    return frozenset(name for name, _ in _twin(out_channels, config).named_parameters())
+class _PriorGroup:
+    """The sites of one prior among a flat set of weights: their element positions (None:
+    all of them, in order) and each element's scale factor."""
+
+    def __init__(self, prior, index: Tensor | None, factor: Tensor) -> None:
+        self.prior, self.index, self.factor = prior, index, factor
+
+    def distribution(self):
+        return self.prior.family(self.prior._scale * self.factor)
+
+    def take(self, flat: Tensor) -> Tensor:
+        return flat if self.index is None else flat[self.index]
 
 
-class _BoundNet:
-    """A copy of the model's network without parameters of its own: the weights of each
-    pass, and the model's deterministic (BatchNorm) parameters, are bound to it."""
-
-    def __init__(self, model: BayesianDIP) -> None:
-        self.net = copy.deepcopy(_twin(model.net.head.out_channels, model.net_config))
-        self.slots: dict[str, tuple[dict, str]] = {}
-        for module_name, module in self.net.named_modules():
-            for name in list(module._parameters):
-                del module._parameters[name]
-                full = f"{module_name}.{name}" if module_name else name
-                self.slots[full] = (module.__dict__, name)
-        for name, param in model.net.named_parameters():
-            owner, attribute = self.slots.pop(name)
-            owner[attribute] = param
-
-    def __call__(self, z: Tensor, weights: dict[str, Tensor]) -> Tensor:
-        for name, value in weights.items():
-            owner, attribute = self.slots[name]
-            owner[attribute] = value
-        try:
-            return self.net(z)
-        finally:
-            for owner, attribute in self.slots.values():
-                owner[attribute] = None
+def _prior_groups(model: BayesianDIP, sites: list[str]) -> list[_PriorGroup]:
+    """The priors of ``sites`` (flattened and concatenated in order), one group per prior."""
+    device = model.z.device
+    members: dict[int, tuple[object, list[Tensor], list[Tensor]]] = {}
+    start = 0
+    for site in sites:
+        prior, shape = model.site_priors[site].prior, model.weight_sites[site]
+        size = shape.numel()
+        _, positions, factors = members.setdefault(id(prior), (prior, [], []))
+        positions.append(torch.arange(start, start + size, device=device))
+        factors.append(torch.full((size,), prior.factor(shape), device=device))
+        start += size
+    groups = []
+    for prior, positions, factors in members.values():
+        index = torch.cat(positions)
+        whole = len(members) == 1
+        groups.append(_PriorGroup(prior, None if whole else index, torch.cat(factors)))
+    return groups
 
 
 class FastELBO(nn.Module):
-    """``TraceMeanField_ELBO()(model, guide)`` without Pyro's per-step overhead:
-    ``loss_fn(y)`` is the negative ELBO (with ``kl_weight``), its gradients reach the guide's
-    and the model's parameters. Raises :class:`InvalidInputError` when
-    :func:`unsupported_reason` names a reason."""
+    """``TraceMeanField_ELBO()(model, guide)`` without Pyro's per-step tracing: ``loss_fn(y)``
+    is the negative ELBO (with ``kl_weight``); its gradients reach the guide's and the
+    model's parameters. Raises :class:`InvalidInputError` when :func:`unsupported_reason`
+    names a reason."""
 
-    def __init__(self, model: BayesianDIP, guide: WeightGuide) -> None:
+    engine = "fast"
+
+    def __init__(self, model: BayesianDIP, guide) -> None:
         super().__init__()
-        reason, kinds = _analyse(model, guide)
+        reason = unsupported_reason(model, guide)
         if reason is not None:
             raise InvalidInputError(
                 f"engine 'fast' cannot compute this ELBO: {reason}; use engine 'pyro' or 'auto'"
             )
         self.model, self.guide = model, guide
-        self._net = _BoundNet(model)
-        sites = model.weight_sites
-        normal = [s for s in sites if kinds[s] == "normal"]
-        #: (site, name in the network, location) of every point-estimate site.
-        self._points = [(s, s.removeprefix("net."), guide.loc(s)) for s in sites
-                        if s not in normal]
-        # The Normal sites, in the guide's order: names, shapes, parameters.
-        self._names = [s.removeprefix("net.") for s in normal]
-        self._shapes = [sites[s] for s in normal]
-        self._sizes = [shape.numel() for shape in self._shapes]
-        self._locs = [guide.loc(s) for s in normal]
-        self._rhos = [guide.rhos[_key(s)] for s in normal]
-        # Each Normal site's prior std: the std of its prior for a lone weight (read at each
-        # step, so that a scale changed in place counts) x a fixed factor (fan-in).
-        priors = [model.site_priors[s].prior for s in normal]
-        self._priors = list({id(p): p for p in priors}.values())
-        factors = [
-            float(model.prior_distribution(s).base_dist.scale.reshape(-1)[0] / _unit_std(p))
-            for s, p in zip(normal, priors, strict=True)
-        ]
-        index = [next(i for i, q in enumerate(self._priors) if q is p) for p in priors]
-        device = model.z.device
-        self.register_buffer("_prior_index", torch.tensor(index, device=device), False)
-        self.register_buffer("_prior_factor", torch.tensor(factors, device=device), False)
-        self.register_buffer("_repeats", torch.tensor(self._sizes, device=device), False)
+        sites = list(model.weight_sites)
+        normal = list(guide.bayesian_sites)
+        self._normal = [(site, guide.sites[site]) for site in normal]
+        self._sizes = [shape.numel() for _, shape in self._normal]
+        self._points = [site for site in sites if site not in set(normal)]
+        # Where the Normal sites' locations lie in the guide's flat locs (None: all of it).
+        if normal == sites:
+            self._loc_index = None
+        else:
+            self._loc_index = torch.cat([
+                torch.arange(*guide._slices[site], device=model.z.device) for site in normal
+            ]) if normal else None
+        self._normal_priors = _prior_groups(model, normal)
+        self._point_priors = _prior_groups(model, self._points)
 
     def variational(self) -> tuple[Tensor, Tensor] | None:
-        """The location and scale of every Normal site, flattened and concatenated in the
-        guide's order (None when the guide has none)."""
-        if not self._locs:
+        """The location and scale of every Normal site, flat in the guide's order (None when
+        the guide has none)."""
+        if not self._normal:
             return None
-        loc = torch.cat([loc.reshape(-1) for loc in self._locs])
-        scale = F.softplus(torch.cat([rho.reshape(-1) for rho in self._rhos]))
-        return loc, scale
+        locs = self.guide.locs
+        loc = locs if self._loc_index is None else locs[self._loc_index]
+        return loc, self.guide.scales()
 
-    def sample(self, variational: tuple[Tensor, Tensor] | None) -> dict[str, Tensor]:
-        """Every weight, keyed by its name in the network (``body.down.0.weight``), drawn as
-        the guide draws it: ``loc + eps * scale``, eps drawn site by site in Pyro's order."""
-        weights = {name: loc for _, name, loc in self._points}
+    def draw(self, variational: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
+        """Every weight by site, drawn as the guide draws it: ``loc + eps * scale`` with eps
+        drawn site by site in the guide's order (the numbers Pyro draws), locations at the
+        point-estimate sites."""
+        weights = {site: self.guide.loc(site) for site in self._points}
+        if variational is None:
+            variational = self.variational()
         if variational is not None:
             loc, scale = variational
             eps = torch.empty_like(loc)
             for chunk in eps.split(self._sizes):
                 chunk.normal_()
             values = (loc + eps * scale).split(self._sizes)
-            for name, value, shape in zip(self._names, values, self._shapes, strict=True):
-                weights[name] = value.view(shape)
+            for (site, shape), value in zip(self._normal, values, strict=True):
+                weights[site] = value.view(shape)
         return weights
 
-    def render(self, weights: dict[str, Tensor], jitter: bool) -> tuple[Tensor, Tensor | None]:
-        """:meth:`BayesianDIP.render` with these weights."""
-        model = self.model
-        z = model.z
-        if jitter and model.jitter > 0:
-            z = z + model.jitter * torch.randn_like(z)
-        out = self._net(z, weights)
-        channels = model.image_shape[0]
-        image = torch.sigmoid(out[:, :channels])
-        log_variance = out[:, channels:] if model.likelihood.heteroscedastic else None
-        return image, log_variance
-
-    def log_likelihood(self, image: Tensor, log_variance: Tensor | None, y: Tensor) -> Tensor:
-        """log p(y | image), summed over the observed pixels (the model's ``obs`` site)."""
-        model = self.model
-        likelihood = model.likelihood
-        fn = likelihood.distribution(model.operator(image), log_variance)
-        value = likelihood.to_site(y)
-        mask = getattr(model.operator, "observed_mask", None)
-        if mask is None:
-            return fn.log_prob(value).sum()
-        value = torch.where(mask, value, likelihood.fill_value)
-        return torch.where(mask, fn.log_prob(value), 0.0).sum()
-
     def kl(self, variational: tuple[Tensor, Tensor] | None) -> Tensor:
-        """KL(q || prior) summed over the weights, as TraceMeanField_ELBO computes it: in
-        closed form at the Normal sites, minus the log prior at the point estimates."""
+        """KL(q || prior) over the weights, as TraceMeanField_ELBO computes it: closed form at
+        the Normal sites, minus the log prior density at the point estimates."""
         total = torch.zeros((), device=self.model.z.device)
         if variational is not None:
             loc, scale = variational
-            unit = torch.cat([_unit_std(p).reshape(1) for p in self._priors])
-            site_std = unit[self._prior_index] * self._prior_factor
-            prior_std = site_std.repeat_interleave(self._repeats, output_size=loc.numel())
-            var_ratio = (scale / prior_std).pow(2)
-            t1 = (loc / prior_std).pow(2)
-            total = total + 0.5 * (var_ratio + t1 - 1 - var_ratio.log()).sum()
-        for site, _, loc in self._points:
-            total = total - self.model.prior_distribution(site).log_prob(loc)
+            for group in self._normal_priors:
+                q = Normal(group.take(loc), group.take(scale))
+                total = total + kl_divergence(q, group.distribution()).sum()
+        if self._points:
+            locs = torch.cat([self.guide.loc(site).reshape(-1) for site in self._points])
+            for group in self._point_priors:
+                total = total - group.distribution().log_prob(group.take(locs)).sum()
         return total
 
-    def forward(self, y: Tensor) -> Tensor:
-        """The negative ELBO for the observation ``y`` (shaped like A(x), batch dim 1)."""
+    def loss(self, y: Tensor, weights: dict[str, Tensor], variational=None) -> Tensor:
+        """The negative ELBO for the observation ``y`` (shaped like A(x), batch dim 1) with
+        these weights (e.g. from :meth:`draw`, or a trace of the guide)."""
         model = self.model
-        variational = self.variational()
-        weights = self.sample(variational)
-        image, log_variance = self.render(weights, jitter=model.training)
+        image, log_variance = model.render(weights, jitter=model.training)
         model.last_image = image.detach()
-        loss = -self.log_likelihood(image, log_variance, y)
+        mask = getattr(model.operator, "observed_mask", None)
+        loss = -model.likelihood.log_prob(model.operator(image), y, log_variance, mask)
         if model.kl_weight > 0:  # kl_weight 0: the model masks the prior out
+            if variational is None:
+                variational = self.variational()
             loss = loss + model.kl_weight * self.kl(variational)
         return loss
 
-
-@torch.no_grad()
-def draw_images(
-    model: BayesianDIP, guide: WeightGuide, num: int
-) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """``num`` posterior images, each (image, log_variance or None) as ``model.render`` gives
-    them without jitter, from weights drawn as the guide draws them (needs :func:`supports`)."""
-    elbo = FastELBO(model, guide)
-    variational = elbo.variational()
-    for _ in range(num):
-        yield elbo.render(elbo.sample(variational), jitter=False)
+    def forward(self, y: Tensor) -> Tensor:
+        variational = self.variational()
+        return self.loss(y, self.draw(variational), variational)
 
 
-def _unit_std(prior) -> Tensor:
-    """The std of ``prior`` for a lone weight (a tensor: no host sync on a GPU)."""
-    return prior.distribution((1,)).scale
+class PyroELBO(nn.Module):
+    """Pyro's ``TraceMeanField_ELBO()(model, guide)`` as a module, tagged with its engine."""
 
+    engine = "pyro"
+
+    def __init__(self, model: nn.Module, guide: nn.Module) -> None:
+        super().__init__()
+        self.elbo = TraceMeanField_ELBO()(model, guide)
+
+    def forward(self, *args, **kwargs) -> Tensor:
+        return self.elbo(*args, **kwargs)
+
+
+def make_loss(model: nn.Module, guide: nn.Module, engine: str = "auto") -> nn.Module:
+    """The negative ELBO of ``model`` and ``guide`` as a module whose ``engine`` attribute
+    says which engine runs: ``pyro``, ``fast`` (an InvalidInputError saying why, where it
+    cannot run) or ``auto`` (fast where it can, else pyro with a warning saying why)."""
+    if engine not in ENGINES:
+        raise InvalidInputError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        reason = unsupported_reason(model, guide)
+        if reason is None:
+            return FastELBO(model, guide)
+        warnings.warn(f"engine 'auto' runs Pyro's ELBO: {reason}", stacklevel=2)
+        return PyroELBO(model, guide)
+    return FastELBO(model, guide) if engine == "fast" else PyroELBO(model, guide)

@@ -9,10 +9,15 @@
 - ``mcdropout``: MC-dropout DIP: Dropout2d after each conv of the encoder and decoder, kept on
   at prediction time; AdamW with weight decay 1e-4.
 
-A method only sets defaults: every one of them can be overridden in :class:`RunConfig`.
+A method is an object: the defaults it gives (guide, ``kl_weight``, optimiser, weight decay,
+dropout; each can be overridden in the run config) and, through :meth:`Method.sampler`, what
+it does after every optimiser step and how it forms its posterior predictive (SGLD adds noise
+and collects images; the others predict from the guide once the fit ends).
 
 >>> METHODS["mcdropout"].dropout, METHODS["mcdropout"].optimizer
 (0.3, 'adamw')
+>>> METHODS["sgld"].sampler(steps=100, lr=0.01) is not None
+True
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from ..errors import InvalidInputError
+from .predictive import Prediction, RunningMoments, draw_images
 
 
 @dataclass(frozen=True)
@@ -36,13 +43,28 @@ class Method:
     dropout: float = 0.0
     description: str = ""
 
+    def sampler(self, steps: int, lr: float, **options) -> Sampler | None:
+        """What runs after each optimiser step of a ``steps``-step fit and collects the
+        posterior predictive (None: predict from the guide after the fit)."""
+        return None
+
+
+@dataclass(frozen=True)
+class SGLDMethod(Method):
+    """SGLD-DIP: noise after every step (:class:`SGLDNoise`), images collected after the
+    burn-in. Options of :meth:`sampler`: ``variant``, ``burn_in``, ``sample_every``."""
+
+    def sampler(self, steps: int, lr: float, variant: str = "adam", burn_in: int | None = None,
+                sample_every: int = 50, **options) -> Sampler:
+        return SGLDSampler(lr, variant, burn_in_steps(burn_in, steps), sample_every)
+
 
 #: mfvi's kl_weight 0.3 is a tempered posterior: on the CT demo it kept the predictive mean
 #: about 2 dB above w = 1 (see docs/concepts.md).
 METHODS: dict[str, Method] = {
     "mfvi": Method("meanfield", 0.3, description="mean-field variational inference"),
     "dip": Method("map", 0.0, description="plain DIP (point estimate, no prior)"),
-    "sgld": Method("map", 0.0, description="SGLD-DIP (noisy DIP steps, averaged samples)"),
+    "sgld": SGLDMethod("map", 0.0, description="SGLD-DIP (noisy DIP steps, averaged samples)"),
     "mcdropout": Method(
         "map", 0.0, optimizer="adamw", weight_decay=1e-4, dropout=0.3,
         description="MC-dropout DIP",
@@ -81,11 +103,8 @@ class SGLDNoise:
     0.02
     """
 
-    def __init__(self, parameters, lr: float, variant: str = "adam") -> None:
-        if variant not in SGLD_VARIANTS:
-            raise InvalidInputError(
-                f"unknown SGLD variant {variant!r}: choose one of {', '.join(SGLD_VARIANTS)}"
-            )
+    def __init__(self, parameters: list[Tensor], lr: float, variant: str = "adam") -> None:
+        _check_variant(variant)
         self.parameters = list(parameters)
         self.variant = variant
         self.std = 2 * lr if variant == "adam" else math.sqrt(2 * lr)
@@ -94,3 +113,62 @@ class SGLDNoise:
     def __call__(self) -> None:
         for param in self.parameters:
             param.add_(torch.randn_like(param), alpha=self.std)
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in SGLD_VARIANTS:
+        raise InvalidInputError(
+            f"unknown SGLD variant {variant!r}: choose one of {', '.join(SGLD_VARIANTS)}"
+        )
+
+
+class Sampler:
+    """A method's work between optimiser steps: :meth:`after_step` runs after each step
+    (``step`` counts from 0), :meth:`prediction` gives the posterior predictive at the end.
+    Its state (:meth:`state_dict`) is saved in checkpoints."""
+
+    def start(self, model, guide) -> None:
+        """Bind to the model and guide of the fit (before the first step)."""
+
+    def after_step(self, step: int) -> None:
+        raise NotImplementedError
+
+    def prediction(self) -> Prediction:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict | None:
+        return None
+
+    def load_state_dict(self, state: dict | None) -> None:
+        pass
+
+
+class SGLDSampler(Sampler):
+    """SGLD noise on the weights' locations after every step; after ``burn_in`` steps, an
+    image from the current weights every ``sample_every`` steps, summarised as they come."""
+
+    def __init__(self, lr: float, variant: str, burn_in: int, sample_every: int) -> None:
+        _check_variant(variant)  # refused before the fit starts
+        self.lr, self.variant = lr, variant
+        self.burn_in, self.sample_every = burn_in, sample_every
+        self.moments = RunningMoments()
+
+    def start(self, model, guide) -> None:
+        self.model, self.guide = model, guide
+        # Views of the guide's flat locations, site by site: the noise is drawn per site.
+        self.noise = SGLDNoise([guide.loc(site) for site in guide.sites], self.lr, self.variant)
+
+    def after_step(self, step: int) -> None:
+        self.noise()
+        if step >= self.burn_in and (step - self.burn_in) % self.sample_every == 0:
+            for image, noise_variance in draw_images(self.model, self.guide, 1):
+                self.moments.add(image, noise_variance)
+
+    def prediction(self) -> Prediction:
+        return self.moments.prediction()
+
+    def state_dict(self) -> dict:
+        return vars(self.moments).copy()
+
+    def load_state_dict(self, state: dict | None) -> None:
+        vars(self.moments).update(state)

@@ -274,8 +274,8 @@ class FitObjective:
     objective: str = "psnr"
 
     def __call__(self, params: dict[str, float]) -> float:
-        from ..infer.loop import fit
         from ..physics.observation import hold_out, prepare_observation
+        from .run import fit
 
         config = self.config.replace(**params)
         observation = prepare_observation(config)

@@ -195,9 +195,9 @@ def run_comparison(
 
 def fit_run(config: RunConfig, path: str | Path, progress: bool = False) -> Path:
     """Fit one run of a study and write its dataset to ``path`` (whole or not at all)."""
-    from ..infer.loop import fit
     from ..io.results import to_dataset, write_dataset
     from ..physics.observation import prepare_observation
+    from .run import fit
 
     write_dataset(to_dataset(fit(prepare_observation(config), config, progress=progress)), path)
     return Path(path)

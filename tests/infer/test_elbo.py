@@ -4,7 +4,6 @@ import pytest
 import torch
 from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
-from pyro.infer.elbo import ELBOModule
 
 from pyrodip import (
     BayesianDIP,
@@ -22,9 +21,9 @@ from pyrodip import (
     make_guide,
     predict,
 )
-from pyrodip.infer.elbo import FastELBO, supports, unsupported_reason
-from pyrodip.infer.loop import build, make_loss
+from pyrodip.infer.elbo import FastELBO, PyroELBO, make_loss, supports, unsupported_reason
 from pyrodip.physics.operators import random_mask
+from pyrodip.studies.run import build
 
 TINY = NetConfig(scales=2, input_channels=4, channels_down=4, channels_up=4, channels_skip=2)
 SIDE = 16
@@ -85,6 +84,7 @@ CASES = {
     "speckle": dict(likelihood=SpeckleLikelihood(0.1, learn_std=True)),
     "poisson": dict(likelihood=PoissonLikelihood(100.0)),
     "fanin-prior": dict(prior="fanin:1.0"),
+    "laplace-prior": dict(prior="laplace:0.1"),
     "layer-priors": dict(layer_priors={"net.head.*": "fanin:0.5", "net.body.up.*": "normal:0.2"}),
     "bayesian-batchnorm": dict(bayesian_batchnorm=True),
     "dropout": dict(net=NetConfig(**{**vars(TINY), "dropout": 0.3})),
@@ -152,7 +152,6 @@ def test_forward_keeps_the_rendered_image():
 
 
 @pytest.mark.parametrize(("prior", "guide_spec", "reason"), [
-    ("laplace:0.1", "meanfield", "no closed-form KL"),
     ("studentt:0.1", "meanfield", "no closed-form KL"),
     ("mixture:0.1", "partial:net.head.*", "no closed-form KL"),
     ("normal:0.1", "lowrank:2", "LowRankGuide"),
@@ -164,7 +163,7 @@ def test_unsupported_combinations_are_reported(prior, guide_spec, reason):
     assert reason in unsupported_reason(model, guide)
     with pytest.raises(InvalidInputError, match=f"engine 'fast' cannot.*{reason}"):
         make_loss(model, guide, "fast")
-    assert isinstance(make_loss(model, guide, "auto"), ELBOModule)
+    assert isinstance(make_loss(model, guide, "auto"), PyroELBO)
 
 
 def test_engines():
@@ -172,7 +171,7 @@ def test_engines():
     guide = make_guide("meanfield", model)
     assert isinstance(make_loss(model, guide, "auto"), FastELBO)
     assert isinstance(make_loss(model, guide, "fast"), FastELBO)
-    assert isinstance(make_loss(model, guide, "pyro"), ELBOModule)
+    assert isinstance(make_loss(model, guide, "pyro"), PyroELBO)
     with pytest.raises(InvalidInputError, match="unknown engine"):
         make_loss(model, guide, "jax")
     assert not supports(torch.nn.Linear(1, 1), guide)
@@ -220,3 +219,16 @@ def test_fast_predictive_draws_the_images_pyro_draws(spec):
             with poutine.replay(trace=poutine.trace(guide).get_trace()):
                 images.append(model.render(jitter=False)[0][0])
     assert torch.allclose(prediction.samples, torch.stack(images), atol=1e-6)
+
+
+@pytest.mark.parametrize("likelihood", [None, GaussianLikelihood(0.1, heteroscedastic=True)])
+def test_batched_predictive_renders_the_same_images(likelihood):
+    model = BayesianDIP((1, SIDE, SIDE), net=TINY, likelihood=likelihood)
+    guide = make_guide("meanfield", model, init_scale=0.1)
+    pyro.set_rng_seed(3)
+    one_by_one = predict(model, guide, num_samples=5, keep_samples=True, batch=1)
+    pyro.set_rng_seed(3)
+    batched = predict(model, guide, num_samples=5, keep_samples=True, batch=3)
+    assert torch.allclose(batched.samples, one_by_one.samples, atol=1e-5)
+    assert torch.allclose(batched.std_total, one_by_one.std_total, atol=1e-5)
+    assert (batched.std_epistemic > 0).all()

@@ -7,8 +7,8 @@ import torch
 
 from pyrodip import Observation, RunConfig, fit
 from pyrodip.bayes.networks import MCDropout2d, NetConfig, SkipNet
-from pyrodip.infer.loop import build
 from pyrodip.infer.methods import METHODS, SGLDNoise, burn_in_steps
+from pyrodip.studies.run import build
 
 
 @pytest.fixture

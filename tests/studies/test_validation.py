@@ -23,7 +23,7 @@ from pyrodip.bayes.networks import PRESETS, NetConfig
 from pyrodip.bayes.priors import PRIORS
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError, MissingFileError
-from pyrodip.infer.loop import build, make_loss
+from pyrodip.infer.elbo import make_loss
 from pyrodip.infer.methods import METHODS
 from pyrodip.physics.noise import NOISE_MODELS
 from pyrodip.physics.observation import prepare_observation
@@ -34,6 +34,7 @@ from pyrodip.studies.resources import (
     count_weights,
     estimate_memory,
 )
+from pyrodip.studies.run import build
 
 
 def make_files(folder: Path) -> dict[str, str]:

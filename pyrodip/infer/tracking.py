@@ -1,0 +1,68 @@
+"""What a fit records step by step: the loss and the quality of the smoothed and current
+images, kept on the device until the fit ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..evaluate.metrics import psnr, ssim
+
+
+@dataclass
+class History:
+    """Metric curves over fitting steps (numpy arrays, one entry per step).
+
+    ``loss`` is the negative ELBO (with ``kl_weight``). ``psnr``/``ssim`` compare the smoothed
+    image (an exponential moving average of the rendered images) with the truth, and
+    ``psnr_current``/``ssim_current`` the image of the step itself; the ``*_observation``
+    curves compare A(image) with the observation instead (always present).
+    """
+
+    curves: dict[str, np.ndarray]
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.arange(1, len(self.curves["loss"]) + 1)
+
+
+class Tracker:
+    """Per-step metrics kept on the device (no host sync) until the fit ends."""
+
+    def __init__(self, steps, observation, truth, operator, ema, device, data_range) -> None:
+        self.observation, self.truth, self.operator, self.ema = observation, truth, operator, ema
+        self.data_range = data_range
+        names = ["loss", "psnr_observation", "ssim_observation"]
+        names += ["psnr_current_observation", "ssim_current_observation"]
+        if truth is not None:
+            names += ["psnr", "ssim", "psnr_current", "ssim_current"]
+        self.curves = {name: torch.empty(steps, device=device) for name in names}
+        self.smoothed: Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, step: int, loss: Tensor, image: Tensor) -> None:
+        if self.smoothed is None:
+            self.smoothed = image.clone()
+        else:
+            self.smoothed.lerp_(image, 1 - self.ema)
+        c = self.curves
+        c["loss"][step] = loss
+        for suffix, estimate in (("", self.smoothed), ("_current", image)):
+            predicted = self.operator(estimate)
+            y, data_range = self.observation, self.data_range
+            c[f"psnr{suffix}_observation"][step] = psnr(predicted, y, data_range)[0]
+            c[f"ssim{suffix}_observation"][step] = ssim(predicted, y, data_range)[0]
+            if self.truth is not None:
+                c[f"psnr{suffix}"][step] = psnr(estimate, self.truth)[0]
+                c[f"ssim{suffix}"][step] = ssim(estimate, self.truth)[0]
+
+    def summary(self, step: int) -> dict[str, str]:
+        key = "psnr" if self.truth is not None else "psnr_observation"
+        return {"loss": f"{self.curves['loss'][step]:.4g}", key: f"{self.curves[key][step]:.2f}"}
+
+    def numpy(self, steps: int) -> dict[str, np.ndarray]:
+        """The curves of the first ``steps`` steps."""
+        return {name: values[:steps].cpu().numpy() for name, values in self.curves.items()}

@@ -1,0 +1,114 @@
+"""One reconstruction from a run config: the one place where a :class:`RunConfig` becomes
+objects (model, guide, method, training settings) for :func:`pyrodip.infer.loop.fit_model`.
+
+>>> import torch
+>>> from pyrodip import Observation, RunConfig, fit
+>>> obs = Observation.simulate(torch.rand(1, 32, 32), noise=0.1, seed=0)
+>>> result = fit(obs, RunConfig(steps=3, samples=2), progress=False)
+>>> result.history.curves["loss"].shape, result.prediction.mean.shape
+((3,), torch.Size([1, 32, 32]))
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pyro
+import torch
+
+from ..bayes.guides import WeightGuide, make_guide
+from ..bayes.model import BayesianDIP
+from ..bayes.networks import NetConfig
+from ..errors import InvalidInputError
+from ..infer.checkpoints import Checkpointing
+from ..infer.loop import FitResult, Training, fit_model
+from ..infer.methods import METHODS
+from ..physics.observation import Observation
+from .config import RunConfig
+from .resources import check_memory
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; refuses CUDA when this machine has none."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInputError(
+            f"device {name!r} requested but CUDA is not available: use device 'cpu'"
+        )
+    return torch.device(name)
+
+
+def build(config: RunConfig, observation: Observation) -> tuple[BayesianDIP, WeightGuide]:
+    """The model and guide that ``config`` describes, for ``observation`` (on the CPU)."""
+    likelihood = observation.noise.likelihood(
+        learn=config.noise_level == "learned",
+        heteroscedastic=config.noise_level == "heteroscedastic",
+    )
+    name, _, arguments = config.prior.partition(":")  # NAME or NAME::ARG... (see RunConfig)
+    model = BayesianDIP(
+        observation.image_shape,
+        net=NetConfig.preset(config.net, dropout=config.resolved("dropout")),
+        prior=f"{name}:{config.prior_scale}{arguments}",
+        layer_priors=config.layer_priors,
+        likelihood=likelihood,
+        operator=observation.operator,
+        kl_weight=config.resolved("kl_weight") * config.temperature,
+        jitter=config.jitter,
+        bayesian_batchnorm=config.bayesian_batchnorm,
+    )
+    # Temperature T: every prior's variance x T (and the KL weight x T above).
+    for prior in (model.prior, *model.layer_priors.values()):
+        prior.scale = prior.scale * config.temperature**0.5
+    guide = make_guide(
+        config.resolved("guide"), model, init_loc=config.init_loc, init_scale=config.init_scale
+    )
+    return model, guide
+
+
+def training(config: RunConfig) -> Training:
+    """The training settings of ``config`` (its method's defaults filled in)."""
+    return Training(
+        steps=config.steps,
+        lr=config.lr,
+        optimizer=config.resolved("optimizer"),
+        weight_decay=config.resolved("weight_decay"),
+        engine=config.engine,
+        ema=config.ema,
+        samples=config.samples,
+        local_reparam=config.local_reparam,
+    )
+
+
+def fit(
+    observation: Observation,
+    config: RunConfig | None = None,
+    *,
+    progress: bool = True,
+    validate: bool | None = None,
+    checkpoint: Checkpointing | None = None,
+    resume: bool = False,
+    stop: threading.Event | None = None,
+) -> FitResult:
+    """Fit the model that ``config`` describes (its ``method``) to ``observation`` and
+    summarise the posterior predictive. Seeds every random number generator from
+    ``config.seed`` first, so equal configs give equal results (on the same device). The
+    keyword arguments are those of :func:`pyrodip.infer.loop.fit_model`; a checkpoint is
+    resumed only with the same config.
+    """
+    config = config or RunConfig()
+    device = resolve_device(config.device)
+    check_memory(config, observation.image_shape, device)
+    settings = training(config)
+    method = METHODS[config.method]
+    sampler = method.sampler(
+        config.steps, config.lr, variant=config.sgld, burn_in=config.burn_in,
+        sample_every=config.sample_every,
+    )
+    pyro.set_rng_seed(config.seed)
+    model, guide = build(config, observation)
+    model.to(device)
+    guide.to(device)
+    return fit_model(
+        model, guide, observation, settings, sampler=sampler, progress=progress,
+        validate=validate, checkpoint=checkpoint, resume=resume, stop=stop,
+        fingerprint=config.to_json(), config=config,
+    )
