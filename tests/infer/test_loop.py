@@ -1,8 +1,9 @@
 import numpy as np
+import pyro
 import pytest
 import torch
 
-from pyrodip import RunConfig, fit
+from pyrodip import InvalidInputError, RunConfig, fit
 from pyrodip.evaluate.metrics import psnr
 
 QUICK = RunConfig(steps=5, samples=2)
@@ -83,3 +84,39 @@ def test_observation_without_truth_tracks_only_data_fit(noisy64):
     result = fit(observed, QUICK, progress=False)
     assert "psnr" not in result.history.curves
     assert "psnr_observation" in result.history.curves
+
+
+class _OwnGuide(torch.nn.Module):
+    """A guide written without pyrodip's guide classes: a Normal per weight site."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.sites = dict(model.weight_sites)
+        self.locs = torch.nn.ParameterList(
+            [torch.nn.Parameter(w.clone()) for w in model.initial_weights.values()]
+        )
+
+    def forward(self, *args):
+        import pyro.distributions as dist
+
+        for (site, shape), loc in zip(self.sites.items(), self.locs, strict=True):
+            pyro.sample(site, dist.Normal(loc, 0.01).to_event(len(shape)))
+
+
+def test_fit_model_runs_on_a_guide_the_user_built(noisy64):
+    from pyrodip import BayesianDIP, Training, fit_model
+
+    model = BayesianDIP(noisy64.image_shape, operator=noisy64.operator, kl_weight=0.3)
+    guide = _OwnGuide(model)
+    with pytest.warns(UserWarning, match="engine 'auto' runs Pyro's ELBO: the guide is a"):
+        result = fit_model(model, guide, noisy64, Training(steps=3, samples=2), progress=False)
+    assert result.engine == "pyro"
+    assert result.history.curves["loss"].shape == (3,)
+    assert (result.prediction.std_epistemic > 0).all()
+    with pytest.raises(InvalidInputError, match="engine 'fast' cannot"):
+        fit_model(model, guide, noisy64, Training(steps=1, engine="fast"), progress=False)
+
+
+def test_results_say_which_engine_ran(noisy64):
+    assert fit(noisy64, QUICK, progress=False).engine == "fast"
+    assert fit(noisy64, QUICK.replace(engine="pyro"), progress=False).engine == "pyro"
