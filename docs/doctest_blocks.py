@@ -60,12 +60,13 @@ def fence_doctests(text: str) -> str:
 
 
 def rst_to_markdown(text: str) -> str:
-    """``text`` with Sphinx roles as code (``:func:`~a.b``` as ``b``), ``::`` at the end of a
-    paragraph followed by an indented block as ``:``, and simple tables in ``text`` blocks.
+    r"""``text`` with Sphinx roles as code (``:func:`~a.b``` as ``b``), ``::`` at the end of a
+    line followed by a more indented block as ``:``, and simple tables in ``text`` blocks.
     Text inside fenced blocks is left as it is.
 
-    >>> rst_to_markdown("See :func:`~pyrodip.infer.loop.fit` and :data:`PRIORS`. Example::")
-    'See `fit` and `PRIORS`. Example:'
+    >>> rst_to_markdown("See :func:`~pyrodip.infer.loop.fit` and :data:`PRIORS`. Example::\n"
+    ...                 "\n    fit(observation, config)")
+    'See `fit` and `PRIORS`. Example:\n\n    fit(observation, config)'
     """
     out: list[str] = []
     lines = text.split("\n")
@@ -89,9 +90,20 @@ def rst_to_markdown(text: str) -> str:
             continue
         line = ROLE.sub(lambda role: f"`{role[2].rsplit('.', 1)[-1] if role[1] else role[2]}`",
                         line)
-        out.append(line[:-1] if line.endswith("::") else line)
+        if line.endswith("::") and indentation(next_text(lines, index)) > indentation(line):
+            line = line[:-1]  # reStructuredText's literal block: Markdown's indented code
+        out.append(line)
         index += 1
     return "\n".join(out)
+
+
+def indentation(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def next_text(lines: list[str], index: int) -> str:
+    """The first line after ``lines[index]`` that is not blank ("" if none)."""
+    return next((line for line in lines[index + 1 :] if line.strip()), "")
 
 
 class DoctestBlocks(griffe.Extension):

@@ -273,6 +273,17 @@ def test_doctest_examples_become_pycon_blocks_and_nothing_else_changes():
     assert fence("No example: 3 >>> 2.") == "No example: 3 >>> 2."
 
 
+def test_rst_habits_become_markdown():
+    module = docs_module("doctest_blocks")
+    assert doctest.testmod(module).failed == 0
+    text = ("Use :class:`~pyrodip.Prior`, :func:`fit` or :data:`a.b.C`::\n\n    code::\n\n"
+            "=====  ====\nspec   what\n=====  ====\nx      y\n=====  ====\n\nAfter.\n\n"
+            "```text\n:func:`kept`::\n```")
+    assert module.rst_to_markdown(text) == (
+        "Use `Prior`, `fit` or `a.b.C`:\n\n    code::\n\n```text\n=====  ====\nspec   what\n"
+        "=====  ====\nx      y\n=====  ====\n```\n\nAfter.\n\n```text\n:func:`kept`::\n```")
+
+
 def docstrings() -> list[tuple[str, str]]:
     """(where, docstring) of every module, class and function of pyrodip with an example."""
     found = []
