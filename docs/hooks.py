@@ -1,17 +1,33 @@
-"""MkDocs hook: the CLI reference is generated from pyrodip's own parser at build time.
+"""MkDocs hook: the CLI and API references are generated from pyrodip itself at build time.
 
 A line ``<!-- cli-help: COMMAND -->`` in a page becomes the help of ``pyrodip COMMAND``
 (``pyrodip --help`` for ``<!-- cli-help: -->``) in a text block, 100 columns wide.
+
+A line ``<!-- api: PACKAGE -->`` becomes one mkdocstrings ``::: PACKAGE.MODULE`` block for each
+module of PACKAGE (its ``.py`` files, not its subpackages), read from the package tree, so a new
+module appears in the reference without editing the docs. The line ``<!-- api-index -->``
+becomes a list of every module, page by page, with the first sentence of its docstring. Every
+package of pyrodip must be named by one page's ``api`` line; one that is not is a warning, which
+fails ``mkdocs build --strict``.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
+import logging
 import os
 import re
+from pathlib import Path
 
 MARKER = re.compile(r"^<!-- cli-help:\s*(\S*)\s*-->$", re.MULTILINE)
+API_MARKER = re.compile(r"^<!-- api:\s*([\w.]+)\s*-->$", re.MULTILINE)
+API_INDEX = re.compile(r"^<!-- api-index -->$", re.MULTILINE)
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+API_PAGES = DOCS / "api"
+log = logging.getLogger("mkdocs.hooks.api")
 
 
 def cli_help(command: str) -> str:
@@ -37,5 +53,95 @@ def expand(markdown: str) -> str:
     return MARKER.sub(lambda match: f"```text\n{cli_help(match[1])}\n```", markdown)
 
 
-def on_page_markdown(markdown: str, **kwargs) -> str:
-    return expand(markdown)
+def package_dir(package: str) -> Path:
+    return ROOT.joinpath(*package.split("."))
+
+
+def packages(top: str = "pyrodip") -> list[str]:
+    """``top`` and every package under it, as dotted names, in tree order."""
+    found = [top]
+    for child in sorted(package_dir(top).iterdir()):
+        if child.is_dir() and (child / "__init__.py").exists():
+            found += packages(f"{top}.{child.name}")
+    return found
+
+
+def modules(package: str) -> list[str]:
+    """The public modules of ``package`` (its ``.py`` files, not its subpackages), sorted."""
+    return [f"{package}.{path.stem}" for path in sorted(package_dir(package).glob("*.py"))
+            if not path.name.startswith("_")]
+
+
+def summary(module: str) -> str:
+    """The first paragraph of ``module``'s docstring on one line, Sphinx roles as code."""
+    package, _, name = module.rpartition(".")
+    text = ast.get_docstring(ast.parse((package_dir(package) / f"{name}.py").read_text())) or ""
+    text = " ".join(text.split("\n\n")[0].split()).rstrip(".")
+    return re.sub(r":\w+:`~?([^`]+)`", lambda role: f"`{role[1].rsplit('.', 1)[-1]}`", text)
+
+
+def api_pages() -> dict[str, tuple[str, str]]:
+    """{package: (page file relative to docs/, page title)} from the pages' ``api`` lines."""
+    pages = {}
+    for page in sorted(API_PAGES.glob("*.md")):
+        text = page.read_text()
+        title = re.search(r"^# (.+)$", text, re.MULTILINE)
+        for package in API_MARKER.findall(text):
+            pages[package] = (page.relative_to(DOCS).as_posix(), title[1] if title else page.stem)
+    return pages
+
+
+def api_blocks(package: str) -> str:
+    """The mkdocstrings blocks of every module of ``package``."""
+    if not package_dir(package).is_dir():
+        log.warning("API reference: %s is not a package of pyrodip", package)
+        return ""
+    return "\n\n".join(f"::: {module}" for module in modules(package))
+
+
+def api_index(page: str | None = None, order: list[str] | None = None) -> str:
+    """Every module, with its summary, under a heading that links to its page (relative to
+    ``page``); the pages in ``order`` (the nav's) first, in that order."""
+    here = Path(page).parent if page else Path(".")
+    pages = api_pages()
+    order = order or []
+    lines = []
+    for package in sorted(pages, key=lambda p: (order.index(pages[p][0])
+                                                if pages[p][0] in order else len(order))):
+        file, title = pages[package]
+        link = os.path.relpath(file, here).replace(os.sep, "/")
+        lines += ["", f"## [{title}]({link})", ""]
+        for module in modules(package):
+            text = summary(module)
+            lines.append(f"- [`{module}`][{module}]" + (f": {text}." if text else ""))
+    return "\n".join(lines).strip()
+
+
+def expand_api(markdown: str, page: str | None = None, order: list[str] | None = None) -> str:
+    """``markdown`` with its ``api`` and ``api-index`` lines expanded."""
+    markdown = API_MARKER.sub(lambda match: api_blocks(match[1]), markdown)
+    return API_INDEX.sub(lambda match: api_index(page, order), markdown)
+
+
+def nav_files(nav) -> list[str]:
+    """The page files of mkdocs.yml's nav, in order."""
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, dict):
+        return [file for value in nav.values() for file in nav_files(value)]
+    return [file for item in nav or [] for file in nav_files(item)]
+
+
+def on_pre_build(**kwargs) -> None:
+    """Warn (an error under --strict) about a package no page of the API reference names."""
+    documented = api_pages()
+    for package in packages():
+        if package not in documented:
+            log.warning("API reference: no page of docs/api/ has the line <!-- api: %s -->",
+                        package)
+
+
+def on_page_markdown(markdown: str, page=None, config=None, **kwargs) -> str:
+    source = page.file.src_uri if page is not None else None
+    order = nav_files(config["nav"]) if config is not None else None
+    return expand_api(expand(markdown), source, order)

@@ -23,13 +23,13 @@ def step_time():
 def test_smoke_run_prints_the_table_and_writes_every_key(step_time, tmp_path, capsys):
     path = tmp_path / "steps.json"
     step_time.main(["--smoke", "--json", str(path)])
-    assert capsys.readouterr().out.startswith("preset")
+    printed = capsys.readouterr().out
     rows = json.loads(path.read_text())["results"]
     assert len(rows) == 1 and KEYS <= rows[0].keys()
     row = rows[0]
     assert (row["preset"], row["size"], row["device"]) == ("small", 32, "cpu")
-    for key in KEYS - {"preset", "size", "device"}:
-        assert row[key] > 0, key
+    assert (row["channels"], row["threads"]) == (8, 1)  # the smoke mode's settings
+    assert printed == step_time.table(rows) + "\n"  # the table shows what the file holds
 
 
 def test_ratios_are_medians_of_interleaved_pairs(step_time):
@@ -39,4 +39,4 @@ def test_ratios_are_medians_of_interleaved_pairs(step_time):
     variants = {"x": lambda: calls.append("x"), "y": lambda: calls.append("y")}
     measured = step_time.interleaved(variants, repeats=2, warmup=1, device=torch.device("cpu"))
     assert calls == ["x", "y", "x", "y", "y", "x"]  # warm-up, then a rotating order
-    assert all(len(seconds) == 2 and min(seconds) >= 0 for seconds in measured.values())
+    assert {name: len(seconds) for name, seconds in measured.items()} == {"x": 2, "y": 2}

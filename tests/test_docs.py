@@ -9,10 +9,17 @@ their commands (``pyrodip`` in-process); ``toml`` blocks are parsed and validate
 a run configuration. A block preceded by ``<!-- not run: REASON -->`` is skipped, and the
 commands in :data:`RUN_ELSEWHERE` are those CI itself runs (``make test``) or that set up an
 environment.
+
+The built site is checked too: its API pages show the docstring examples as code blocks (see
+``docs/doctest_blocks.py``), not as block quotes, and document every module of pyrodip.
 """
 
 from __future__ import annotations
 
+import ast
+import doctest
+import importlib.util
+import os
 import re
 import shlex
 import shutil
@@ -34,7 +41,7 @@ from pyrodip.studies.compare import Comparison
 from pyrodip.studies.config import RunConfig
 
 ROOT = Path(__file__).parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCK = re.compile(r"(<!-- not run: (?P<reason>[^>]*)-->\s*\n)?```(?P<lang>\w*)[^\n]*\n"
                    r"(?P<body>.*?)\n```", re.DOTALL)
 RUN_LANGUAGES = ("python", "bash", "toml")
@@ -55,14 +62,18 @@ def blocks(page: Path) -> list[tuple[str, str, str | None]]:
     return [(m["lang"], m["body"], m["reason"]) for m in BLOCK.finditer(page.read_text())]
 
 
+def page_id(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix()
+
+
 def test_every_fenced_block_is_found_and_every_language_is_known():
     """The parser misses no block, and every block is code run here or output shown."""
     for page in PAGES:
         fences = [line for line in page.read_text().splitlines() if line.startswith("```")]
         found = blocks(page)
-        assert len(fences) == 2 * len(found), page.name
+        assert len(fences) == 2 * len(found), page_id(page)
         for lang, _, _ in found:
-            assert lang in (*RUN_LANGUAGES, *SHOWN_LANGUAGES), f"{page.name}: ```{lang}"
+            assert lang in (*RUN_LANGUAGES, *SHOWN_LANGUAGES), f"{page_id(page)}: ```{lang}"
 
 
 def runnable_blocks(page_blocks: list) -> list:
@@ -182,11 +193,11 @@ def registries():
         registry.update(entries)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_every_snippet_of_the_page_runs(page, tmp_path, monkeypatch, capsys, registries):
     page_blocks = runnable_blocks(blocks(page))
     if not page_blocks:
-        pytest.skip(f"{page.name} has no code to run")
+        pytest.skip(f"{page_id(page)} has no code to run")
     workspace = tmp_path / "work"
     workspace.mkdir()
     shutil.copytree(ROOT / "experiments", workspace / "experiments")
@@ -196,7 +207,7 @@ def test_every_snippet_of_the_page_runs(page, tmp_path, monkeypatch, capsys, reg
     namespace: dict = {"__name__": "__docs__"}
     for lang, body, _ in page_blocks:
         if lang == "python":
-            exec(compile(tiny(body), f"{page.name} snippet", "exec"), namespace)
+            exec(compile(tiny(body), f"{page_id(page)} snippet", "exec"), namespace)
         elif lang == "bash":
             run_shell(body, workspace)
         else:
@@ -204,12 +215,16 @@ def test_every_snippet_of_the_page_runs(page, tmp_path, monkeypatch, capsys, reg
     capsys.readouterr()
 
 
+def docs_module(name: str):
+    """A module of docs/ (``hooks``, ``doctest_blocks``), imported from its file."""
+    spec = importlib.util.spec_from_file_location(f"docs_{name}", ROOT / "docs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_cli_reference_covers_every_command():
-    sys.path.insert(0, str(ROOT / "docs"))
-    try:
-        import hooks
-    finally:
-        sys.path.remove(str(ROOT / "docs"))
+    hooks = docs_module("hooks")
     from pyrodip.cli import build_parser
 
     page = (ROOT / "docs" / "cli.md").read_text()
@@ -219,3 +234,117 @@ def test_the_cli_reference_covers_every_command():
     expanded = hooks.expand(page)
     assert "<!-- cli-help" not in expanded
     assert "usage: pyrodip run [-h]" in expanded and "--prior-from BO_NC" in expanded
+
+
+# --- the API reference ---------------------------------------------------------------------
+
+
+def all_modules() -> list[str]:
+    """Every public module of pyrodip, from the files (``pyrodip.io.files``, ...)."""
+    found = []
+    for path in sorted((ROOT / "pyrodip").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if not any(part.startswith("_") for part in parts):
+            found.append(".".join(parts))
+    return found
+
+
+def test_every_package_has_an_api_page_that_lists_all_its_modules():
+    hooks = docs_module("hooks")
+    pages = hooks.api_pages()
+    assert set(pages) == set(hooks.packages()) >= {"pyrodip", "pyrodip.io", "pyrodip.studies"}
+    blocks_ = "\n".join(hooks.api_blocks(package) for package in pages)
+    assert sorted(re.findall(r"^::: (\S+)$", blocks_, re.MULTILINE)) == all_modules()
+    index = hooks.expand_api("<!-- api-index -->", "api/index.md")
+    for module in all_modules():
+        assert f"[`{module}`][{module}]" in index
+
+
+def test_doctest_examples_become_pycon_blocks_and_nothing_else_changes():
+    fence = docs_module("doctest_blocks").fence_doctests
+    text = ("Squares.\n\n>>> 2 ** 2\n4\n>>> for i in (1, 2):\n...     print(i)\n1\n2\n\n"
+            "Then:\n\n    >>> f()  # doctest: +SKIP\n    <BLANKLINE>\n    'x'\n"
+            "Done.\n\n```python\n>>> kept\n```")
+    assert fence(text) == (
+        "Squares.\n\n```pycon\n>>> 2 ** 2\n4\n>>> for i in (1, 2):\n...     print(i)\n1\n2\n"
+        "```\n\nThen:\n\n    ```pycon\n    >>> f()\n\n    'x'\n    ```\nDone.\n\n"
+        "```python\n>>> kept\n```")
+    assert fence(fence(text)) == fence(text)
+    assert fence("No example: 3 >>> 2.") == "No example: 3 >>> 2."
+
+
+def test_rst_habits_become_markdown():
+    module = docs_module("doctest_blocks")
+    assert doctest.testmod(module).failed == 0
+    text = ("Use :class:`~pyrodip.Prior`, :func:`fit` or :data:`a.b.C`::\n\n    code::\n\n"
+            "=====  ====\nspec   what\n=====  ====\nx      y\n=====  ====\n\nAfter.\n\n"
+            "```text\n:func:`kept`::\n```")
+    assert module.rst_to_markdown(text) == (
+        "Use `Prior`, `fit` or `a.b.C`:\n\n    code::\n\n```text\n=====  ====\nspec   what\n"
+        "=====  ====\nx      y\n=====  ====\n```\n\nAfter.\n\n```text\n:func:`kept`::\n```")
+
+
+def docstrings() -> list[tuple[str, str]]:
+    """(where, docstring) of every module, class and function of pyrodip with an example."""
+    found = []
+    for path in sorted((ROOT / "pyrodip").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                text = ast.get_docstring(node)
+                if text and ">>>" in text:
+                    where = f"{path.relative_to(ROOT)}:{getattr(node, 'name', '')}"
+                    found.append((where, text))
+    return found
+
+
+def test_every_docstring_example_is_fenced_whole_and_still_the_same_doctest():
+    """In pyrodip's own docstrings: no prompt is left outside a fence, and the fenced text
+    holds the same doctest examples (source and expected output) as the docstring."""
+    fence = docs_module("doctest_blocks").fence_doctests
+    parser = doctest.DocTestParser()
+    found = docstrings()
+    assert len(found) > 20
+    for where, text in found:
+        fenced = fence(text)
+        outside = re.sub(r"^```pycon\n.*?^```$", "", fenced, flags=re.DOTALL | re.MULTILINE)
+        assert ">>>" not in outside, where
+        inside = "\n\n".join(re.findall(r"^```pycon\n(.*?)^```$", fenced, re.DOTALL | re.M))
+        examples = [(re.sub(r"\s*# doctest:.*", "", e.source), e.want.replace("<BLANKLINE>", ""))
+                    for e in parser.get_examples(text)]
+        assert [(e.source, e.want) for e in parser.get_examples(inside)] == examples, where
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    """The site, built once with ``mkdocs build --strict`` (about 5 s)."""
+    folder = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_the_api_pages_show_examples_as_code_not_block_quotes(site):
+    pages = sorted((site / "api").rglob("index.html"))
+    assert len(pages) == 1 + len(docs_module("hooks").packages())
+    examples = 0
+    for page in pages:
+        html = page.read_text()
+        assert "<blockquote>" not in html, page
+        code = re.findall(r"<pre><code[^>]*>(.*?)</code></pre>", html, re.DOTALL)
+        examples += sum("&gt;&gt;&gt; " in block for block in code)
+        outside = re.sub(r"<pre><code[^>]*>.*?</code></pre>", "", html, flags=re.DOTALL)
+        assert "&gt;&gt;&gt;" not in outside, page
+    assert examples >= len(docstrings())
+    pycon = re.findall(r'<code class="language-pycon">(.*?)</code>', "".join(
+        page.read_text() for page in pages), re.DOTALL)
+    assert any(re.search(r"^&gt;&gt;&gt; .*\n(?!&gt;&gt;&gt;|\.\.\.)\S", block, re.MULTILINE)
+               for block in pycon), "no example shows its output in its code block"
+
+
+def test_the_api_reference_documents_every_module(site):
+    html = "".join(page.read_text() for page in (site / "api").rglob("index.html"))
+    for module in all_modules():
+        assert f'id="{module}"' in html, module

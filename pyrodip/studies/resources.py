@@ -164,14 +164,11 @@ def available_memory(device: torch.device | str) -> int | None:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             return None  # resolve_device refuses it
-        count = torch.cuda.device_count()
-        if (device.index or 0) >= count:
-            raise InvalidInputError(
-                f"device {device} does not exist: this machine has {count} CUDA device"
-                f"{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})"
-            )
+        check_cuda_index(device, torch.cuda.device_count())
         free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return cuda_available_bytes(
+            free, torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device)
+        )
     if device.type == "cpu":
         try:
             lines = Path("/proc/meminfo").read_text().splitlines()
@@ -181,6 +178,26 @@ def available_memory(device: torch.device | str) -> int | None:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     return None
+
+
+def check_cuda_index(device: torch.device, count: int) -> None:
+    """Refuse (:class:`InvalidInputError`) a CUDA ``device`` whose index this machine, with
+    ``count`` CUDA devices, does not have."""
+    if (device.index or 0) >= count:
+        raise InvalidInputError(
+            f"device {device} does not exist: this machine has {count} CUDA device"
+            f"{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})"
+        )
+
+
+def cuda_available_bytes(free: int, reserved: int, allocated: int) -> int:
+    """Bytes free for a fit on a CUDA device: the device's ``free`` memory plus what PyTorch
+    holds cached but unused (``reserved - allocated``).
+
+    >>> cuda_available_bytes(free=10 * 2**30, reserved=2 * 2**30, allocated=2**30) / 2**30
+    11.0
+    """
+    return free + reserved - allocated
 
 
 def check_memory(
