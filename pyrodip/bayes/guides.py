@@ -93,11 +93,13 @@ class WeightGuide(nn.Module):
         return self.locs[start:stop].view(self.sites[site])
 
     def site_distribution(self, site: str) -> dist.Distribution:
+        """q of one weight site (one event over the site's tensor). A subclass overrides this
+        or :meth:`site_distributions`."""
         return self.site_distributions()[site]
 
     def site_distributions(self) -> dict[str, dist.Distribution]:
-        """q of every weight site, by name (one event over the site's tensor)."""
-        raise NotImplementedError
+        """q of every weight site, by name."""
+        return {site: self.site_distribution(site) for site in self.sites}
 
     def forward(self, *args, **kwargs) -> dict[str, Tensor]:
         """Draw every weight site (the model's arguments are accepted and ignored)."""

@@ -9,7 +9,7 @@ The schema (documented in ``docs/results.md``):
 - curves over ``step`` (1-based): ``loss``, ``psnr``, ``ssim``, ``psnr_current``,
   ``ssim_current`` (against the truth, when known), ``psnr_observation``, ``ssim_observation``,
   ``psnr_current_observation``, ``ssim_current_observation``;
-- attributes: ``method``, ``task``, ``config`` (JSON), ``psnr``, ``ssim`` (of ``mean`` against
+- attributes: ``method``, ``task``, ``config`` (JSON), ``engine``, ``psnr``, ``ssim`` (of ``mean`` against
   the truth, when known), ``psnr_input`` (of the observation, when comparable), ``wall_time_s``,
   ``pyrodip_version``, ``seed``, ...;
 - calibration of ``mean`` +- ``std_total`` against the truth (when known,
@@ -64,6 +64,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "prior": result.model.prior.spec(),
         "kl_weight": result.config.resolved("kl_weight"),
         "config": result.config.to_json(),
+        "engine": result.engine,
         "seed": result.config.seed,
         "steps": result.config.steps,
         "samples": pred.num_samples,
