@@ -40,6 +40,7 @@ from ..studies.config import RunConfig
 from ..studies.resources import check_memory
 from .local_reparam import LocalReparameterization
 from .methods import SGLDNoise, burn_in_steps
+from .optimizers import OPTIMIZERS
 from .predictive import Prediction, RunningMoments, predict
 
 #: Pyro's distribution and trace checks in :func:`fit` when its ``validate`` is None. Off: they
@@ -225,9 +226,6 @@ def make_optimizer(loss_fn: torch.nn.Module, config: RunConfig) -> torch.optim.O
     ]
     optimizer = OPTIMIZERS[config.resolved("optimizer")]
     return optimizer([g for g in groups if g["params"]], lr=config.lr)
-
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
 def make_loss(model: BayesianDIP, guide: WeightGuide, engine: str = "auto") -> torch.nn.Module:
