@@ -24,7 +24,7 @@ from pyrodip import (
 )
 from pyrodip.infer.elbo import FastELBO, supports, unsupported_reason
 from pyrodip.infer.loop import build, make_loss
-from pyrodip.physics.operators import random_mask
+from pyrodip.physics.masks import random_mask
 
 TINY = NetConfig(scales=2, input_channels=4, channels_down=4, channels_up=4, channels_skip=2)
 SIDE = 16

@@ -11,7 +11,8 @@ from pyrodip import RunConfig, fit, make_guide, prepare_observation
 from pyrodip.cli import main
 from pyrodip.infer.loop import build
 from pyrodip.io.results import read_dataset
-from pyrodip.physics.operators import Downsample, Mask, Radon
+from pyrodip.physics.operators import Downsample, Mask
+from pyrodip.physics.radon import Radon
 
 FAST = ["--steps", "3", "--samples", "2", "--quiet"]
 
