@@ -5,28 +5,46 @@ under Gaussian noise 0.1 with the small network and mean-field VI, and writes ``
 and ``panel.png`` to a new folder under ``runs/``.
 
 Errors in the input end the program with one line on stderr and exit status 2.
+
+The choices the options list (tasks, methods, priors, ...) are read from the registries when
+the parser is built, after the plugins (``--plugin MODULE`` and the entry-point group
+``pyrodip.plugins``) are imported, so what a plugin registers is listed and accepted too.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-import json
-import signal
 import sys
-import threading
-import time
-import tomllib
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
-from . import __version__
-from .errors import InvalidInputError, PyrodipError
-from .studies.config import RunConfig
+from .. import __version__
+from ..bayes.guides import GUIDES, guide_usage
+from ..bayes.networks import PRESETS
+from ..bayes.priors import PRIORS, prior_usage
+from ..errors import PyrodipError
+from ..infer.methods import METHODS
+from ..infer.optimizers import OPTIMIZERS
+from ..physics.noise import NOISE_MODELS
+from ..physics.tasks import TASKS
+from ..plugins import load_plugins
+from ..studies.config import RunConfig
+from .commands import (
+    bo_command,
+    compare_command,
+    config_from_args,
+    parse_settings,
+    prepare_output,
+    report_command,
+    run_command,
+    summary,
+)
 
-RESULT_FILES = ("result.nc", "panel.png")
-CHECKPOINT = "checkpoint.pt"
+__all__ = [
+    "build_parser", "config_from_args", "listing", "main", "one_line", "parse_settings",
+    "plugins_named", "prepare_output", "summary",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--scheduler", metavar="ADDRESS",
                          help="fit the runs on this Dask scheduler (image paths must be "
                          "readable by its workers)")
+    compare.add_argument("--plugin", action="append", default=[], dest="plugins",
+                         metavar="MODULE", help="import MODULE first, here and on the workers "
+                         "(repeatable; added to the study's plugins setting)")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.set_defaults(handler=compare_command)
     report = commands.add_parser(
@@ -101,59 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def compare_command(args: argparse.Namespace) -> int:
-    from .io.files import atomic_path
-    from .plots import comparison_figures
-    from .studies.compare import Comparison, run_comparison, summary_table
-
-    comparison = Comparison.from_toml(args.study).with_settings(**parse_settings(args.overrides))
-    out = prepare_output(args.out, "compare", overwrite=True)
-    with contextlib.ExitStack() as stack:
-        executor = None
-        if args.workers is not None or args.scheduler is not None:
-            from .studies.execution import dask_executor
-
-            device = comparison.settings.get("device", "cpu")
-            executor = stack.enter_context(dask_executor(args.scheduler, args.workers, device))
-        dataset = run_comparison(comparison, out, progress=not args.quiet, executor=executor)
-    table = summary_table(dataset)
-    with atomic_path(out / "table.md") as tmp:
-        tmp.write_text(table + "\n")
-    figures = comparison_figures(dataset, out)
-    print(table)
-    print(f"wrote {out / 'comparison.nc'}, table.md and {len(figures)} figures")
-    return 0
-
-
-def parse_settings(texts: list[str]) -> dict[str, object]:
-    """``KEY=VALUE`` texts as settings, each VALUE read as a TOML value (a number, true, ...)
-    or else taken as a string.
-
-    >>> parse_settings(["steps=200", "prior=laplace:0.05", "observed=true"])
-    {'steps': 200, 'prior': 'laplace:0.05', 'observed': True}
-    """
-    settings: dict[str, object] = {}
-    for text in texts:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInputError(f"--set takes KEY=VALUE, e.g. steps=200, got {text!r}")
-        try:
-            settings[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            settings[key.strip()] = value
-    return settings
-
-
-def report_command(args: argparse.Namespace) -> int:
-    from .studies.compare import load_results, summary_table
-
-    print(summary_table(load_results(args.paths)))
-    return 0
-
-
 def add_bo_parser(commands) -> None:
     """``pyrodip bo``: the options of a study (see :mod:`pyrodip.studies.bo`) and run's."""
-    from .studies.bo import OBJECTIVES, Study
+    from ..studies.bo import OBJECTIVES, Study
 
     d = Study()
     bo = commands.add_parser(
@@ -200,8 +171,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="NIfTI volumes: the slice [the middle]")
     add("--observed", action="store_true",
         help="the image is the observation itself: nothing simulated, no truth metrics")
-    add("--task", help=f"denoise, superres, inpaint or ct [{d.task}]")
-    add("--noise", help=f"noise model: gaussian, speckle or poisson [{d.noise}]")
+    add("--plugin", action="append", dest="plugins", metavar="MODULE",
+        help="import MODULE first: what it registers (priors, tasks, ...) can be named here "
+        "(repeatable; recorded in the run's settings)")
+    add("--task", help=f"{listing(TASKS)} [{d.task}]")
+    add("--noise", help=f"noise model: {listing(NOISE_MODELS)} [{d.noise}]")
     add("--noise-std", type=float, help="std of gaussian or speckle noise (ct: relative to the "
         f"largest projection) [{d.noise_std}]")
     add("--photons", type=float, help=f"poisson: expected counts at intensity 1 [{d.photons:g}]")
@@ -209,17 +183,17 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--mask", help=f"inpaint: mask file (255 = known), random:FRACTION, strokes or text "
         f"[{d.mask}]")
     add("--angles", type=int, help=f"ct: projections evenly over [0, 180) degrees [{d.angles}]")
-    add("--method", help=f"mfvi, dip, sgld or mcdropout [{d.method}]")
-    add("--net", help=f"network preset: small or paper [{d.net}]")
-    add("--prior", help="weight prior NAME[:SCALE[:ARGS]]: normal, fanin, laplace, studentt[:DF], "
-        f"mixture[:PI[:RATIO]] [{d.prior}]")
+    add("--method", help=f"{listing(METHODS)} [{d.method}]")
+    add("--net", help=f"network preset: {listing(PRESETS)} [{d.net}]")
+    priors = (prior_usage(name).replace(":SCALE", "", 1) for name in PRIORS)
+    add("--prior", help=f"weight prior NAME[:SCALE[:ARGS]]: {', '.join(priors)} [{d.prior}]")
     add("--prior-scale", type=float, help=f"scale of the weight prior [{d.prior_scale}]")
     add("--layer-prior", action=_LayerPrior, dest="layer_priors", metavar="PATTERN=PRIOR",
         help="a prior for the layers whose name matches PATTERN, e.g. 'net.head.*=laplace:0.05' "
         "(repeatable)")
     add("--temperature", type=float,
         help=f"posterior temperature: prior variance and KL weight times T [{d.temperature:g}]")
-    add("--guide", help="meanfield, map, lowrank:RANK or partial:PATTERNS [the method's]")
+    add("--guide", help=f"{listing(map(guide_usage, GUIDES))} [the method's]")
     add("--kl-weight", type=float,
         help="weight of the KL term (1: the ELBO) [0.3 for mfvi, else 0]")
     add("--noise-level", help=f"the likelihood's noise level: known, learned or "
@@ -231,7 +205,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--local-reparam", action="store_true",
         help="mfvi: local reparameterisation as the training gradient estimator [off]")
     add("--dropout", type=float, help="dropout rate after each conv [0.3 for mcdropout, else 0]")
-    add("--optimizer", help="adam, adamw or sgd [adamw for mcdropout, else adam]")
+    add("--optimizer", help=f"{listing(OPTIMIZERS)} [adamw for mcdropout, else adam]")
     add("--lr", type=float, help=f"learning rate [{d.lr}]")
     add("--weight-decay", type=float,
         help="decoupled weight decay [1e-4 for mcdropout, else 0]")
@@ -260,7 +234,38 @@ class _LayerPrior(argparse.Action):
         setattr(namespace, self.dest, priors)
 
 
+def listing(names: Iterable[str]) -> str:
+    """``names`` as words: "a, b or c".
+
+    >>> listing(["denoise", "superres", "ct"])
+    'denoise, superres or ct'
+    """
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def plugins_named(argv: list[str]) -> list[str]:
+    """The modules that ``--plugin`` options of a command line name.
+
+    >>> plugins_named(["run", "--plugin", "my_priors", "--plugin=more", "--steps", "5"])
+    ['my_priors', 'more']
+    """
+    named = []
+    for index, word in enumerate(argv):
+        if word == "--plugin" and index + 1 < len(argv):
+            named.append(argv[index + 1])
+        elif word.startswith("--plugin="):
+            named.append(word.partition("=")[2])
+    return named
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # before the parser is built: its choices and help list what the plugins add
+        load_plugins(plugins_named(argv))
+    except PyrodipError as error:
+        print(f"pyrodip: error: {one_line(str(error))}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
@@ -276,225 +281,3 @@ def main(argv: list[str] | None = None) -> int:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"pyrodip: warning: {one_line(str(message))}", file=sys.stderr)
-
-
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Defaults, then the --config file, then the options given on the command line."""
-    fields = {field.name for field in dataclasses.fields(RunConfig)}
-    overrides = {key: value for key, value in vars(args).items() if key in fields}
-    if "config" in args:
-        return RunConfig.from_toml(args.config, **overrides)
-    return RunConfig(**overrides)
-
-
-def prepare_output(out: Path | None, method: str, overwrite: bool) -> Path:
-    """Create (or check) the output folder before any work is done."""
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{stamp}-{method}"
-        suffix = 1
-        while out.exists():
-            suffix += 1
-            out = Path("runs") / f"{stamp}-{method}-{suffix}"
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"output path {out} is a file: choose a folder with --out")
-    if (out / CHECKPOINT).exists() and not overwrite:
-        raise InvalidInputError(
-            f"{out} holds an interrupted run: continue it with --resume {out}, or pass "
-            "--overwrite to start afresh"
-        )
-    existing = [name for name in RESULT_FILES if (out / name).exists()]
-    if existing and not overwrite:
-        raise InvalidInputError(
-            f"{out} already holds a result ({existing[0]}): choose another --out or "
-            "pass --overwrite"
-        )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".pyrodip-write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        raise InvalidInputError(
-            f"output folder {out} is not writable ({error.strerror}): choose another --out"
-        ) from None
-    return out
-
-
-def run_command(args: argparse.Namespace) -> int:
-    # Heavy imports here, so that --help and input errors answer at once.
-    from .infer.loop import Checkpointing, Interrupted, fit, resolve_device
-    from .io.results import to_dataset, write_dataset
-    from .physics.observation import prepare_observation
-    from .plots import plot_panel
-
-    resume = args.__dict__.get("resume")
-    if resume is not None:
-        config, out = resumed_config(args)
-    else:
-        config = config_from_args(args)
-        if "prior_from" in args:
-            config = settings_from_study(config, args)
-    resolve_device(config.device)
-    observation = prepare_observation(config)
-    if resume is None:
-        out = prepare_output(args.__dict__.get("out"), config.method, "overwrite" in args)
-    every = args.__dict__.get("checkpoint_every")
-    if every is not None and every < 1:
-        raise InvalidInputError(f"--checkpoint-every must be a positive integer, got {every}")
-    checkpoint = Checkpointing(out / CHECKPOINT, every_steps=every)
-    stop = threading.Event()
-    try:
-        with _stop_on_signals(stop):
-            result = fit(
-                observation, config, progress="quiet" not in args, checkpoint=checkpoint,
-                resume=resume is not None, stop=stop,
-            )
-    except Interrupted as interrupted:
-        print(
-            f"pyrodip: {interrupted}: continue with pyrodip run --resume {out}", file=sys.stderr
-        )
-        return 143 if stop.signal == signal.SIGTERM else 130
-    dataset = to_dataset(result)
-    write_dataset(dataset, out / "result.nc")
-    plot_panel(dataset, out / "panel.png")
-    checkpoint.path.unlink(missing_ok=True)
-    print(summary(dataset, out))
-    if result.status == "diverged":
-        print(f"pyrodip: error: the fit diverged and stopped early; kept what it had in {out}",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
-def settings_from_study(config: RunConfig, args: argparse.Namespace) -> RunConfig:
-    """``config`` with the best settings of the study ``--prior-from`` names, but for the
-    settings given as options."""
-    from .studies.bo import best_parameters
-
-    best = best_parameters(args.prior_from)
-    taken = {key: value for key, value in best.items() if key not in args}
-    if taken:
-        settings = ", ".join(f"{key}={value:.4g}" for key, value in taken.items())
-        print(f"pyrodip: from {args.prior_from}: {settings}", file=sys.stderr)
-    return config.replace(**taken)
-
-
-def bo_command(args: argparse.Namespace) -> int:
-    from .studies import bo
-    from .studies.execution import dask_executor
-
-    start = time.perf_counter()
-    if "resume" in args:
-        kept = ("command", "handler", "resume", "rounds", "scheduler", "workers", "quiet")
-        given = [key for key in vars(args) if key not in kept]
-        if given:
-            option = "--" + given[0].replace("_", "-").replace("params", "param")
-            raise InvalidInputError(
-                f"--resume takes the study's settings from its study.json: drop {option}"
-            )
-        folder = args.resume
-        study = bo.load_study(folder)
-    else:
-        config = config_from_args(args)
-        for key in ("image", "mask"):  # workers may run elsewhere: name files absolutely
-            if Path(getattr(config, key)).is_file():
-                config = config.replace(**{key: str(Path(getattr(config, key)).resolve())})
-        d = bo.Study()
-        study = bo.Study(
-            params=tuple(map(bo.Param.parse, args.params)) if "params" in args else d.params,
-            objective=args.__dict__.get("objective", d.objective),
-            config=config,
-            init_points=args.__dict__.get("init_points", d.init_points),
-            init=bo.parse_init(args.__dict__.get("init", ())),
-            rounds=args.__dict__.get("rounds", d.rounds),
-            batch=args.__dict__.get("batch", d.batch),
-            seed=config.seed,
-        )
-        bo.FitObjective(config, study.objective).check()
-        folder = prepare_output(args.__dict__.get("out"), "bo", overwrite=False)
-        bo.create_study(study, folder)
-    try:
-        with dask_executor(
-            args.__dict__.get("scheduler"), args.__dict__.get("workers"), study.config.device,
-            concurrency=study.batch,
-        ) as executor:
-            dataset = bo.resume(
-                folder, rounds=args.__dict__.get("rounds"), executor=executor,
-                progress="quiet" not in args,
-            )
-    except KeyboardInterrupt:
-        print(f"pyrodip: interrupted: continue with pyrodip bo --resume {folder}",
-              file=sys.stderr)
-        return 130
-    print(bo.summary(dataset, folder, time.perf_counter() - start))
-    return 0
-
-
-def resumed_config(args: argparse.Namespace) -> tuple[RunConfig, Path]:
-    """The settings and folder of the interrupted run that ``--resume DIR`` names."""
-    from .infer.loop import read_checkpoint
-
-    allowed = ("command", "handler", "resume", "quiet", "checkpoint_every")
-    given = [key for key in vars(args) if key not in allowed]
-    if given:
-        option = "--" + given[0].replace("_", "-")
-        raise InvalidInputError(
-            f"--resume takes every setting from the checkpoint: drop {option}"
-        )
-    out = args.resume
-    state = read_checkpoint(out / CHECKPOINT)
-    return RunConfig(**json.loads(state["config"])), out
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event):
-    """While fitting, SIGTERM (e.g. SLURM preemption) and SIGINT set ``stop`` (recording
-    which signal as ``stop.signal``): the fit then saves a checkpoint and ends."""
-    stop.signal = None
-
-    def handler(signum, frame) -> None:
-        stop.signal = signum
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def summary(dataset, out: Path) -> str:
-    """A few lines: what ran, the PSNRs, the uncertainty and the time."""
-    a = dataset.attrs
-    channels, height, width = (dataset.sizes[d] for d in ("channel", "y", "x"))
-    lines = [
-        f"pyrodip {a['task']}: {a['image']} ({channels}x{height}x{width}), {a['method']} "
-        f"({a['guide']} guide, prior {a['prior']}), {a['steps']} steps",
-    ]
-    if "psnr_input" in a:
-        psnr_in, ssim_in = a["psnr_input"], a["ssim_input"]
-        lines.append(f"  observation     PSNR {psnr_in:6.2f} dB  SSIM {ssim_in:.3f}")
-    if "psnr" in a:
-        gain = f"  ({a['psnr'] - a['psnr_input']:+.2f} dB)" if "psnr_input" in a else ""
-        lines.append(f"  reconstruction  PSNR {a['psnr']:6.2f} dB  SSIM {a['ssim']:.3f}{gain}")
-    if "baseline_psnr" in a:
-        lines.append(
-            f"  baseline        PSNR {a['baseline_psnr']:6.2f} dB  SSIM {a['baseline_ssim']:.3f}"
-            f"  ({a['baseline']})"
-        )
-    if "psnr_missing" in a:
-        lines.append(
-            f"  missing pixels  PSNR {a['psnr_missing']:6.2f} dB (baseline "
-            f"{a['baseline_psnr_missing']:.2f} dB)"
-        )
-    lines.append(
-        f"  mean uncertainty (std) {a['mean_std_total']:.4f} from {a['samples']} samples"
-    )
-    lines.append(f"  time {a['wall_time_s']:.1f} s; wrote {out / 'result.nc'} and panel.png")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
