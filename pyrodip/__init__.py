@@ -22,9 +22,11 @@ from .infer.loop import FitResult, Training, fit_model
 from .infer.predictive import Prediction, predict
 from .io.images import center_crop, load_image
 from .physics.noise import GaussianNoise, PoissonNoise, SpeckleNoise, make_noise
-from .physics.observation import Observation, prepare_observation
-from .physics.operators import Downsample, Identity, Mask, Radon
+from .physics.observation import Observation
+from .physics.operators import Downsample, Identity, Mask
+from .physics.radon import Radon
 from .studies.config import RunConfig
+from .studies.observe import prepare_observation
 from .studies.run import fit
 
 __all__ = [

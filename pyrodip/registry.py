@@ -73,12 +73,32 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
+    def values(self) -> list[T]:
+        return list(self._entries.values())
+
     def items(self) -> list[tuple[str, T]]:
         return list(self._entries.items())
+
+    def get(self, name: str, default: T | None = None) -> T | None:
+        return self._entries.get(name, default)
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests and plugins that clean up after themselves)."""
         self._entries.pop(name, None)
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def clear(self) -> None:
+        """Remove every entry (with :meth:`update`, restores a saved ``dict(registry)``)."""
+        self._entries.clear()
+
+    def update(self, entries: dict[str, T]) -> None:
+        """Add or replace the ``entries``."""
+        self._entries.update(entries)
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self._entries)})"

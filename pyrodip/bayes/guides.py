@@ -53,22 +53,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
+from ..registry import Registry
 from .model import example_sites
 
-GUIDES: dict[str, type[WeightGuide]] = {}
+GUIDES: Registry[type[WeightGuide]] = Registry("guide")
 #: The most memory (bytes) the covariance factor of a ``lowrank`` guide may take: 1 GiB.
 #: Adam's two moments and the gradient take three times as much again while fitting.
 LOWRANK_MEMORY_BUDGET = 2**30
 
 
 def register_guide(name: str) -> Callable[[type[WeightGuide]], type[WeightGuide]]:
-    """Class decorator that makes a guide available by ``name``."""
-
-    def register(cls: type[WeightGuide]) -> type[WeightGuide]:
-        GUIDES[name] = cls
-        return cls
-
-    return register
+    """Class decorator that makes a guide available by ``name`` (``GUIDES.register``)."""
+    return GUIDES.register(name)
 
 
 class WeightGuide(nn.Module):

@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
+from ..registry import Registry
+from ..validation import choice
 
 ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
@@ -30,11 +32,6 @@ ACTIVATIONS = {
 }
 PADDINGS = ("reflect", "zeros", "replicate", "circular")
 UPSAMPLING = ("bilinear", "nearest", "bicubic")
-
-
-def _check_choice(what: str, value: str, valid) -> None:
-    if value not in valid:
-        raise InvalidInputError(f"unknown {what} {value!r}: choose one of {', '.join(valid)}")
 
 
 @dataclass(frozen=True)
@@ -81,9 +78,9 @@ class NetConfig:
                 raise InvalidInputError(f"net {field} must be a positive odd int, got {size}")
         if not 0 <= self.dropout < 1:
             raise InvalidInputError(f"net dropout must be in [0, 1), got {self.dropout}")
-        _check_choice("net activation", self.activation, ACTIVATIONS)
-        _check_choice("net padding", self.padding, PADDINGS)
-        _check_choice("net upsampling", self.upsampling, UPSAMPLING)
+        choice("net activation", self.activation, ACTIVATIONS)
+        choice("net padding", self.padding, PADDINGS)
+        choice("net upsampling", self.upsampling, UPSAMPLING)
 
     def per_scale(self, field: str) -> tuple[int, ...]:
         value = getattr(self, field)
@@ -96,15 +93,17 @@ class NetConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: object) -> NetConfig:
-        """A named architecture (``small`` or ``paper``), optionally with fields replaced."""
-        _check_choice("net preset", name, PRESETS)
+        """A named architecture (``small``, ``paper`` or another of :data:`PRESETS`), optionally
+        with fields replaced."""
         return dataclasses.replace(PRESETS[name], **overrides)
 
 
-PRESETS = {
-    "small": NetConfig(),
-    "paper": NetConfig(scales=5, channels_down=128, channels_up=128, channels_skip=4),
-}
+PRESETS: Registry[NetConfig] = Registry("net preset")
+"""Network architectures by name (``--net``); add one with ``PRESETS.register("name", cfg)``."""
+PRESETS.register("small", NetConfig())
+PRESETS.register(
+    "paper", NetConfig(scales=5, channels_down=128, channels_up=128, channels_skip=4)
+)
 
 
 class SkipNet(nn.Module):

@@ -36,12 +36,13 @@ Against the mean-field guide, ``normal``, ``fanin`` and ``laplace`` have a close
 (registered in PyTorch); for ``studentt`` and ``mixture`` ``TraceMeanField_ELBO`` falls back to
 a one-sample Monte Carlo estimate of it (unbiased, but noisy).
 
-Add your own with :func:`register_prior`: a prior is a zero-centred scale family, so a subclass
+Add your own with ``PRIORS.register`` (:data:`PRIORS` is a :class:`~pyrodip.registry.Registry`;
+``register_prior`` is the same decorator): a prior is a zero-centred scale family, so a subclass
 defines :meth:`Prior.family` (the distribution of a weight for a tensor of scales); the names
 in ``arguments`` are the numbers the spec may give after SCALE, passed to ``__init__`` after
 the scale::
 
-    @register_prior("gennormal")
+    @PRIORS.register("gennormal")
     class GenNormalPrior(Prior):
         arguments = ("BETA",)
 
@@ -63,18 +64,17 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
+from ..registry import Registry
+from ..validation import positive
 
-PRIORS: dict[str, type[Prior]] = {}
+PRIORS: Registry[type[Prior]] = Registry("prior")
+"""Prior classes by name: ``@PRIORS.register("name")`` on a :class:`Prior` subclass."""
 
 
 def register_prior(name: str) -> Callable[[type[Prior]], type[Prior]]:
-    """Class decorator that makes a :class:`Prior` subclass available by ``name``."""
-
-    def register(cls: type[Prior]) -> type[Prior]:
-        PRIORS[name] = cls
-        return cls
-
-    return register
+    """Class decorator that makes a :class:`Prior` subclass available by ``name``: the same as
+    ``PRIORS.register(name)``, kept as public API (``pyrodip.register_prior``)."""
+    return PRIORS.register(name)
 
 
 class Prior(nn.Module):
@@ -90,7 +90,7 @@ class Prior(nn.Module):
 
     def __init__(self, scale: float) -> None:
         super().__init__()
-        self.register_buffer("_scale", torch.tensor(_positive_scale(scale)))
+        self.register_buffer("_scale", torch.tensor(positive("prior scale", scale)))
 
     @property
     def scale(self) -> float:
@@ -98,7 +98,7 @@ class Prior(nn.Module):
 
     @scale.setter
     def scale(self, value: float) -> None:
-        self._scale.fill_(_positive_scale(value))
+        self._scale.fill_(positive("prior scale", value))
 
     def family(self, scale: Tensor) -> dist.Distribution:
         """The zero-centred distribution of a weight whose scale is ``scale`` (a tensor, one
@@ -122,7 +122,7 @@ class Prior(nn.Module):
         return ":".join([name] + [f"{value:g}" for value in numbers])
 
 
-@register_prior("normal")
+@PRIORS.register("normal")
 class NormalPrior(Prior):
     """The paper's prior: every weight ~ N(0, scale^2), independently."""
 
@@ -130,7 +130,7 @@ class NormalPrior(Prior):
         return dist.Normal(torch.zeros_like(scale), scale)
 
 
-@register_prior("fanin")
+@PRIORS.register("fanin")
 class FanInPrior(Prior):
     """N(0, scale^2 / fan_in), fan_in = prod(shape[1:]) (1 for a 1-D site such as a bias).
 
@@ -149,7 +149,7 @@ class FanInPrior(Prior):
         return 1 / math.sqrt(fan_in)
 
 
-@register_prior("laplace")
+@PRIORS.register("laplace")
 class LaplacePrior(Prior):
     """Laplace(0, b = scale): density exp(-|w| / b) / (2 b)."""
 
@@ -157,7 +157,7 @@ class LaplacePrior(Prior):
         return dist.Laplace(torch.zeros_like(scale), scale)
 
 
-@register_prior("studentt")
+@PRIORS.register("studentt")
 class StudentTPrior(Prior):
     """Student's t with ``df`` degrees of freedom (default 3) and the given scale."""
 
@@ -165,7 +165,7 @@ class StudentTPrior(Prior):
 
     def __init__(self, scale: float, df: float = 3.0) -> None:
         super().__init__(scale)
-        self.register_buffer("_df", torch.tensor(_positive("studentt DF", df)))
+        self.register_buffer("_df", torch.tensor(positive("studentt DF", df)))
 
     @property
     def df(self) -> float:
@@ -175,7 +175,7 @@ class StudentTPrior(Prior):
         return dist.StudentT(self._df.expand_as(scale), torch.zeros_like(scale), scale)
 
 
-@register_prior("mixture")
+@PRIORS.register("mixture")
 class MixturePrior(Prior):
     """The scale mixture ``pi N(0, scale^2) + (1 - pi) N(0, (scale / ratio)^2)``.
 
@@ -189,7 +189,7 @@ class MixturePrior(Prior):
         pi = float(pi)
         if not 0 < pi < 1:
             raise InvalidInputError(f"mixture PI must be in (0, 1), got {pi}")
-        ratio = _positive("mixture RATIO", ratio)
+        ratio = positive("mixture RATIO", ratio)
         self.register_buffer("_weights", torch.tensor([pi, 1 - pi]))
         self.register_buffer("_relative_scales", torch.tensor([1.0, 1.0 / ratio]))
 
@@ -234,13 +234,3 @@ def make_prior(spec: str | Prior) -> Prior:
         ) from None
     return PRIORS[name](*numbers)
 
-
-def _positive(what: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInputError(f"{what} must be a positive number, got {value}")
-    return value
-
-
-def _positive_scale(value: float) -> float:
-    return _positive("prior scale", value)

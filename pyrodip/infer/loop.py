@@ -45,13 +45,13 @@ from .checkpoints import Checkpointing, Interrupted, read_checkpoint, rng_state,
 from .elbo import ENGINES, make_loss
 from .local_reparam import LocalReparameterization
 from .methods import Sampler
+from .optimizers import OPTIMIZERS
 from .predictive import Prediction, predict
 from .tracking import History, Tracker
 
 #: Pyro's distribution and trace checks in :func:`fit_model` when its ``validate`` is None.
 #: Off: they cost 20-50 % per step. The test suite turns them on.
 VALIDATE = False
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
 @dataclass(frozen=True)

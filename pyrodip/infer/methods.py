@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ..registry import Registry
 from .predictive import Prediction, RunningMoments, draw_images
 
 
@@ -61,15 +62,15 @@ class SGLDMethod(Method):
 
 #: mfvi's kl_weight 0.3 is a tempered posterior: on the CT demo it kept the predictive mean
 #: about 2 dB above w = 1 (see docs/concepts.md).
-METHODS: dict[str, Method] = {
-    "mfvi": Method("meanfield", 0.3, description="mean-field variational inference"),
-    "dip": Method("map", 0.0, description="plain DIP (point estimate, no prior)"),
-    "sgld": SGLDMethod("map", 0.0, description="SGLD-DIP (noisy DIP steps, averaged samples)"),
-    "mcdropout": Method(
-        "map", 0.0, optimizer="adamw", weight_decay=1e-4, dropout=0.3,
-        description="MC-dropout DIP",
-    ),
-}
+METHODS: Registry[Method] = Registry("method")
+METHODS.register("mfvi", Method("meanfield", 0.3, description="mean-field variational inference"))
+METHODS.register("dip", Method("map", 0.0, description="plain DIP (point estimate, no prior)"))
+METHODS.register(
+    "sgld", SGLDMethod("map", 0.0, description="SGLD-DIP (noisy DIP steps, averaged samples)")
+)
+METHODS.register("mcdropout", Method(
+    "map", 0.0, optimizer="adamw", weight_decay=1e-4, dropout=0.3, description="MC-dropout DIP",
+))
 
 #: The two SGLD variants (see :class:`SGLDNoise`).
 SGLD_VARIANTS = ("adam", "textbook")

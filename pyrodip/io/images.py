@@ -1,8 +1,8 @@
-"""Loading images, embedded sample images, centre cropping and synthetic noise.
+"""Loading images and centre cropping.
 
 :func:`load_image` turns a file (PNG, JPEG, TIFF, DICOM, NIfTI or NumPy ``.npy``) or an
-embedded sample (``"sample:NAME"``, see :data:`SAMPLES`) into a float32 array shaped
-``(C, H, W)`` with ``C`` in ``{1, 3}`` and values in ``[0, 1]``. The rules, in order:
+embedded sample (``"sample:NAME"``, see :data:`pyrodip.io.samples.SAMPLES`) into a float32
+array shaped ``(C, H, W)`` with ``C`` in ``{1, 3}`` and values in ``[0, 1]``. The rules, in order:
 
 * integers: ``uint8`` is divided by 255 and ``uint16`` by 65535; other integer types are
   min-max scaled;
@@ -25,28 +25,23 @@ embedded sample (``"sample:NAME"``, see :data:`SAMPLES`) into a float32 array sh
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import pydicom
-import torch
 from pydicom.multival import MultiValue
 from torch import Tensor
 
-from pyrodip.errors import InvalidInputError, MissingFileError
+from ..errors import InvalidInputError, MissingFileError
+from .samples import SAMPLES
 
 __all__ = [
-    "SAMPLES",
     "SUPPORTED_FORMATS",
-    "add_gaussian_noise",
     "center_crop",
     "load_image",
-    "register_sample",
 ]
 
 SUPPORTED_FORMATS = "PNG, JPEG, TIFF, DICOM (.dcm), NIfTI (.nii, .nii.gz) or NumPy (.npy)"
@@ -63,7 +58,6 @@ _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _CHANNEL_COUNTS = (1, 2, 3, 4)  # channels last: gray, gray + alpha, RGB, RGBA
 _CHANNELS_FIRST_COUNTS = (1, 3, 4)  # channels first: gray, RGB, RGBA
 
-SampleLoader = Callable[[], np.ndarray]
 ImageT = TypeVar("ImageT", np.ndarray, Tensor)
 
 
@@ -305,10 +299,10 @@ def _nifti_slice(slice_index: int | None, count: int) -> int:
 def load_image(source: str | os.PathLike, slice_index: int | None = None) -> np.ndarray:
     """Load an image file or an embedded sample as float32 ``(C, H, W)`` in ``[0, 1]``.
 
-    ``source`` is ``"sample:NAME"`` (one of :data:`SAMPLES`) or the path of a PNG, JPEG,
-    TIFF, DICOM, NIfTI (``.nii``, ``.nii.gz``) or ``.npy`` file, told apart by suffix; a file
-    with another suffix (or none) is read as DICOM when it has the DICOM marker. See the
-    module docstring for the scaling rules.
+    ``source`` is ``"sample:NAME"`` (one of :data:`pyrodip.io.samples.SAMPLES`) or the path
+    of a PNG, JPEG, TIFF, DICOM, NIfTI (``.nii``, ``.nii.gz``) or ``.npy`` file, told apart
+    by suffix; a file with another suffix (or none) is read as DICOM when it has the DICOM
+    marker. See the module docstring for the scaling rules.
 
     NIfTI needs nibabel (``pip install nibabel``). A 2-D NIfTI image is the image (one
     slice); a 3-D volume ``(X, Y, Z)`` gives slice ``slice_index`` along its last axis (default
@@ -328,12 +322,7 @@ def load_image(source: str | os.PathLike, slice_index: int | None = None) -> np.
     pyrodip.errors.InvalidInputError: unknown sample 'ctt': choose one of ct, mr, phantom, retina
     """
     if isinstance(source, str) and source.startswith("sample:"):
-        name = source.removeprefix("sample:")
-        if name not in SAMPLES:
-            raise InvalidInputError(
-                f"unknown sample {name!r}: choose one of {', '.join(sorted(SAMPLES))}"
-            )
-        return _to_chw(SAMPLES[name](), source)
+        return _to_chw(SAMPLES[source.removeprefix("sample:")](), source)
 
     path = Path(source)
     if not path.exists():
@@ -358,78 +347,6 @@ def load_image(source: str | os.PathLike, slice_index: int | None = None) -> np.
             f"{SUPPORTED_FORMATS} file"
         )
     return _to_chw(array, str(path))
-
-
-SAMPLES: dict[str, SampleLoader] = {}
-"""Embedded sample images by name, loaded with ``load_image("sample:NAME")``.
-
-Each loader takes no arguments and returns an array that :func:`load_image` accepts from a
-``.npy`` file (2-D, channels first or last; integers or floats).
-"""
-
-
-def register_sample(
-    name: str, loader: SampleLoader | None = None
-) -> SampleLoader | Callable[[SampleLoader], SampleLoader]:
-    """Add ``loader`` to :data:`SAMPLES` under ``name``; without ``loader``, a decorator.
-
-    >>> @register_sample("flat")
-    ... def _flat():
-    ...     return np.full((8, 8), 0.5)
-    >>> load_image("sample:flat")[0, 0, 0]
-    np.float32(0.5)
-    >>> del SAMPLES["flat"]
-    """
-
-    def register(function: SampleLoader) -> SampleLoader:
-        SAMPLES[name] = function
-        return function
-
-    return register if loader is None else register(loader)
-
-
-def _pydicom_test_file(filename: str) -> np.ndarray:
-    """A DICOM slice shipped with pydicom's test data."""
-    from pydicom.data import get_testdata_file
-
-    path = get_testdata_file(filename)
-    if path is None:
-        raise MissingFileError(
-            f"pydicom's test file {filename} is missing: reinstall pydicom or use another sample"
-        )
-    return _read_dicom(Path(path))
-
-
-@register_sample("ct")
-def _ct_sample() -> np.ndarray:
-    """pydicom's ``CT_small.dcm``: a 128x128 CT slice."""
-    return _pydicom_test_file("CT_small.dcm")
-
-
-@register_sample("mr")
-def _mr_sample() -> np.ndarray:
-    """pydicom's ``MR_small.dcm``: a 64x64 MR slice (shown through its stored window)."""
-    return _pydicom_test_file("MR_small.dcm")
-
-
-@register_sample("phantom")
-def _phantom_sample() -> np.ndarray:
-    """scikit-image's Shepp-Logan phantom, downscaled from 400x400 to 128x128."""
-    from skimage.data import shepp_logan_phantom
-    from skimage.transform import resize
-
-    image = resize(shepp_logan_phantom(), (128, 128), anti_aliasing=True)
-    return np.clip(image, 0.0, 1.0)
-
-
-@register_sample("retina")
-def _retina_sample() -> np.ndarray:
-    """scikit-image's RGB retina photograph, downscaled to 256x256."""
-    from skimage.data import retina
-    from skimage.transform import resize
-
-    image = resize(retina(), (256, 256), anti_aliasing=True)
-    return np.clip(image, 0.0, 1.0)
 
 
 def center_crop(image: ImageT, multiple: int) -> ImageT:
@@ -474,32 +391,3 @@ def center_crop(image: ImageT, multiple: int) -> ImageT:
     left = (width - new_width) // 2
     return image[..., top : top + new_height, left : left + new_width]
 
-
-def add_gaussian_noise(
-    truth: Tensor, std: float, generator: torch.Generator | None = None
-) -> Tensor:
-    """Return ``truth + std * N(0, 1)`` noise, independent per pixel.
-
-    The result is not clipped, so it may leave ``[0, 1]``: that is the measurement model.
-    With a generator, the noise is drawn on the generator's device and moved to ``truth``'s
-    (so a seeded CPU generator gives the same noise whatever device ``truth`` is on);
-    without one, it is drawn from torch's global generator on ``truth``'s device.
-
-    >>> g = torch.Generator().manual_seed(0)
-    >>> noisy = add_gaussian_noise(torch.zeros(1, 64, 64), 0.1, generator=g)
-    >>> round(float(noisy.std()), 2)
-    0.1
-    """
-    try:
-        std = float(std)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"noise std must be a positive number, got {std!r}") from None
-    if not math.isfinite(std) or std <= 0:
-        raise InvalidInputError(f"noise std must be a positive finite number, got {std}")
-    if not torch.is_floating_point(truth):
-        raise InvalidInputError(
-            f"truth must be a floating-point tensor, got {truth.dtype}: convert it with .float()"
-        )
-    device = generator.device if generator is not None else truth.device
-    noise = torch.randn(truth.shape, generator=generator, dtype=truth.dtype, device=device)
-    return truth + std * noise.to(truth.device)

@@ -9,8 +9,8 @@ The schema (documented in ``docs/results.md``):
 - curves over ``step`` (1-based): ``loss``, ``psnr``, ``ssim``, ``psnr_current``,
   ``ssim_current`` (against the truth, when known), ``psnr_observation``, ``ssim_observation``,
   ``psnr_current_observation``, ``ssim_current_observation``;
-- attributes: ``method``, ``task``, ``config`` (JSON), ``engine``, ``psnr``, ``ssim`` (of ``mean`` against
-  the truth, when known), ``psnr_input`` (of the observation, when comparable), ``wall_time_s``,
+- attributes: ``method``, ``task``, ``config`` (JSON), ``engine``, ``psnr``, ``ssim`` (of
+  ``mean`` against the truth, when known), ``psnr_input`` (of the observation, when comparable), ``wall_time_s``,
   ``pyrodip_version``, ``seed``, ...;
 - calibration of ``mean`` +- ``std_total`` against the truth (when known,
   :mod:`pyrodip.evaluate.calibration`): ``reliability_*`` over ``calibration_bin``,

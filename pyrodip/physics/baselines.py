@@ -13,7 +13,7 @@ Denoising candidates (:data:`DENOISERS`), all given the known noise std ``sigma`
   5x5 patches, search distance 6, ``fast_mode``.
 
 PSNR (dB, ``data_range=1``) measured on the shared denoising images (loaded with
-``load_image``, Gaussian noise of std 0.1 from ``add_gaussian_noise`` with a CPU generator
+``load_image``, Gaussian noise of std 0.1 from ``GaussianNoise(0.1)`` with a CPU generator
 seeded 0; the noisy column is the observation clipped to ``[0, 1]``). The TV column for each
 weight tried is shown; ``tv`` uses weight 0.1 at this noise level.
 
@@ -41,7 +41,6 @@ PyWavelets``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -49,8 +48,8 @@ import torch
 from skimage import restoration
 from skimage.transform import resize
 
-from pyrodip.errors import InvalidInputError
-from pyrodip.physics.operators import Downsample, Mask, Radon
+from ..errors import InvalidInputError
+from ..validation import positive
 
 __all__ = [
     "DEFAULT_DENOISER",
@@ -89,17 +88,6 @@ def _check_image(image: np.ndarray, what: str) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def _check_std(noise_std: float) -> float:
-    """A positive finite noise std as a float."""
-    try:
-        std = float(noise_std)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"noise std must be a positive number, got {noise_std!r}") from None
-    if not math.isfinite(std) or std <= 0:
-        raise InvalidInputError(f"noise std must be a positive finite number, got {noise_std}")
-    return std
-
-
 def _channels_last(image: np.ndarray) -> tuple[np.ndarray, int | None]:
     """``(H, W)`` for one channel, else ``(H, W, C)``, with the matching ``channel_axis``."""
     return (image[0], None) if image.shape[0] == 1 else (np.moveaxis(image, 0, -1), -1)
@@ -113,7 +101,7 @@ def _channels_first(image: np.ndarray) -> np.ndarray:
 
 def denoise_tv(noisy: np.ndarray, noise_std: float) -> np.ndarray:
     """Total-variation denoising (Chambolle) with weight ``TV_WEIGHT_PER_STD * noise_std``."""
-    std = _check_std(noise_std)
+    std = positive("noise_std", noise_std)
     image, channel_axis = _channels_last(_check_image(noisy, "noisy image"))
     weight = TV_WEIGHT_PER_STD * std
     out = restoration.denoise_tv_chambolle(image, weight=weight, channel_axis=channel_axis)
@@ -122,7 +110,7 @@ def denoise_tv(noisy: np.ndarray, noise_std: float) -> np.ndarray:
 
 def denoise_wavelet(noisy: np.ndarray, noise_std: float) -> np.ndarray:
     """Wavelet denoising: BayesShrink soft thresholds for noise std ``noise_std``."""
-    std = _check_std(noise_std)
+    std = positive("noise_std", noise_std)
     image, channel_axis = _channels_last(_check_image(noisy, "noisy image"))
     try:
         out = restoration.denoise_wavelet(
@@ -142,7 +130,7 @@ def denoise_wavelet(noisy: np.ndarray, noise_std: float) -> np.ndarray:
 
 def denoise_nlm(noisy: np.ndarray, noise_std: float) -> np.ndarray:
     """Non-local means: ``h = NLM_H_PER_STD * noise_std``, 5x5 patches, distance 6, fast mode."""
-    std = _check_std(noise_std)
+    std = positive("noise_std", noise_std)
     image, channel_axis = _channels_last(_check_image(noisy, "noisy image"))
     out = restoration.denoise_nl_means(
         image,
@@ -249,24 +237,14 @@ def inpaint(observed: np.ndarray, known_mask: np.ndarray) -> tuple[np.ndarray, s
 
 def classical_baseline(observation) -> tuple[torch.Tensor, str]:
     """The classical reconstruction for an
-    :class:`~pyrodip.physics.observation.Observation`, chosen by
-    its operator: the default denoiser (with the known Gaussian std, or one estimated from the
-    image for other noise), bicubic super-resolution, biharmonic inpainting, or filtered back
-    projection for CT. Returns a (C, H, W) tensor in [0, 1] and the method's name."""
-    operator = observation.operator
-    y = observation.observation.detach().cpu()
-    if isinstance(operator, Radon):
-        device = operator.ramp.device  # the operator may have moved with a fitted model
-        return operator.fbp(y[None].to(device))[0].clamp(0, 1).cpu(), "filtered back projection"
-    array = y.numpy().astype(np.float64)
-    if isinstance(operator, Downsample):
-        image, name = superresolve(array.clip(0, 1), operator.factor)
-    elif isinstance(operator, Mask):
-        known = operator.observed_mask[0, 0].cpu().numpy()
-        image, name = inpaint(array.clip(0, 1), known)
-    else:
-        noise = observation.noise
-        std = noise.level if noise.name == "gaussian" else float(
-            np.mean(restoration.estimate_sigma(array, channel_axis=0)))
-        image, name = denoise(array.clip(0, 1), std)
+    :class:`~pyrodip.physics.observation.Observation`, chosen by its task
+    (:func:`pyrodip.physics.tasks.task_of`, by the operator): the default denoiser (with the
+    known Gaussian std, or one estimated from the image for other noise), bicubic
+    super-resolution, biharmonic inpainting, or filtered back projection for CT. Returns a
+    (C, H, W) tensor in [0, 1] and the method's name."""
+    from .tasks import task_of
+
+    image, name = task_of(observation).baseline(observation)
+    if isinstance(image, torch.Tensor):
+        return image, name
     return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), name

@@ -1,5 +1,6 @@
 """What was observed: the observation y, the operator A and the noise model that produced it,
-and the truth x when the observation was simulated from a clean image.
+and the truth x when the observation was simulated from a clean image. (The observation a
+run's settings describe is made by :func:`pyrodip.studies.observe.prepare_observation`.)
 
 >>> truth = torch.rand(1, 32, 32)
 >>> obs = Observation.simulate(truth, noise=0.1, seed=0)
@@ -9,27 +10,14 @@ and the truth x when the observation was simulated from a clean image.
 
 from __future__ import annotations
 
-import math
-import warnings
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
 
-from ..bayes.networks import NetConfig
 from ..errors import InvalidInputError
-from ..io.images import center_crop, load_image
-from ..studies.resources import check_memory
-from .noise import GaussianNoise, NoiseModel, make_noise
-from .operators import (
-    Downsample,
-    Identity,
-    Mask,
-    Radon,
-    default_ct_angles,
-    names_a_mask_file,
-    parse_mask,
-)
+from .noise import GaussianNoise, NoiseModel
+from .operators import Identity, Mask
 
 
 @dataclass
@@ -98,48 +86,6 @@ def _as_noise_model(noise: NoiseModel | float) -> NoiseModel:
     return GaussianNoise(noise) if isinstance(noise, int | float) else noise
 
 
-def prepare_observation(config) -> Observation:
-    """The observation ``config`` describes: load ``config.image`` and crop it to the network's
-    multiple; then simulate y = noise(A(x)) for ``config.task`` (keeping x as the truth), or,
-    with ``config.observed``, take the image as y itself.
-
-    The noise generator is seeded from ``config.seed``, independently of the network.
-    """
-    min_side = NetConfig.preset(config.net).min_side
-    image = torch.from_numpy(load_image(config.image, slice_index=config.slice_index))
-    channels, height, width = image.shape
-    if config.size is not None:
-        height, width = longer_side_shape((height, width), config.size)
-    _check_min_side(config, (height, width), tuple(image.shape[-2:]))
-    # Before resizing and building the operator: both may take much memory.
-    scale = config.factor if config.observed and config.task == "superres" else 1
-    check_memory(config, (channels, height * scale, width * scale))
-    mask = _mask_file(config, tuple(image.shape[-2:]))  # checked against the loaded image
-    if config.size is not None:
-        image = resize_longer_side(image, config.size)
-        mask = None if mask is None else resize_mask(mask, tuple(image.shape[-2:]))
-    if config.observed:
-        return _observed(config, image, min_side, mask)
-    if config.task == "ct":
-        image = _square(image)
-    truth = center_crop(image, min_side)
-    if mask is not None:
-        operator = Mask(center_crop(mask, min_side))
-    else:
-        operator = _operator(config, truth.shape)
-    if config.task == "ct":
-        # The scanner sees only the inscribed circle: what lies outside cannot be reconstructed.
-        truth = truth * operator.circle.to(truth.dtype).reshape(truth.shape[-2:])
-        clean = operator(truth[None])[0]
-        scale = float(clean.abs().max())
-        noise = _noise(config, relative_to=scale)
-        observation = noise.sample(clean, torch.Generator().manual_seed(config.seed))
-        return Observation(
-            observation, truth, tuple(truth.shape), noise, operator, config.image, scale
-        )
-    return Observation.simulate(truth, _noise(config), config.seed, operator, config.image)
-
-
 def hold_out(
     observation: Observation, fraction: float = 0.1, seed: int = 0
 ) -> tuple[Observation, Tensor]:
@@ -203,14 +149,6 @@ def resize_mask(known: Tensor, shape: tuple[int, int]) -> Tensor:
     return area[0, 0] > 1 - 1e-6
 
 
-def _mask_file(config, shape: tuple[int, int]) -> Tensor | None:
-    """The inpainting mask read from a file, at the loaded image's ``shape``; None when the
-    mask is not a file (random, strokes and text masks are drawn at the final size)."""
-    if config.task != "inpaint" or not names_a_mask_file(config.mask):
-        return None
-    return parse_mask(config.mask, shape, seed=config.seed)
-
-
 def longer_side_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
     """(H, W) scaled so that the longer side is ``size``.
 
@@ -220,86 +158,3 @@ def longer_side_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
     height, width = shape
     factor = size / max(height, width)
     return max(1, round(height * factor)), max(1, round(width * factor))
-
-
-def _check_min_side(config, shape: tuple[int, int], loaded: tuple[int, int]) -> None:
-    """Refuse an image (``shape``, after --size; ``loaded`` before) smaller than the network
-    needs, naming the --size or net that would do."""
-
-    def needed(net: str) -> int:  # an observed super-resolution input is smaller by the factor
-        side = 2 * NetConfig.preset(net).min_side  # the deepest level's padded 3x3 convs need 2 px
-        return side // config.factor if config.observed and config.task == "superres" else side
-
-    need = needed(config.net)
-    if min(shape) >= need:
-        return
-    fixes = [f"--size {math.ceil(need * max(loaded) / min(loaded))}"]
-    if config.net != "small" and min(shape) >= needed("small"):
-        fixes.append("--net small")
-    raise InvalidInputError(
-        f"the image is {shape[0]}x{shape[1]} but the {config.net} network needs sides of at "
-        f"least {need} pixels: use a larger image or {' or '.join(fixes)}"
-    )
-
-
-def _noise(config, relative_to: float = 1.0) -> NoiseModel:
-    """The noise model; for CT, Gaussian std and Poisson counts are relative to the largest
-    projection ``relative_to`` (speckle is multiplicative and needs no scale)."""
-    if config.noise == "poisson":
-        return make_noise("poisson", config.photons / relative_to)
-    if config.noise == "gaussian":
-        return make_noise("gaussian", config.noise_std * relative_to)
-    return make_noise(config.noise, config.noise_std)
-
-
-def _operator(config, shape: tuple[int, ...]) -> nn.Module:
-    height, width = shape[-2:]
-    if config.task == "superres":
-        return Downsample(config.factor)
-    if config.task == "inpaint":
-        return Mask(parse_mask(config.mask, (height, width), seed=config.seed))
-    if config.task == "ct":
-        return Radon(default_ct_angles(config.angles), image_size=height)
-    return Identity()
-
-
-def _square(image: Tensor) -> Tensor:
-    height, width = image.shape[-2:]
-    if height == width:
-        return image
-    side = min(height, width)
-    warnings.warn(
-        f"center-cropping the image from {height}x{width} to {side}x{side}: "
-        "the CT operator needs a square image",
-        stacklevel=3,
-    )
-    top, left = (height - side) // 2, (width - side) // 2
-    return image[..., top : top + side, left : left + side]
-
-
-def _observed(config, image: Tensor, min_side: int, mask: Tensor | None) -> Observation:
-    """The image is the observation: crop it so that the image to reconstruct fits the net."""
-    noise = _noise(config)
-    if config.task == "denoise":
-        y = center_crop(image, min_side)
-        return Observation.observed(y, noise, name=config.image)
-    if config.task == "superres":
-        if min_side % config.factor:
-            raise InvalidInputError(
-                f"the network's minimum side {min_side} is not a multiple of the factor "
-                f"{config.factor}: use a smaller --factor"
-            )
-        y = center_crop(image, min_side // config.factor)
-        channels, height, width = y.shape
-        shape = (channels, height * config.factor, width * config.factor)
-        return Observation.observed(y, noise, Downsample(config.factor), shape, config.image)
-    if config.task == "inpaint":
-        y = center_crop(image, min_side)
-        if mask is None:
-            mask = parse_mask(config.mask, tuple(image.shape[-2:]), config.seed)
-        mask = center_crop(mask, min_side)
-        return Observation.observed(y, noise, Mask(mask), tuple(y.shape), config.image)
-    raise InvalidInputError(
-        "--observed is not supported for the ct task: pass a clean image, and pyrodip "
-        "simulates its sinogram"
-    )

@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError, MissingFileError
 from ..infer.methods import METHODS
-from ..physics.operators import names_a_mask_file
+from ..physics.masks import names_a_mask_file
+from ..plugins import load_plugins
 from .config import RunConfig, read_toml
 from .execution import Executor, SyncExecutor
 
@@ -69,6 +70,9 @@ class Comparison:
         for key in ("methods", "images", "seeds"):
             if not getattr(self, key):
                 raise InvalidInputError(f"the study lists no {key}: give at least one")
+        for table in (self.settings, *self.method_settings.values()):  # they may add methods
+            plugins = table.get("plugins", [])
+            load_plugins([plugins] if isinstance(plugins, str) else plugins)
         for method in [*self.methods, *self.method_settings]:
             if method not in METHODS:
                 raise InvalidInputError(
@@ -194,11 +198,13 @@ def run_comparison(
 
 
 def fit_run(config: RunConfig, path: str | Path, progress: bool = False) -> Path:
-    """Fit one run of a study and write its dataset to ``path`` (whole or not at all)."""
+    """Fit one run of a study and write its dataset to ``path`` (whole or not at all). On a
+    worker, the config's plugins are imported first (unpickling it does not)."""
     from ..io.results import to_dataset, write_dataset
-    from ..physics.observation import prepare_observation
+    from .observe import prepare_observation
     from .run import fit
 
+    load_plugins(config.plugins)
     write_dataset(to_dataset(fit(prepare_observation(config), config, progress=progress)), path)
     return Path(path)
 

@@ -27,24 +27,20 @@ from ..bayes.guides import GUIDES
 from ..bayes.networks import PRESETS
 from ..bayes.priors import PRIORS
 from ..errors import InvalidInputError, MissingFileError
+from ..infer.elbo import ENGINES
 from ..infer.methods import METHODS, SGLD_VARIANTS
+from ..infer.optimizers import OPTIMIZERS
 from ..physics.noise import NOISE_MODELS
 from ..physics.operators import SUPERRESOLUTION_FACTORS
+from ..physics.tasks import TASKS
+from ..plugins import load_plugins
+from ..validation import choice, number, positive_setting
 
-TASKS = ("denoise", "superres", "inpaint", "ct")
 #: How the likelihood treats the noise level: the simulated (or stated) one, a point estimate
 #: fitted with the weights, or one per pixel from an extra output channel (Gaussian only).
 NOISE_LEVELS = ("known", "learned", "heteroscedastic")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-#: How the loss is computed: "pyro" runs Pyro's TraceMeanField_ELBO on the model and guide;
-#: "fast" a vectorised path derived from them (same loss and gradients); "auto" the fast path
-#: where it supports the model and guide.
-ENGINES = ("auto", "pyro", "fast")
 #: Settings whose default depends on the method (None in RunConfig: see pyrodip.infer.methods).
 METHOD_DEFAULTS = ("guide", "kl_weight", "optimizer", "weight_decay", "dropout")
-#: Where positive settings (lr, noise_std, prior_scale, ...) must lie: their squares stay
-#: within float32's range.
-POSITIVE_RANGE = (1e-15, 1e15)
 
 
 @dataclass
@@ -90,8 +86,17 @@ class RunConfig:
     device: str = "cpu"
     engine: str = "auto"
     seed: int = 0
+    plugins: list[str] = dataclasses.field(default_factory=list)  # modules imported first
 
     def __post_init__(self) -> None:
+        if not isinstance(self.plugins, list | tuple) or not all(
+            isinstance(name, str) for name in self.plugins
+        ):
+            raise InvalidInputError(
+                f"plugins must be a list of module names, e.g. ['my_priors'], got {self.plugins!r}"
+            )
+        self.plugins = list(self.plugins)
+        load_plugins(self.plugins)  # before the names below are checked: they may add some
         for f in dataclasses.fields(self):  # e.g. from TOML: prior = 3
             value = getattr(self, f.name)
             if f.type in ("str", "str | None") and not (
@@ -102,20 +107,20 @@ class RunConfig:
         name, _, rest = self.prior.partition(":")
         scale, _, arguments = rest.partition(":")
         if scale:
-            self.prior_scale = _number("prior scale", scale)
+            self.prior_scale = number("prior scale", scale)
         self.prior = f"{name}::{arguments}" if arguments else name
-        _choice("task", self.task, TASKS)
-        _choice("method", self.method, METHODS)
-        _choice("net", self.net, PRESETS)
-        _choice("prior", name, PRIORS)
-        _choice("noise_level", self.noise_level, NOISE_LEVELS)
+        choice("task", self.task, TASKS)
+        choice("method", self.method, METHODS)
+        choice("net", self.net, PRESETS)
+        choice("prior", name, PRIORS)
+        choice("noise_level", self.noise_level, NOISE_LEVELS)
         if self.optimizer is not None:
-            _choice("optimizer", self.optimizer, OPTIMIZERS)
+            choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.guide is not None:
-            _choice("guide", self.guide.partition(":")[0], GUIDES)
-        _choice("sgld variant", self.sgld, SGLD_VARIANTS)
-        _choice("engine", self.engine, ENGINES)
-        _choice("noise", self.noise, NOISE_MODELS)
+            choice("guide", self.guide.partition(":")[0], GUIDES)
+        choice("sgld variant", self.sgld, SGLD_VARIANTS)
+        choice("engine", self.engine, ENGINES)
+        choice("noise", self.noise, NOISE_MODELS)
         factor = self.factor
         if isinstance(factor, bool) or not isinstance(factor, int) or (
             factor not in SUPERRESOLUTION_FACTORS
@@ -125,7 +130,7 @@ class RunConfig:
                 f"{', '.join(map(str, SUPERRESOLUTION_FACTORS))}, got {self.factor!r}"
             )
         for key in ("noise_std", "photons", "prior_scale", "init_scale", "lr", "temperature"):
-            _positive(key, getattr(self, key))
+            positive_setting(key, getattr(self, key))
         optional = tuple(key for key in ("size", "burn_in") if getattr(self, key) is not None)
         for key in ("steps", "samples", "angles", "sample_every", *optional):
             value = getattr(self, key)
@@ -184,7 +189,12 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """The settings as JSON (``plugins`` only when there are some, so that runs without
+        plugins keep the JSON they always had)."""
+        settings = dataclasses.asdict(self)
+        if not settings["plugins"]:
+            del settings["plugins"]
+        return json.dumps(settings, sort_keys=True)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: object) -> RunConfig:
@@ -213,27 +223,3 @@ def _check_keys(settings: dict, source: str = "settings") -> None:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"
             raise InvalidInputError(f"unknown key {key!r} in {source}{hint}")
-
-
-def _choice(key: str, value: object, valid) -> None:
-    if value not in valid:
-        raise InvalidInputError(f"unknown {key} {value!r}: choose one of {', '.join(valid)}")
-
-
-def _number(key: str, text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidInputError(f"{key} must be a number, got {text!r}") from None
-
-
-def _positive(key: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"{key} must be a positive number, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise InvalidInputError(f"{key} must be a positive number, got {value!r}")
-    low, high = POSITIVE_RANGE
-    if not low <= value <= high:
-        raise InvalidInputError(
-            f"{key} must be between {low:g} and {high:g} (fits compute in float32), got {value!r}"
-        )

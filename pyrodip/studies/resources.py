@@ -44,6 +44,7 @@ import torch
 
 from ..bayes.networks import NetConfig, SkipNet
 from ..errors import InvalidInputError
+from ..physics.tasks import TASKS
 from .config import RunConfig
 
 FLOAT_BYTES = 4
@@ -53,9 +54,6 @@ RUNTIME_BYTES = 256 * 2**20
 IMAGES_PER_PIXEL = 16
 #: Metric curves kept per step (see pyrodip.infer.loop._Tracker).
 CURVES = 9
-#: CT (Radon): values per pixel and angle: the sampling grid (2) and, in a step, the rotated
-#: images and their gradients (4; measured 3.5).
-CT_FLOATS_PER_ANGLE = 6
 #: Gradient buffers, each the size of the widest full-resolution layer, alive at the backward
 #: pass's peak besides the kept activations (fitted to the measured peaks).
 GRADIENT_BUFFERS = 4
@@ -147,7 +145,7 @@ def estimate_memory(config: RunConfig, image_shape: tuple[int, int, int]) -> Mem
     per_value = 1 + 1 + moments + (1 + moments)  # value, gradient, moments, rollback copy
     per_weight = _guide_values_per_weight(guide) * per_value + (3 if guide == "map" else 11) + 1
     activations = activation_floats_per_pixel(net, out_channels) + GRADIENT_BUFFERS * _widest(net)
-    operator = CT_FLOATS_PER_ANGLE * config.angles * pixels if config.task == "ct" else 0
+    operator = TASKS[config.task].operator_floats(config, pixels)
     return MemoryEstimate(
         weights=FLOAT_BYTES * per_weight * count_weights(net, out_channels),
         activations=math.ceil(FLOAT_BYTES * activations * pixels),

@@ -22,7 +22,7 @@ from pyrodip import (
     predict,
 )
 from pyrodip.infer.elbo import FastELBO, PyroELBO, make_loss, supports, unsupported_reason
-from pyrodip.physics.operators import random_mask
+from pyrodip.physics.masks import random_mask
 from pyrodip.studies.run import build
 
 TINY = NetConfig(scales=2, input_channels=4, channels_down=4, channels_up=4, channels_skip=2)

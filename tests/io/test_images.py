@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyrodip.errors import InvalidInputError, MissingFileError, PyrodipError
-from pyrodip.io.images import SAMPLES, add_gaussian_noise, center_crop, load_image, register_sample
+from pyrodip.io.images import center_crop, load_image
+from pyrodip.io.samples import SAMPLES
 
 RNG = np.random.default_rng(0)
 
@@ -50,9 +51,9 @@ def test_unknown_sample_names_the_choices():
 
 
 def test_register_sample_directly_and_as_decorator():
-    register_sample("test-direct", lambda: np.full((8, 9), 0.25))
+    SAMPLES.register("test-direct", lambda: np.full((8, 9), 0.25))
 
-    @register_sample("test-decorated")
+    @SAMPLES.register("test-decorated")
     def _sample():
         return np.zeros((3, 8, 9), dtype=np.uint8)
 
@@ -446,40 +447,3 @@ def test_center_crop_properties(height, width, multiple, as_tensor):
 def test_center_crop_rejects_bad_multiples(multiple):
     with pytest.raises(InvalidInputError, match="positive integer"):
         center_crop(np.zeros((1, 8, 8)), multiple)
-
-
-# --- add_gaussian_noise ----------------------------------------------------------------------
-
-
-def test_noise_is_reproducible_with_a_seeded_generator():
-    truth = torch.rand(1, 32, 32, generator=torch.Generator().manual_seed(1))
-    first = add_gaussian_noise(truth, 0.1, generator=torch.Generator().manual_seed(5))
-    second = add_gaussian_noise(truth, 0.1, generator=torch.Generator().manual_seed(5))
-    other = add_gaussian_noise(truth, 0.1, generator=torch.Generator().manual_seed(6))
-    torch.testing.assert_close(first, second, rtol=0, atol=0)
-    assert not torch.equal(first, other)
-    assert first.shape == truth.shape and first.dtype == truth.dtype
-
-
-@pytest.mark.parametrize("std", [0.01, 0.1, 0.5])
-def test_noise_has_the_stated_std_and_is_not_clipped(std):
-    truth = torch.full((1, 256, 256), 0.5)
-    noisy = add_gaussian_noise(truth, std, generator=torch.Generator().manual_seed(0))
-    noise = noisy - truth
-    # 65536 draws: the sample std's relative standard error is about 0.3 %, so a 5 %
-    # tolerance is over 15 standard errors (and the seed makes the draw fixed anyway).
-    assert float(noise.std()) == pytest.approx(std, rel=0.05)
-    assert abs(float(noise.mean())) < 0.05 * std
-    if std == 0.5:
-        assert float(noisy.max()) > 1 and float(noisy.min()) < 0
-
-
-@pytest.mark.parametrize("std", [0.0, -0.1, float("nan"), float("inf"), "abc", None])
-def test_noise_rejects_bad_std(std):
-    with pytest.raises(InvalidInputError, match="noise std"):
-        add_gaussian_noise(torch.zeros(1, 4, 4), std)
-
-
-def test_noise_rejects_integer_truth():
-    with pytest.raises(InvalidInputError, match="floating-point"):
-        add_gaussian_noise(torch.zeros(1, 4, 4, dtype=torch.uint8), 0.1)

@@ -11,19 +11,9 @@ from hypothesis import strategies as st
 
 from pyrodip.errors import InvalidInputError, MissingFileError
 from pyrodip.io.images import load_image
-from pyrodip.physics.operators import (
-    Downsample,
-    Identity,
-    LinearOperator,
-    Mask,
-    Radon,
-    default_ct_angles,
-    load_mask,
-    parse_mask,
-    random_mask,
-    stroke_mask,
-    text_mask,
-)
+from pyrodip.physics.masks import load_mask, parse_mask, random_mask, stroke_mask, text_mask
+from pyrodip.physics.operators import Downsample, Identity, LinearOperator, Mask
+from pyrodip.physics.radon import Radon, default_ct_angles
 
 FEW = settings(max_examples=12, deadline=None)
 DEVICES = [

@@ -8,6 +8,7 @@ import torch
 from conftest import exit_code
 
 import pyrodip.studies.bo as bo
+import pyrodip.studies.bo_results as bo_results
 from pyrodip import Observation, RunConfig
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError, MissingFileError, PyrodipError
@@ -36,6 +37,7 @@ def cheap_acquisition(monkeypatch):
     monkeypatch.setattr(bo, "NUM_RESTARTS", 4)
     monkeypatch.setattr(bo, "RAW_SAMPLES", 128)
     monkeypatch.setattr(bo, "MC_SAMPLES", 128)
+    monkeypatch.setattr(bo_results, "MC_SAMPLES", 128)  # the grid stored in bo.nc
 
 
 def bowl(params: dict) -> float:

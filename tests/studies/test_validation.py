@@ -22,11 +22,13 @@ from pyrodip.bayes.networks import PRESETS, NetConfig
 from pyrodip.bayes.priors import PRIORS
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError, MissingFileError
-from pyrodip.infer.elbo import make_loss
+from pyrodip.infer.elbo import ENGINES, make_loss
 from pyrodip.infer.methods import METHODS
+from pyrodip.infer.optimizers import OPTIMIZERS
 from pyrodip.physics.noise import NOISE_MODELS
-from pyrodip.physics.observation import prepare_observation
-from pyrodip.studies.config import ENGINES, NOISE_LEVELS, OPTIMIZERS, TASKS
+from pyrodip.physics.tasks import TASKS
+from pyrodip.studies.config import NOISE_LEVELS
+from pyrodip.studies.observe import prepare_observation
 from pyrodip.studies.resources import (
     activation_floats_per_pixel,
     check_cuda_index,

@@ -1,0 +1,283 @@
+"""The ``pyrodip`` command line.
+
+``pyrodip run`` with no options denoises the embedded CT slice (pydicom's ``CT_small.dcm``)
+under Gaussian noise 0.1 with the small network and mean-field VI, and writes ``result.nc``
+and ``panel.png`` to a new folder under ``runs/``.
+
+Errors in the input end the program with one line on stderr and exit status 2.
+
+The choices the options list (tasks, methods, priors, ...) are read from the registries when
+the parser is built, after the plugins (``--plugin MODULE`` and the entry-point group
+``pyrodip.plugins``) are imported, so what a plugin registers is listed and accepted too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+from .. import __version__
+from ..bayes.guides import GUIDES, guide_usage
+from ..bayes.networks import PRESETS
+from ..bayes.priors import PRIORS, prior_usage
+from ..errors import PyrodipError
+from ..infer.methods import METHODS
+from ..infer.optimizers import OPTIMIZERS
+from ..physics.noise import NOISE_MODELS
+from ..physics.tasks import TASKS
+from ..plugins import load_plugins
+from ..studies.config import RunConfig
+from .commands import (
+    bo_command,
+    compare_command,
+    config_from_args,
+    parse_settings,
+    prepare_output,
+    report_command,
+    run_command,
+    summary,
+)
+
+__all__ = [
+    "build_parser", "config_from_args", "listing", "main", "one_line", "parse_settings",
+    "plugins_named", "prepare_output", "summary",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"pyrodip: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+#: Characters that would break a message into several lines, and how they are shown instead.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped (a path may hold one), so a message stays one line.
+
+    >>> one_line("no file a\\nb.png")
+    'no file a\\\\nb.png'
+    """
+    return text.translate(_LINE_BREAKS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pyrodip", description="Bayesian Deep Image Prior with Pyro.")
+    parser.add_argument("--version", action="version", version=f"pyrodip {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser(
+        "run",
+        help="reconstruct one image",
+        description="Reconstruct one image with per-pixel uncertainty. Options override "
+        "the --config file, which overrides the defaults shown.",
+        argument_default=argparse.SUPPRESS,
+    )
+    add_run_options(run)
+    run.add_argument("--out", type=Path, help="output folder [a new folder under runs/]")
+    run.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--checkpoint-every", type=int, metavar="N",
+                     help="save the fit's state every N steps [every 5 minutes]")
+    run.add_argument("--resume", type=Path, metavar="DIR",
+                     help="continue the interrupted run in DIR from its checkpoint")
+    run.add_argument("--prior-from", type=Path, metavar="BO_NC",
+                     help="take the best settings of a study (its bo.nc or folder); options "
+                     "given here win over it, it wins over --config")
+    run.set_defaults(handler=run_command)
+    add_bo_parser(commands)
+    compare = commands.add_parser(
+        "compare",
+        help="compare methods over images and seeds",
+        description="Run every method on every image with every seed of a study file (TOML, "
+        "see docs/methods.md); write each run, the stacked comparison.nc, table.md and "
+        "figures to --out. Runs already in --out are kept, so an interrupted study continues.",
+    )
+    compare.add_argument("study", type=Path, help="the study file (TOML)")
+    compare.add_argument("--out", type=Path, required=True, help="output folder")
+    compare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         dest="overrides", help="a run setting for every run, over the study "
+                         "file's (repeatable), e.g. --set steps=200")
+    compare.add_argument("--workers", type=int, metavar="N",
+                         help="fit N runs at once on a local Dask cluster [one at a time]")
+    compare.add_argument("--scheduler", metavar="ADDRESS",
+                         help="fit the runs on this Dask scheduler (image paths must be "
+                         "readable by its workers)")
+    compare.add_argument("--plugin", action="append", default=[], dest="plugins",
+                         metavar="MODULE", help="import MODULE first, here and on the workers "
+                         "(repeatable; added to the study's plugins setting)")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare.set_defaults(handler=compare_command)
+    report = commands.add_parser(
+        "report",
+        help="print the comparison table of saved results",
+        description="Print the comparison table of comparison.nc or result.nc files (or "
+        "folders holding them).",
+    )
+    report.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    report.set_defaults(handler=report_command)
+    return parser
+
+
+def add_bo_parser(commands) -> None:
+    """``pyrodip bo``: the options of a study (see :mod:`pyrodip.studies.bo`) and run's."""
+    from ..studies.bo import OBJECTIVES, Study
+
+    d = Study()
+    bo = commands.add_parser(
+        "bo",
+        help="tune settings (the prior scale) by Bayesian optimisation",
+        description="Tune run settings by Bayesian optimisation (BoTorch): an initial design, "
+        "then rounds of candidates from a GP, each trial a fit run on Dask. The fits take "
+        "run's options (and --config).",
+        argument_default=argparse.SUPPRESS,
+    )
+    add = bo.add_argument
+    add("--param", action="append", dest="params", metavar="NAME=LOW:HIGH[:log]",
+        help="a setting to tune and its range, searched in log10 with :log (repeatable) "
+        f"[{' '.join(p.spec() for p in d.params)}]")
+    add("--objective", help=f"{', '.join(OBJECTIVES)} [{d.objective}]")
+    add("--init-points", type=int, metavar="N", help=f"initial Sobol design [{d.init_points}]")
+    add("--init", action="append", metavar="V[,V...]",
+        help="an initial point instead of the Sobol design, a value per --param (repeatable)")
+    add("--rounds", type=int, help=f"rounds of candidates after the initial design [{d.rounds}]")
+    add("--batch", type=int, metavar="Q", help=f"candidates per round = trials run at once "
+        f"[{d.batch}]")
+    add("--out", type=Path, help="study folder [a new folder under runs/]")
+    add("--resume", type=Path, metavar="DIR",
+        help="continue the interrupted study in DIR (--rounds: to a new number of rounds)")
+    add("--scheduler", metavar="ADDRESS", help="run the trials on this Dask scheduler "
+        "[a local cluster]")
+    add("--workers", type=int, metavar="N",
+        help="workers of the local cluster [one per GPU with --device cuda, else min(Q, cores)]")
+    add("--quiet", action="store_true", help="no progress bar")
+    add_run_options(bo)
+    bo.set_defaults(handler=bo_command)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every RunConfig setting (shared by ``run``, ``bo`` and ``compare``)."""
+    d = RunConfig()
+    add = parser.add_argument
+    add("--config", type=Path, help="TOML file with any of the settings below")
+    add("--image", help="image file (PNG, JPEG, TIFF, DICOM, NIfTI, .npy) or sample:NAME "
+        f"[{d.image}]")
+    add("--size", type=int, metavar="N",
+        help="resize the image so that its longer side has N pixels [its own size]")
+    add("--slice", type=int, dest="slice_index", metavar="N",
+        help="NIfTI volumes: the slice [the middle]")
+    add("--observed", action="store_true",
+        help="the image is the observation itself: nothing simulated, no truth metrics")
+    add("--plugin", action="append", dest="plugins", metavar="MODULE",
+        help="import MODULE first: what it registers (priors, tasks, ...) can be named here "
+        "(repeatable; recorded in the run's settings)")
+    add("--task", help=f"{listing(TASKS)} [{d.task}]")
+    add("--noise", help=f"noise model: {listing(NOISE_MODELS)} [{d.noise}]")
+    add("--noise-std", type=float, help="std of gaussian or speckle noise (ct: relative to the "
+        f"largest projection) [{d.noise_std}]")
+    add("--photons", type=float, help=f"poisson: expected counts at intensity 1 [{d.photons:g}]")
+    add("--factor", type=int, help=f"superres: downsampling factor, 2, 4 or 8 [{d.factor}]")
+    add("--mask", help=f"inpaint: mask file (255 = known), random:FRACTION, strokes or text "
+        f"[{d.mask}]")
+    add("--angles", type=int, help=f"ct: projections evenly over [0, 180) degrees [{d.angles}]")
+    add("--method", help=f"{listing(METHODS)} [{d.method}]")
+    add("--net", help=f"network preset: {listing(PRESETS)} [{d.net}]")
+    priors = (prior_usage(name).replace(":SCALE", "", 1) for name in PRIORS)
+    add("--prior", help=f"weight prior NAME[:SCALE[:ARGS]]: {', '.join(priors)} [{d.prior}]")
+    add("--prior-scale", type=float, help=f"scale of the weight prior [{d.prior_scale}]")
+    add("--layer-prior", action=_LayerPrior, dest="layer_priors", metavar="PATTERN=PRIOR",
+        help="a prior for the layers whose name matches PATTERN, e.g. 'net.head.*=laplace:0.05' "
+        "(repeatable)")
+    add("--temperature", type=float,
+        help=f"posterior temperature: prior variance and KL weight times T [{d.temperature:g}]")
+    add("--guide", help=f"{listing(map(guide_usage, GUIDES))} [the method's]")
+    add("--kl-weight", type=float,
+        help="weight of the KL term (1: the ELBO) [0.3 for mfvi, else 0]")
+    add("--noise-level", help=f"the likelihood's noise level: known, learned or "
+        f"heteroscedastic [{d.noise_level}]")
+    add("--bayesian-batchnorm", action="store_true",
+        help="make BatchNorm scales and shifts random too [off]")
+    add("--init-scale", type=float, help=f"initial std of the guide [{d.init_scale}]")
+    add("--init-loc", help=f"initial guide means: pytorch or normal:STD [{d.init_loc}]")
+    add("--local-reparam", action="store_true",
+        help="mfvi: local reparameterisation as the training gradient estimator [off]")
+    add("--dropout", type=float, help="dropout rate after each conv [0.3 for mcdropout, else 0]")
+    add("--optimizer", help=f"{listing(OPTIMIZERS)} [adamw for mcdropout, else adam]")
+    add("--lr", type=float, help=f"learning rate [{d.lr}]")
+    add("--weight-decay", type=float,
+        help="decoupled weight decay [1e-4 for mcdropout, else 0]")
+    add("--sgld", help=f"sgld variant: adam (the papers') or textbook [{d.sgld}]")
+    add("--burn-in", type=int, help="sgld: steps before sampling [min(7000, steps / 2)]")
+    add("--sample-every", type=int,
+        help=f"sgld: steps between posterior samples [{d.sample_every}]")
+    add("--steps", type=int, help=f"fitting steps [{d.steps}]")
+    add("--samples", type=int, help=f"posterior samples for the predictive [{d.samples}]")
+    add("--ema", type=float, help=f"smoothing of the tracked image [{d.ema}]")
+    add("--jitter", type=float, help=f"std of the input noise jitter per step [{d.jitter}]")
+    add("--device", help=f"cpu, cuda or cuda:N [{d.device}]")
+    add("--engine", help=f"loss computation: auto, pyro or fast [{d.engine}]")
+    add("--seed", type=int, help=f"random seed [{d.seed}]")
+
+
+class _LayerPrior(argparse.Action):
+    """Collects repeated ``--layer-prior PATTERN=PRIOR`` options into a dict."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        pattern, equals, spec = value.partition("=")
+        if not equals or not pattern or not spec:
+            parser.error(f"{option_string} takes PATTERN=PRIOR, e.g. 'net.head.*=laplace:0.05'")
+        priors = dict(getattr(namespace, self.dest, None) or {})
+        priors[pattern] = spec
+        setattr(namespace, self.dest, priors)
+
+
+def listing(names: Iterable[str]) -> str:
+    """``names`` as words: "a, b or c".
+
+    >>> listing(["denoise", "superres", "ct"])
+    'denoise, superres or ct'
+    """
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def plugins_named(argv: list[str]) -> list[str]:
+    """The modules that ``--plugin`` options of a command line name.
+
+    >>> plugins_named(["run", "--plugin", "my_priors", "--plugin=more", "--steps", "5"])
+    ['my_priors', 'more']
+    """
+    named = []
+    for index, word in enumerate(argv):
+        if word == "--plugin" and index + 1 < len(argv):
+            named.append(argv[index + 1])
+        elif word.startswith("--plugin="):
+            named.append(word.partition("=")[2])
+    return named
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # before the parser is built: its choices and help list what the plugins add
+        load_plugins(plugins_named(argv))
+    except PyrodipError as error:
+        print(f"pyrodip: error: {one_line(str(error))}", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.handler(args)
+    except PyrodipError as error:
+        print(f"pyrodip: error: {one_line(str(error))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pyrodip: interrupted", file=sys.stderr)
+        return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"pyrodip: warning: {one_line(str(message))}", file=sys.stderr)

@@ -1,0 +1,7 @@
+"""``python -m pyrodip.cli``: the ``pyrodip`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,303 @@
+"""What the ``pyrodip`` commands do, once :mod:`pyrodip.cli` has read their options.
+
+>>> parse_settings(["steps=200", "prior=laplace:0.05", "observed=true"])
+{'steps': 200, 'prior': 'laplace:0.05', 'observed': True}
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import signal
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+from ..errors import InvalidInputError
+from ..studies.config import RunConfig, read_toml
+
+RESULT_FILES = ("result.nc", "panel.png")
+CHECKPOINT = "checkpoint.pt"
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from ..io.files import atomic_path
+    from ..plots import comparison_figures
+    from ..studies.compare import Comparison, run_comparison, summary_table
+
+    comparison = Comparison.from_toml(args.study)
+    settings = parse_settings(args.overrides)
+    if args.plugins:  # every run names them, so that workers import them too
+        given = settings.get("plugins", comparison.settings.get("plugins", []))
+        settings["plugins"] = list(dict.fromkeys([*given, *args.plugins]))
+    comparison = comparison.with_settings(**settings)
+    out = prepare_output(args.out, "compare", overwrite=True)
+    with contextlib.ExitStack() as stack:
+        executor = None
+        if args.workers is not None or args.scheduler is not None:
+            from ..studies.execution import dask_executor
+
+            device = comparison.settings.get("device", "cpu")
+            executor = stack.enter_context(dask_executor(args.scheduler, args.workers, device))
+        dataset = run_comparison(comparison, out, progress=not args.quiet, executor=executor)
+    table = summary_table(dataset)
+    with atomic_path(out / "table.md") as tmp:
+        tmp.write_text(table + "\n")
+    figures = comparison_figures(dataset, out)
+    print(table)
+    print(f"wrote {out / 'comparison.nc'}, table.md and {len(figures)} figures")
+    return 0
+
+
+def parse_settings(texts: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` texts as settings, each VALUE read as a TOML value (a number, true, ...)
+    or else taken as a string.
+
+    >>> parse_settings(["steps=200", "prior=laplace:0.05", "observed=true"])
+    {'steps': 200, 'prior': 'laplace:0.05', 'observed': True}
+    """
+    settings: dict[str, object] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--set takes KEY=VALUE, e.g. steps=200, got {text!r}")
+        try:
+            settings[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            settings[key.strip()] = value
+    return settings
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from ..studies.compare import load_results, summary_table
+
+    print(summary_table(load_results(args.paths)))
+    return 0
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Defaults, then the --config file, then the options given on the command line."""
+    fields = {field.name for field in dataclasses.fields(RunConfig)}
+    overrides = {key: value for key, value in vars(args).items() if key in fields}
+    if "config" in args:
+        if "plugins" in overrides:  # --plugin adds to the file's plugins
+            in_file = read_toml(args.config, "config file").get("plugins", [])
+            if isinstance(in_file, list):
+                overrides["plugins"] = list(dict.fromkeys([*in_file, *overrides["plugins"]]))
+        return RunConfig.from_toml(args.config, **overrides)
+    return RunConfig(**overrides)
+
+
+def prepare_output(out: Path | None, method: str, overwrite: bool) -> Path:
+    """Create (or check) the output folder before any work is done."""
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{stamp}-{method}"
+        suffix = 1
+        while out.exists():
+            suffix += 1
+            out = Path("runs") / f"{stamp}-{method}-{suffix}"
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"output path {out} is a file: choose a folder with --out")
+    if (out / CHECKPOINT).exists() and not overwrite:
+        raise InvalidInputError(
+            f"{out} holds an interrupted run: continue it with --resume {out}, or pass "
+            "--overwrite to start afresh"
+        )
+    existing = [name for name in RESULT_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise InvalidInputError(
+            f"{out} already holds a result ({existing[0]}): choose another --out or "
+            "pass --overwrite"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".pyrodip-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise InvalidInputError(
+            f"output folder {out} is not writable ({error.strerror}): choose another --out"
+        ) from None
+    return out
+
+
+def run_command(args: argparse.Namespace) -> int:
+    # Heavy imports here, so that --help and input errors answer at once.
+    from ..infer.checkpoints import Checkpointing, Interrupted
+    from ..io.results import to_dataset, write_dataset
+    from ..plots import plot_panel
+    from ..studies.observe import prepare_observation
+    from ..studies.run import fit, resolve_device
+
+    resume = args.__dict__.get("resume")
+    if resume is not None:
+        config, out = resumed_config(args)
+    else:
+        config = config_from_args(args)
+        if "prior_from" in args:
+            config = settings_from_study(config, args)
+    resolve_device(config.device)
+    observation = prepare_observation(config)
+    if resume is None:
+        out = prepare_output(args.__dict__.get("out"), config.method, "overwrite" in args)
+    every = args.__dict__.get("checkpoint_every")
+    if every is not None and every < 1:
+        raise InvalidInputError(f"--checkpoint-every must be a positive integer, got {every}")
+    checkpoint = Checkpointing(out / CHECKPOINT, every_steps=every)
+    stop = threading.Event()
+    try:
+        with _stop_on_signals(stop):
+            result = fit(
+                observation, config, progress="quiet" not in args, checkpoint=checkpoint,
+                resume=resume is not None, stop=stop,
+            )
+    except Interrupted as interrupted:
+        print(
+            f"pyrodip: {interrupted}: continue with pyrodip run --resume {out}", file=sys.stderr
+        )
+        return 143 if stop.signal == signal.SIGTERM else 130
+    dataset = to_dataset(result)
+    write_dataset(dataset, out / "result.nc")
+    plot_panel(dataset, out / "panel.png")
+    checkpoint.path.unlink(missing_ok=True)
+    print(summary(dataset, out))
+    if result.status == "diverged":
+        print(f"pyrodip: error: the fit diverged and stopped early; kept what it had in {out}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def settings_from_study(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """``config`` with the best settings of the study ``--prior-from`` names, but for the
+    settings given as options."""
+    from ..studies.bo import best_parameters
+
+    best = best_parameters(args.prior_from)
+    taken = {key: value for key, value in best.items() if key not in args}
+    if taken:
+        settings = ", ".join(f"{key}={value:.4g}" for key, value in taken.items())
+        print(f"pyrodip: from {args.prior_from}: {settings}", file=sys.stderr)
+    return config.replace(**taken)
+
+
+def bo_command(args: argparse.Namespace) -> int:
+    from ..studies import bo
+    from ..studies.execution import dask_executor
+
+    start = time.perf_counter()
+    if "resume" in args:
+        kept = ("command", "handler", "resume", "rounds", "scheduler", "workers", "quiet")
+        given = [key for key in vars(args) if key not in kept]
+        if given:
+            option = "--" + given[0].replace("_", "-").replace("params", "param")
+            option = option.replace("plugins", "plugin")
+            raise InvalidInputError(
+                f"--resume takes the study's settings from its study.json: drop {option}"
+            )
+        folder = args.resume
+        study = bo.load_study(folder)
+    else:
+        config = config_from_args(args)
+        for key in ("image", "mask"):  # workers may run elsewhere: name files absolutely
+            if Path(getattr(config, key)).is_file():
+                config = config.replace(**{key: str(Path(getattr(config, key)).resolve())})
+        d = bo.Study()
+        study = bo.Study(
+            params=tuple(map(bo.Param.parse, args.params)) if "params" in args else d.params,
+            objective=args.__dict__.get("objective", d.objective),
+            config=config,
+            init_points=args.__dict__.get("init_points", d.init_points),
+            init=bo.parse_init(args.__dict__.get("init", ())),
+            rounds=args.__dict__.get("rounds", d.rounds),
+            batch=args.__dict__.get("batch", d.batch),
+            seed=config.seed,
+        )
+        bo.FitObjective(config, study.objective).check()
+        folder = prepare_output(args.__dict__.get("out"), "bo", overwrite=False)
+        bo.create_study(study, folder)
+    try:
+        with dask_executor(
+            args.__dict__.get("scheduler"), args.__dict__.get("workers"), study.config.device,
+            concurrency=study.batch,
+        ) as executor:
+            dataset = bo.resume(
+                folder, rounds=args.__dict__.get("rounds"), executor=executor,
+                progress="quiet" not in args,
+            )
+    except KeyboardInterrupt:
+        print(f"pyrodip: interrupted: continue with pyrodip bo --resume {folder}",
+              file=sys.stderr)
+        return 130
+    print(bo.summary(dataset, folder, time.perf_counter() - start))
+    return 0
+
+
+def resumed_config(args: argparse.Namespace) -> tuple[RunConfig, Path]:
+    """The settings and folder of the interrupted run that ``--resume DIR`` names."""
+    from ..infer.checkpoints import read_checkpoint
+
+    allowed = ("command", "handler", "resume", "quiet", "checkpoint_every")
+    given = [key for key in vars(args) if key not in allowed]
+    if given:
+        option = "--" + given[0].replace("_", "-").replace("plugins", "plugin")
+        raise InvalidInputError(
+            f"--resume takes every setting from the checkpoint: drop {option}"
+        )
+    out = args.resume
+    state = read_checkpoint(out / CHECKPOINT)
+    return RunConfig(**json.loads(state["config"])), out
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """While fitting, SIGTERM (e.g. SLURM preemption) and SIGINT set ``stop`` (recording
+    which signal as ``stop.signal``): the fit then saves a checkpoint and ends."""
+    stop.signal = None
+
+    def handler(signum, frame) -> None:
+        stop.signal = signum
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def summary(dataset, out: Path) -> str:
+    """A few lines: what ran, the PSNRs, the uncertainty and the time."""
+    a = dataset.attrs
+    channels, height, width = (dataset.sizes[d] for d in ("channel", "y", "x"))
+    lines = [
+        f"pyrodip {a['task']}: {a['image']} ({channels}x{height}x{width}), {a['method']} "
+        f"({a['guide']} guide, prior {a['prior']}), {a['steps']} steps",
+    ]
+    if "psnr_input" in a:
+        psnr_in, ssim_in = a["psnr_input"], a["ssim_input"]
+        lines.append(f"  observation     PSNR {psnr_in:6.2f} dB  SSIM {ssim_in:.3f}")
+    if "psnr" in a:
+        gain = f"  ({a['psnr'] - a['psnr_input']:+.2f} dB)" if "psnr_input" in a else ""
+        lines.append(f"  reconstruction  PSNR {a['psnr']:6.2f} dB  SSIM {a['ssim']:.3f}{gain}")
+    if "baseline_psnr" in a:
+        lines.append(
+            f"  baseline        PSNR {a['baseline_psnr']:6.2f} dB  SSIM {a['baseline_ssim']:.3f}"
+            f"  ({a['baseline']})"
+        )
+    if "psnr_missing" in a:
+        lines.append(
+            f"  missing pixels  PSNR {a['psnr_missing']:6.2f} dB (baseline "
+            f"{a['baseline_psnr_missing']:.2f} dB)"
+        )
+    lines.append(
+        f"  mean uncertainty (std) {a['mean_std_total']:.4f} from {a['samples']} samples"
+    )
+    lines.append(f"  time {a['wall_time_s']:.1f} s; wrote {out / 'result.nc'} and panel.png")
+    return "\n".join(lines)

@@ -1,0 +1,260 @@
+"""Tasks: what is observed of an image, as one object per task in :data:`TASKS`.
+
+A :class:`Task` knows everything that depends on the kind of inverse problem: its forward
+operator, how its noise is scaled, its mask, what an ``--observed`` image means for it, its
+classical baseline and what its operator adds to a fit's memory. The settings it reads (``settings``
+below) are any object with the attributes of :class:`pyrodip.studies.config.RunConfig` it
+uses (``factor``, ``mask``, ``angles``, ``noise``, ``noise_std``, ``photons``, ``seed``,
+``observed``); :func:`pyrodip.studies.observe.prepare_observation` drives them.
+
+>>> sorted(TASKS)
+['ct', 'denoise', 'inpaint', 'superres']
+>>> task_of(Observation.simulate(torch.rand(1, 16, 16), noise=0.1)).name
+'denoise'
+
+Add a task by subclassing :class:`Task` and registering an instance:
+``TASKS.register("deblur", DeblurTask())``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError
+from ..io.images import center_crop
+from ..registry import Registry
+from .masks import names_a_mask_file, parse_mask
+from .noise import NoiseModel, make_noise
+from .observation import Observation
+from .operators import Downsample, Identity, Mask
+from .radon import Radon, default_ct_angles
+
+__all__ = ["TASKS", "CTTask", "DenoiseTask", "InpaintTask", "SuperresTask", "Task", "task_of"]
+
+#: CT (Radon): float32 values per pixel and angle a fit keeps for the operator: the sampling
+#: grid (2) and, in a step, the rotated images and their gradients (4; measured 3.5).
+CT_FLOATS_PER_ANGLE = 6
+
+
+def noise_model(settings: Any, relative_to: float = 1.0) -> NoiseModel:
+    """The noise model the settings name; Gaussian std and Poisson counts are relative to
+    ``relative_to`` (CT's largest projection; speckle is multiplicative and needs no scale)."""
+    if settings.noise == "poisson":
+        return make_noise("poisson", settings.photons / relative_to)
+    if settings.noise == "gaussian":
+        return make_noise("gaussian", settings.noise_std * relative_to)
+    return make_noise(settings.noise, settings.noise_std)
+
+
+class Task:
+    """The base task: observe the image itself through :attr:`operator_type` (denoising)."""
+
+    name: ClassVar[str] = ""
+    #: The operators of this task: :func:`task_of` finds an observation's task by them.
+    operator_type: ClassVar[type[nn.Module]] = Identity
+
+    def observed_downscale(self, settings: Any) -> int:
+        """How many times smaller (per side) an ``--observed`` image is than the image to
+        reconstruct."""
+        return 1
+
+    def mask_file(self, settings: Any, shape: tuple[int, int]) -> Tensor | None:
+        """A mask the settings name as a file, read at the loaded image's ``shape`` (so that it
+        is resized with the image); None when the task has none or draws its mask."""
+        return None
+
+    def operator(
+        self, settings: Any, shape: tuple[int, ...], mask: Tensor | None = None
+    ) -> nn.Module:
+        """The forward operator A for an image shaped ``shape`` (``mask``: a read mask file)."""
+        return Identity()
+
+    def noise(self, settings: Any) -> NoiseModel:
+        """The noise model of the observation."""
+        return noise_model(settings)
+
+    def simulate(
+        self, settings: Any, image: Tensor, min_side: int, mask: Tensor | None, name: str
+    ) -> Observation:
+        """y = noise(A(x)) for the image cropped to the network's ``min_side``, the noise seeded
+        from ``settings.seed``."""
+        truth = center_crop(image, min_side)
+        mask = None if mask is None else center_crop(mask, min_side)
+        operator = self.operator(settings, tuple(truth.shape), mask)
+        return Observation.simulate(truth, self.noise(settings), settings.seed, operator, name)
+
+    def observe(
+        self, settings: Any, image: Tensor, min_side: int, mask: Tensor | None, name: str
+    ) -> Observation:
+        """The image is the observation y itself (``--observed``): no truth."""
+        raise InvalidInputError(f"--observed is not supported for the {self.name} task")
+
+    def baseline(self, observation: Observation) -> tuple[np.ndarray | Tensor, str]:
+        """The classical reconstruction of ``observation``, (C, H, W) in [0, 1], and its name."""
+        from skimage import restoration
+
+        from .baselines import denoise
+
+        array = _array(observation)
+        noise = observation.noise
+        std = noise.level if noise.name == "gaussian" else float(
+            np.mean(restoration.estimate_sigma(array, channel_axis=0)))
+        return denoise(array.clip(0, 1), std)
+
+    def operator_floats(self, settings: Any, pixels: int) -> int:
+        """float32 values the operator adds to a fit's memory (see
+        :func:`pyrodip.studies.resources.estimate_memory`); most operators are small."""
+        return 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class DenoiseTask(Task):
+    """Denoising: A is the identity."""
+
+    name = "denoise"
+
+    def observe(self, settings, image, min_side, mask, name):
+        y = center_crop(image, min_side)
+        return Observation.observed(y, self.noise(settings), name=name)
+
+
+class SuperresTask(Task):
+    """Super-resolution: A is anti-aliased downsampling by ``settings.factor``."""
+
+    name = "superres"
+    operator_type = Downsample
+
+    def observed_downscale(self, settings):
+        return settings.factor
+
+    def operator(self, settings, shape, mask=None):
+        return Downsample(settings.factor)
+
+    def observe(self, settings, image, min_side, mask, name):
+        factor = settings.factor
+        if min_side % factor:
+            raise InvalidInputError(
+                f"the network's minimum side {min_side} is not a multiple of the factor "
+                f"{factor}: use a smaller --factor"
+            )
+        y = center_crop(image, min_side // factor)
+        channels, height, width = y.shape
+        shape = (channels, height * factor, width * factor)
+        return Observation.observed(y, self.noise(settings), Downsample(factor), shape, name)
+
+    def baseline(self, observation):
+        from .baselines import superresolve
+
+        return superresolve(_array(observation).clip(0, 1), observation.operator.factor)
+
+
+class InpaintTask(Task):
+    """Inpainting: A keeps the known pixels of ``settings.mask`` (a file, ``random:F``,
+    ``strokes`` or ``text``; drawn masks are seeded from ``settings.seed``)."""
+
+    name = "inpaint"
+    operator_type = Mask
+
+    def mask_file(self, settings, shape):
+        if not names_a_mask_file(settings.mask):
+            return None
+        return parse_mask(settings.mask, shape, seed=settings.seed)
+
+    def operator(self, settings, shape, mask=None):
+        if mask is None:
+            mask = parse_mask(settings.mask, tuple(shape[-2:]), seed=settings.seed)
+        return Mask(mask)
+
+    def observe(self, settings, image, min_side, mask, name):
+        y = center_crop(image, min_side)
+        if mask is None:
+            mask = parse_mask(settings.mask, tuple(image.shape[-2:]), settings.seed)
+        mask = center_crop(mask, min_side)
+        return Observation.observed(y, self.noise(settings), Mask(mask), tuple(y.shape), name)
+
+    def baseline(self, observation):
+        from .baselines import inpaint
+
+        known = observation.operator.observed_mask[0, 0].cpu().numpy()
+        return inpaint(_array(observation).clip(0, 1), known)
+
+
+class CTTask(Task):
+    """Sparse-view CT: A is the Radon transform over ``settings.angles`` angles of the square
+    image; Gaussian std and Poisson counts are relative to the largest projection."""
+
+    name = "ct"
+    operator_type = Radon
+
+    def operator(self, settings, shape, mask=None):
+        return Radon(default_ct_angles(settings.angles), image_size=shape[-2])
+
+    def simulate(self, settings, image, min_side, mask, name):
+        truth = center_crop(_square(image), min_side)
+        operator = self.operator(settings, tuple(truth.shape))
+        # The scanner sees only the inscribed circle: what lies outside cannot be reconstructed.
+        truth = truth * operator.circle.to(truth.dtype).reshape(truth.shape[-2:])
+        clean = operator(truth[None])[0]
+        scale = float(clean.abs().max())
+        noise = noise_model(settings, relative_to=scale)
+        observation = noise.sample(clean, torch.Generator().manual_seed(settings.seed))
+        return Observation(observation, truth, tuple(truth.shape), noise, operator, name, scale)
+
+    def observe(self, settings, image, min_side, mask, name):
+        raise InvalidInputError(
+            "--observed is not supported for the ct task: pass a clean image, and pyrodip "
+            "simulates its sinogram"
+        )
+
+    def baseline(self, observation):
+        operator = observation.operator
+        y = observation.observation.detach().cpu()
+        device = operator.ramp.device  # the operator may have moved with a fitted model
+        return operator.fbp(y[None].to(device))[0].clamp(0, 1).cpu(), "filtered back projection"
+
+    def operator_floats(self, settings, pixels):
+        return CT_FLOATS_PER_ANGLE * settings.angles * pixels
+
+
+TASKS: Registry[Task] = Registry("task")
+"""The tasks by name (``--task``), each a :class:`Task` instance."""
+TASKS.register("denoise", DenoiseTask())
+TASKS.register("superres", SuperresTask())
+TASKS.register("inpaint", InpaintTask())
+TASKS.register("ct", CTTask())
+
+
+def task_of(observation: Observation) -> Task:
+    """The task whose operators observed ``observation`` (denoising for an operator no task
+    claims)."""
+    for task in TASKS.values():
+        if task.operator_type is not Identity and isinstance(
+            observation.operator, task.operator_type
+        ):
+            return task
+    return TASKS["denoise"]
+
+
+def _array(observation: Observation) -> np.ndarray:
+    return observation.observation.detach().cpu().numpy().astype(np.float64)
+
+
+def _square(image: Tensor) -> Tensor:
+    height, width = image.shape[-2:]
+    if height == width:
+        return image
+    side = min(height, width)
+    warnings.warn(
+        f"center-cropping the image from {height}x{width} to {side}x{side}: "
+        "the CT operator needs a square image",
+        stacklevel=4,
+    )
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[..., top : top + side, left : left + side]
