@@ -10,7 +10,8 @@ The schema (documented in ``docs/results.md``):
   ``ssim_current`` (against the truth, when known), ``psnr_observation``, ``ssim_observation``,
   ``psnr_current_observation``, ``ssim_current_observation``;
 - attributes: ``method``, ``task``, ``config`` (JSON), ``engine``, ``psnr``, ``ssim`` (of
-  ``mean`` against the truth, when known), ``psnr_input`` (of the observation, when comparable), ``wall_time_s``,
+  ``mean`` against the truth, when known), ``psnr_input`` (of the observation, when
+  comparable), ``wall_time_s``,
   ``pyrodip_version``, ``seed``, ...;
 - calibration of ``mean`` +- ``std_total`` against the truth (when known,
   :mod:`pyrodip.evaluate.calibration`): ``reliability_*`` over ``calibration_bin``,
