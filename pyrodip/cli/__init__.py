@@ -28,7 +28,7 @@ from ..infer.methods import METHODS
 from ..infer.optimizers import OPTIMIZERS
 from ..physics.noise import NOISE_MODELS
 from ..physics.tasks import TASKS
-from ..plugins import load_plugins
+from ..plugins import load_entry_points, load_plugins
 from ..studies.config import RunConfig
 from .commands import (
     bo_command,
@@ -66,6 +66,9 @@ def one_line(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; its help lists the registries' entries as they are now
+    (with the entry-point plugins loaded)."""
+    load_entry_points()
     parser = _Parser(prog="pyrodip", description="Bayesian Deep Image Prior with Pyro.")
     parser.add_argument("--version", action="version", version=f"pyrodip {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -141,7 +141,7 @@ def estimate_memory(config: RunConfig, image_shape: tuple[int, int, int]) -> Mem
     net = NetConfig.preset(config.net)
     out_channels = channels * (2 if config.noise_level == "heteroscedastic" else 1)
     guide = config.resolved("guide")
-    moments = OPTIMIZER_MOMENTS[config.resolved("optimizer")]
+    moments = OPTIMIZER_MOMENTS.get(config.resolved("optimizer"), 2)  # a plugin's: as Adam
     per_value = 1 + 1 + moments + (1 + moments)  # value, gradient, moments, rollback copy
     per_weight = _guide_values_per_weight(guide) * per_value + (3 if guide == "map" else 11) + 1
     activations = activation_floats_per_pixel(net, out_channels) + GRADIENT_BUFFERS * _widest(net)
