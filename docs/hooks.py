@@ -4,9 +4,10 @@ A line ``<!-- cli-help: COMMAND -->`` in a page becomes the help of ``pyrodip CO
 (``pyrodip --help`` for ``<!-- cli-help: -->``) in a text block, 100 columns wide.
 
 A line ``<!-- api: PACKAGE -->`` becomes one mkdocstrings ``::: PACKAGE.MODULE`` block for each
-module of PACKAGE (its ``.py`` files, not its subpackages), read from the package tree, so a new
-module appears in the reference without editing the docs. The line ``<!-- api-index -->``
-becomes a list of every module, page by page, with the first sentence of its docstring. Every
+module of PACKAGE (its ``.py`` files, not its subpackages; first ``::: PACKAGE`` itself when its
+``__init__.py`` defines functions or classes), read from the package tree, so a new module
+appears in the reference without editing the docs. The line ``<!-- api-index -->``
+becomes a list of every module, page by page, with the first paragraph of its docstring. Every
 package of pyrodip must be named by one page's ``api`` line; one that is not is a warning, which
 fails ``mkdocs build --strict``.
 """
@@ -67,15 +68,25 @@ def packages(top: str = "pyrodip") -> list[str]:
 
 
 def modules(package: str) -> list[str]:
-    """The public modules of ``package`` (its ``.py`` files, not its subpackages), sorted."""
-    return [f"{package}.{path.stem}" for path in sorted(package_dir(package).glob("*.py"))
-            if not path.name.startswith("_")]
+    """What the page of ``package`` documents: the package itself when its ``__init__.py``
+    defines functions or classes, then its public modules (its ``.py`` files, not its
+    subpackages), sorted."""
+    init = ast.parse((package_dir(package) / "__init__.py").read_text())
+    itself = any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                 for node in init.body)
+    return [package] * itself + [
+        f"{package}.{path.stem}" for path in sorted(package_dir(package).glob("*.py"))
+        if not path.name.startswith("_")]
+
+
+def module_file(module: str) -> Path:
+    path = package_dir(module)
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
 def summary(module: str) -> str:
     """The first paragraph of ``module``'s docstring on one line, Sphinx roles as code."""
-    package, _, name = module.rpartition(".")
-    text = ast.get_docstring(ast.parse((package_dir(package) / f"{name}.py").read_text())) or ""
+    text = ast.get_docstring(ast.parse(module_file(module).read_text())) or ""
     text = " ".join(text.split("\n\n")[0].split()).rstrip(".")
     return re.sub(r":\w+:`~?([^`]+)`", lambda role: f"`{role[1].rsplit('.', 1)[-1]}`", text)
 
@@ -103,15 +114,18 @@ def api_index(page: str | None = None, order: list[str] | None = None) -> str:
     """Every module, with its summary, under a heading that links to its page (relative to
     ``page``); the pages in ``order`` (the nav's) first, in that order."""
     here = Path(page).parent if page else Path(".")
-    pages = api_pages()
     order = order or []
+    by_page: dict[tuple[str, str], list[str]] = {}
+    for package, file_title in api_pages().items():
+        by_page.setdefault(file_title, []).extend(modules(package))
     lines = []
-    for package in sorted(pages, key=lambda p: (order.index(pages[p][0])
-                                                if pages[p][0] in order else len(order))):
-        file, title = pages[package]
+    for (file, title), documented in sorted(
+        by_page.items(), key=lambda item: order.index(item[0][0]) if item[0][0] in order
+        else len(order)
+    ):
         link = os.path.relpath(file, here).replace(os.sep, "/")
         lines += ["", f"## [{title}]({link})", ""]
-        for module in modules(package):
+        for module in documented:
             text = summary(module)
             lines.append(f"- [`{module}`][{module}]" + (f": {text}." if text else ""))
     return "\n".join(lines).strip()

@@ -10,6 +10,11 @@ a run configuration. A block preceded by ``<!-- not run: REASON -->`` is skipped
 commands in :data:`RUN_ELSEWHERE` are those CI itself runs (``make test``) or that set up an
 environment.
 
+The snippets that start a Dask cluster or run a study, a comparison or the reproduction
+(:data:`SLOW`), and those that read what such a snippet wrote, run only with ``-m slow``: there
+each page runs whole, in order. The default run runs every other snippet of every page. A bash
+block counts command by command, python and toml blocks whole.
+
 The built site is checked too: its API pages show the docstring examples as code blocks (see
 ``docs/doctest_blocks.py``), not as block quotes, and document every module of pyrodip.
 """
@@ -55,6 +60,12 @@ RUN_ELSEWHERE = {
     "cd": "moves to the checkout",
 }
 IMAGE_FILE = re.compile(r"^[\w./-]+\.(png|jpg|jpeg|dcm|npy)$")
+#: A snippet or command that starts a Dask cluster or runs a study, a comparison or the
+#: reproduction (these run with ``-m slow``).
+SLOW = re.compile(r"\bpyrodip (compare|bo)\b|experiments\.reproduce|\bLocalCluster\b|\boptimize\(")
+#: The output folder a snippet names (``runs/NAME``): a later snippet that names a folder a slow
+#: one wrote is slow too.
+RUN_FOLDER = re.compile(r"\bruns/[\w.-]+")
 
 
 def blocks(page: Path) -> list[tuple[str, str, str | None]]:
@@ -79,6 +90,37 @@ def test_every_fenced_block_is_found_and_every_language_is_known():
 def runnable_blocks(page_blocks: list) -> list:
     """The blocks of a page that this test runs."""
     return [b for b in page_blocks if b[0] in RUN_LANGUAGES and b[2] is None]
+
+
+def shell_commands(body: str) -> list[str]:
+    """The commands of a bash block, one a line: continuations joined, comments and prompts
+    dropped."""
+    commands = []
+    for line in body.replace("\\\n", " ").splitlines():
+        line = line.split(" #")[0].strip().removeprefix("$ ")
+        if line and not line.startswith("#"):
+            commands.append(line)
+    return commands
+
+
+def snippets(page_blocks: list) -> list[tuple[str, str, bool]]:
+    """(language, code, slow) of every snippet run, in order: each command of a bash block,
+    each python or toml block. Slow: it matches :data:`SLOW`, or it names a ``runs/`` folder
+    that a slow snippet before it named (it reads what that one wrote)."""
+    found = []
+    slow_folders: set[str] = set()
+    for lang, body, _ in runnable_blocks(page_blocks):
+        for code in shell_commands(body) if lang == "bash" else [body]:
+            folders = set(RUN_FOLDER.findall(code))
+            slow = bool(SLOW.search(code) or folders & slow_folders)
+            if slow:
+                slow_folders |= folders
+            found.append((lang, code, slow))
+    return found
+
+
+def page_snippets(page: Path) -> list[tuple[str, str, bool]]:
+    return snippets(blocks(page))
 
 
 def tiny(text: str) -> str:
@@ -133,44 +175,37 @@ def smoke_reproduction_file(folder: Path) -> Path:
     return path
 
 
-def run_shell(body: str, workspace: Path) -> list[str]:
-    """Run every command of a bash block; return those not run (with why)."""
-    skipped = []
-    for line in body.replace("\\\n", " ").splitlines():
-        line = line.split(" #")[0].strip().removeprefix("$ ")
-        if not line or line.startswith("#"):
-            continue
-        words = shlex.split(line)
-        program = words[0].removeprefix(".venv/bin/")
-        if program in RUN_ELSEWHERE:
-            skipped.append(f"{line}: {RUN_ELSEWHERE[program]}")
-            continue
-        if "cuda" in line:
-            skipped.append(f"{line}: needs a GPU")
-            continue
-        for word in words:
-            if IMAGE_FILE.match(word) and not (workspace / word).exists():
-                make_image(workspace / word)
-        if program == "pyrodip":
-            try:
-                code = pyrodip_main(tiny_command(words[1:]))
-            except SystemExit as exit:  # --help
-                code = exit.code
-            assert code == 0, f"`{line}` exited with {code}"
-        elif program == "python" and words[1:3] == ["-m", "experiments.reproduce"]:
-            from experiments.reproduce import main as reproduce
+def run_command(line: str, workspace: Path) -> str | None:
+    """Run one command of a bash block; return why not, if it is not run here."""
+    words = shlex.split(line)
+    program = words[0].removeprefix(".venv/bin/")
+    if program in RUN_ELSEWHERE:
+        return f"{line}: {RUN_ELSEWHERE[program]}"
+    if "cuda" in line:
+        return f"{line}: needs a GPU"
+    for word in words:
+        if IMAGE_FILE.match(word) and not (workspace / word).exists():
+            make_image(workspace / word)
+    if program == "pyrodip":
+        try:
+            code = pyrodip_main(tiny_command(words[1:]))
+        except SystemExit as exit:  # --help
+            code = exit.code
+        assert code == 0, f"`{line}` exited with {code}"
+    elif program == "python" and words[1:3] == ["-m", "experiments.reproduce"]:
+        from experiments.reproduce import main as reproduce
 
-            extra = ["--scale", "smoke", "--file", str(smoke_reproduction_file(workspace)),
-                     "--domain", "oct", "--domain", "skin"]  # a denoising and a masked task
-            assert reproduce([*words[3:], *extra]) == 0
-        elif program == "python" and words[1].startswith("benchmarks/"):
-            script = ROOT / words[1]
-            result = subprocess.run([sys.executable, str(script), *words[2:], "--smoke"],
-                                    capture_output=True, text=True, cwd=workspace)
-            assert result.returncode == 0, result.stderr
-        else:
-            raise AssertionError(f"the docs run a command this test does not know: {line}")
-    return skipped
+        extra = ["--scale", "smoke", "--file", str(smoke_reproduction_file(workspace)),
+                 "--domain", "oct", "--domain", "skin"]  # a denoising and a masked task
+        assert reproduce([*words[3:], *extra]) == 0
+    elif program == "python" and words[1].startswith("benchmarks/"):
+        script = ROOT / words[1]
+        result = subprocess.run([sys.executable, str(script), *words[2:], "--smoke"],
+                                capture_output=True, text=True, cwd=workspace)
+        assert result.returncode == 0, result.stderr
+    else:
+        raise AssertionError(f"the docs run a command this test does not know: {line}")
+    return None
 
 
 def check_toml(body: str, workspace: Path) -> None:
@@ -193,26 +228,57 @@ def registries():
         registry.update(entries)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_every_snippet_of_the_page_runs(page, tmp_path, monkeypatch, capsys, registries):
-    page_blocks = runnable_blocks(blocks(page))
-    if not page_blocks:
-        pytest.skip(f"{page_id(page)} has no code to run")
-    workspace = tmp_path / "work"
-    workspace.mkdir()
+def run_snippets(page: Path, selected: list, workspace: Path) -> None:
+    """Run the ``selected`` snippets of ``page`` in order, in one namespace, in ``workspace``."""
     shutil.copytree(ROOT / "experiments", workspace / "experiments")
-    monkeypatch.chdir(workspace)
+    namespace: dict = {"__name__": "__docs__"}
+    for lang, code, _ in selected:
+        if lang == "python":
+            exec(compile(tiny(code), f"{page_id(page)} snippet", "exec"), namespace)
+        elif lang == "bash":
+            run_command(code, workspace)
+        else:
+            check_toml(code, workspace)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch, capsys, registries):
+    """An empty folder, the current one while a page's snippets run."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
     monkeypatch.setenv("COLUMNS", "100")
     monkeypatch.syspath_prepend(str(ROOT))
-    namespace: dict = {"__name__": "__docs__"}
-    for lang, body, _ in page_blocks:
-        if lang == "python":
-            exec(compile(tiny(body), f"{page_id(page)} snippet", "exec"), namespace)
-        elif lang == "bash":
-            run_shell(body, workspace)
-        else:
-            check_toml(body, workspace)
+    yield folder
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_snippet_of_the_page_runs(page, workspace):
+    """Every snippet but the slow ones (and those that read what a slow one wrote)."""
+    fast = [snippet for snippet in page_snippets(page) if not snippet[2]]
+    if not fast:
+        pytest.skip(f"{page_id(page)} has no code to run but slow code")
+    run_snippets(page, fast, workspace)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [page for page in PAGES
+                                  if any(slow for *_, slow in page_snippets(page))], ids=page_id)
+def test_the_whole_page_runs_with_its_slow_snippets(page, workspace):
+    run_snippets(page, page_snippets(page), workspace)
+
+
+def test_a_snippet_is_slow_if_it_runs_a_study_or_reads_what_one_wrote():
+    page = [("bash", "pyrodip run --out runs/a\npyrodip compare study.toml --out runs/b \\\n"
+                     "    --workers 2\npyrodip report runs/b\npyrodip report runs/a", None),
+            ("python", "from distributed import LocalCluster", None),
+            ("python", 'read_dataset("runs/b-2/result.nc")', None),
+            ("python", 'read_dataset("runs/b/comparison.nc")', None),
+            ("toml", "steps = 3", "shown only")]
+    assert [(code.split()[1], slow) for _, code, slow in snippets(page)[:4]] == [
+        ("run", False), ("compare", True), ("report", True), ("report", False)]
+    assert [slow for *_, slow in snippets(page)[4:]] == [True, False, True]
 
 
 def docs_module(name: str):
@@ -254,9 +320,12 @@ def test_every_package_has_an_api_page_that_lists_all_its_modules():
     pages = hooks.api_pages()
     assert set(pages) == set(hooks.packages()) >= {"pyrodip", "pyrodip.io", "pyrodip.studies"}
     blocks_ = "\n".join(hooks.api_blocks(package) for package in pages)
-    assert sorted(re.findall(r"^::: (\S+)$", blocks_, re.MULTILINE)) == all_modules()
+    documented = re.findall(r"^::: (\S+)$", blocks_, re.MULTILINE)
+    assert len(documented) == len(set(documented))
+    assert set(documented) - set(all_modules()) <= set(pages)  # besides modules: packages
+    assert set(all_modules()) <= set(documented)
     index = hooks.expand_api("<!-- api-index -->", "api/index.md")
-    for module in all_modules():
+    for module in documented:
         assert f"[`{module}`][{module}]" in index
 
 
@@ -328,7 +397,7 @@ def site(tmp_path_factory) -> Path:
 
 def test_the_api_pages_show_examples_as_code_not_block_quotes(site):
     pages = sorted((site / "api").rglob("index.html"))
-    assert len(pages) == 1 + len(docs_module("hooks").packages())
+    assert len(pages) == 1 + len({file for file, _ in docs_module("hooks").api_pages().values()})
     examples = 0
     for page in pages:
         html = page.read_text()
