@@ -2,6 +2,10 @@
 
 The CLI prints ``str(error)`` as one line and exits with status 2; the API raises the same
 error, so scripts can catch :class:`PyrodipError` (or the builtin base it also derives from).
+
+Messages name settings and arguments as the API spells them, in backticks: ```noise_level```,
+or ```noise_level=known``` for a value to use. The CLI shows each as its flag (``--noise-level``,
+``--noise-level known``): see :func:`pyrodip.cli.cli_message`.
 """
 
 
@@ -12,10 +16,10 @@ class PyrodipError(Exception):
 class InvalidInputError(PyrodipError, ValueError):
     """A value, option or image that pyrodip cannot use.
 
-    >>> raise InvalidInputError("--steps must be a positive integer, got 0")
+    >>> raise InvalidInputError("`steps` must be a positive integer, got 0")
     Traceback (most recent call last):
     ...
-    pyrodip.errors.InvalidInputError: --steps must be a positive integer, got 0
+    pyrodip.errors.InvalidInputError: `steps` must be a positive integer, got 0
     """
 
 

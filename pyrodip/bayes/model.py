@@ -122,7 +122,7 @@ class BayesianDIP(PyroModule):
         if self.likelihood.heteroscedastic and not isinstance(self.operator, Identity | Mask):
             raise InvalidInputError(
                 "a heteroscedastic noise level needs an operator that keeps the image's shape "
-                "(denoising or inpainting): use --noise-level known or learned"
+                "(denoising or inpainting): use `noise_level=known` or `noise_level=learned`"
             )
         self.register_buffer("z", 0.1 * torch.rand(1, config.input_channels, height, width))
 

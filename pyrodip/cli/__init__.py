@@ -14,6 +14,7 @@ the parser is built, after the plugins (``--plugin MODULE`` and the entry-point 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Iterable
@@ -42,8 +43,8 @@ from .commands import (
 )
 
 __all__ = [
-    "build_parser", "config_from_args", "listing", "main", "one_line", "parse_settings",
-    "plugins_named", "prepare_output", "summary",
+    "build_parser", "cli_message", "config_from_args", "listing", "main", "one_line",
+    "parse_settings", "plugins_named", "prepare_output", "summary",
 ]
 
 
@@ -54,6 +55,42 @@ class _Parser(argparse.ArgumentParser):
 
 #: Characters that would break a message into several lines, and how they are shown instead.
 _LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def cli_message(text: str, parser: argparse.ArgumentParser | None = None) -> str:
+    """A library message in the command line's terms, on one line: each setting it names in
+    backticks becomes its flag (```noise_level=known``` -> ``--noise-level known``); a name
+    with no flag loses its backticks.
+
+    >>> cli_message("use `noise_level=known`, a smaller `factor` or `slice_index` 2")
+    'use --noise-level known, a smaller --factor or --slice 2'
+    """
+    flags = _flags(parser or build_parser())
+
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(3)
+        shown = flags.get(name, name if value is None else f"{name}=")
+        if value is None:
+            return shown
+        return f"{shown} {value}" if name in flags else f"{shown}{value}"
+
+    return one_line(re.sub(r"`([A-Za-z_][\w]*)(=([^`]*))?`", flag, text))
+
+
+def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Setting name -> flag, over every subcommand: by destination (``slice_index`` ->
+    ``--slice``) and by the flag's own name (``param`` -> ``--param``)."""
+    flags: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                flags.update(_flags(sub))
+        elif action.option_strings:
+            longest = max(action.option_strings, key=len)
+            if longest.startswith("--"):
+                flags.setdefault(action.dest, longest)
+                flags.setdefault(longest[2:].replace("-", "_"), longest)
+    return flags
 
 
 def one_line(text: str) -> str:
@@ -269,13 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     except PyrodipError as error:
         print(f"pyrodip: error: {one_line(str(error))}", file=sys.stderr)
         return 2
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return args.handler(args)
     except PyrodipError as error:
-        print(f"pyrodip: error: {one_line(str(error))}", file=sys.stderr)
+        print(f"pyrodip: error: {cli_message(str(error), parser)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pyrodip: interrupted", file=sys.stderr)
@@ -283,4 +321,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"pyrodip: warning: {one_line(str(message))}", file=sys.stderr)
+    print(f"pyrodip: warning: {cli_message(str(message))}", file=sys.stderr)

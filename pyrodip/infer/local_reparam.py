@@ -40,7 +40,7 @@ class LocalReparameterization(Messenger):
         if not hasattr(guide, "scale"):
             raise InvalidInputError(
                 f"local reparameterisation needs a Normal guide with scales (meanfield), "
-                f"not {type(guide).__name__}: drop --local-reparam"
+                f"not {type(guide).__name__}: turn `local_reparam` off"
             )
         self.guide = guide
         self.layers: dict[nn.Conv2d, tuple[str, str | None]] = {}

@@ -83,7 +83,7 @@ class Training:
             )
         if self.local_reparam and self.engine == "fast":
             raise InvalidInputError(
-                "local reparameterisation runs on the pyro engine: set engine to 'auto'"
+                "local reparameterisation runs on the pyro engine: use `engine=auto`"
             )
 
 
@@ -309,7 +309,7 @@ class _Fitting:
             self.status = "diverged"
             warnings.warn(
                 f"the fit diverged {len(self.events)} times (non-finite loss or weights); "
-                f"stopped and kept step {self.step}: lower --lr",
+                f"stopped and kept step {self.step}: lower `lr`",
                 stacklevel=4,
             )
             return False

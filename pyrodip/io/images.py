@@ -285,13 +285,14 @@ def _nifti_slice(slice_index: int | None, count: int) -> int:
         return count // 2
     if isinstance(slice_index, bool) or not isinstance(slice_index, int | np.integer):
         raise InvalidInputError(
-            f"NIfTI slice must be an integer, got {slice_index!r}: choose --slice in 0-{count - 1}"
+            f"NIfTI slice must be an integer, got {slice_index!r}: choose `slice_index` in "
+            f"0-{count - 1}"
         )
     index = int(slice_index)
     if not 0 <= index < count:
         raise InvalidInputError(
             f"NIfTI slice {index} is out of range: the volume has {count} "
-            f"slice{'s' if count != 1 else ''} (0-{count - 1}); choose --slice in that range"
+            f"slice{'s' if count != 1 else ''} (0-{count - 1}); choose `slice_index` in that range"
         )
     return index
 

@@ -92,7 +92,7 @@ class Task:
         self, settings: Any, image: Tensor, min_side: int, mask: Tensor | None, name: str
     ) -> Observation:
         """The image is the observation y itself (``--observed``): no truth."""
-        raise InvalidInputError(f"--observed is not supported for the {self.name} task")
+        raise InvalidInputError(f"`observed` is not supported for the {self.name} task")
 
     def baseline(self, observation: Observation) -> tuple[np.ndarray | Tensor, str]:
         """The classical reconstruction of ``observation``, (C, H, W) in [0, 1], and its name."""
@@ -142,7 +142,7 @@ class SuperresTask(Task):
         if min_side % factor:
             raise InvalidInputError(
                 f"the network's minimum side {min_side} is not a multiple of the factor "
-                f"{factor}: use a smaller --factor"
+                f"{factor}: use a smaller `factor`"
             )
         y = center_crop(image, min_side // factor)
         channels, height, width = y.shape
@@ -209,7 +209,7 @@ class CTTask(Task):
 
     def observe(self, settings, image, min_side, mask, name):
         raise InvalidInputError(
-            "--observed is not supported for the ct task: pass a clean image, and pyrodip "
+            "`observed` is not supported for the ct task: pass a clean image, and pyrodip "
             "simulates its sinogram"
         )
 

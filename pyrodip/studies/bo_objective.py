@@ -60,13 +60,13 @@ class FitObjective:
             if observation.noise.name != "gaussian":
                 raise InvalidInputError(
                     f"the heldout objective scores Gaussian noise, not {observation.noise.name}: "
-                    "use --noise gaussian or a truth-based objective"
+                    "use `noise=gaussian` or a truth-based objective"
                 )
             hold_out(observation, HELDOUT_FRACTION, seed=self.config.seed)
         elif not observation.has_truth:
             raise InvalidInputError(
-                f"the {self.objective} objective needs the truth, and an --observed image has "
-                "none: use --objective heldout"
+                f"the {self.objective} objective needs the truth, and an `observed` image has "
+                "none: use `objective=heldout`"
             )
 
 

@@ -54,7 +54,7 @@ class Param:
     >>> Param.parse("prior_scale=0.4:0.01")
     Traceback (most recent call last):
     ...
-    pyrodip.errors.InvalidInputError: --param prior_scale: low 0.4 must be below high 0.01
+    pyrodip.errors.InvalidInputError: `param` prior_scale: low 0.4 must be below high 0.01
     """
 
     name: str
@@ -67,19 +67,19 @@ class Param:
         if self.name not in valid:
             close = difflib.get_close_matches(self.name, valid, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(valid)}"
-            raise InvalidInputError(f"--param: {self.name!r} is not a tunable setting ({hint})")
+            raise InvalidInputError(f"`param`: {self.name!r} is not a tunable setting ({hint})")
         for bound in (self.low, self.high):
             if isinstance(bound, bool) or not isinstance(bound, int | float):
-                raise InvalidInputError(f"--param {self.name}: bounds must be numbers")
+                raise InvalidInputError(f"`param` {self.name}: bounds must be numbers")
             if not math.isfinite(bound):
-                raise InvalidInputError(f"--param {self.name}: bounds must be finite")
+                raise InvalidInputError(f"`param` {self.name}: bounds must be finite")
         if not self.low < self.high:
             raise InvalidInputError(
-                f"--param {self.name}: low {self.low:g} must be below high {self.high:g}"
+                f"`param` {self.name}: low {self.low:g} must be below high {self.high:g}"
             )
         if self.log and self.low <= 0:
             raise InvalidInputError(
-                f"--param {self.name}: a log scale needs low > 0, got {self.low:g} (drop :log "
+                f"`param` {self.name}: a log scale needs low > 0, got {self.low:g} (drop :log "
                 "or raise low)"
             )
 
@@ -91,14 +91,14 @@ class Param:
         log = len(parts) == 3 and parts[2] == "log"
         if not equals or len(parts) not in (2, 3) or (len(parts) == 3 and not log):
             raise InvalidInputError(
-                f"--param takes NAME=LOW:HIGH or NAME=LOW:HIGH:log, e.g. "
+                f"`param` takes NAME=LOW:HIGH or NAME=LOW:HIGH:log, e.g. "
                 f"prior_scale=0.01:0.4:log, got {text!r}"
             )
         try:
             low, high = float(parts[0]), float(parts[1])
         except ValueError:
             raise InvalidInputError(
-                f"--param {name}: bounds must be numbers, got {bounds!r}"
+                f"`param` {name}: bounds must be numbers, got {bounds!r}"
             ) from None
         return cls(name.strip(), low, high, log)
 
@@ -141,9 +141,9 @@ class Study:
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]
         if not names:
-            raise InvalidInputError("a study needs at least one --param")
+            raise InvalidInputError("a study needs at least one `param`")
         if len(set(names)) != len(names):
-            raise InvalidInputError(f"--param names repeat: {', '.join(names)}")
+            raise InvalidInputError(f"`param` names repeat: {', '.join(names)}")
         if self.objective not in OBJECTIVES:
             raise InvalidInputError(
                 f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}"
@@ -157,13 +157,13 @@ class Study:
         for point in self.init:
             if len(point) != len(self.params):
                 raise InvalidInputError(
-                    f"--init {','.join(map(str, point))}: give one value per --param "
+                    f"`init` {','.join(map(str, point))}: give one value per `param` "
                     f"({', '.join(names)}), comma-separated"
                 )
             for p, value in zip(self.params, point, strict=True):
                 if not p.low <= value <= p.high:
                     raise InvalidInputError(
-                        f"--init: {p.name} = {value:g} lies outside [{p.low:g}, {p.high:g}]"
+                        f"`init`: {p.name} = {value:g} lies outside [{p.low:g}, {p.high:g}]"
                     )
         for p in self.params:  # the bounds must make valid run settings
             self.config.replace(**{p.name: p.low})
@@ -209,7 +209,7 @@ def parse_init(texts: Sequence[str]) -> tuple[tuple[float, ...], ...]:
         return tuple(tuple(float(v) for v in text.split(",")) for text in texts)
     except ValueError:
         raise InvalidInputError(
-            f"--init takes numbers, comma-separated in --param order, got {list(texts)}"
+            f"`init` takes numbers, comma-separated in `param` order, got {list(texts)}"
         ) from None
 
 
@@ -232,8 +232,8 @@ def create_study(study: Study, folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     if (folder / STUDY_FILE).exists():
         raise InvalidInputError(
-            f"{folder} already holds a study: continue it with --resume {folder} or choose "
-            "another --out"
+            f"{folder} already holds a study: continue it with `resume={folder}` or choose "
+            "another `out` folder"
         )
     folder.mkdir(parents=True, exist_ok=True)
     _write_study(study, folder)

@@ -189,7 +189,7 @@ def run_comparison(
         if run.attrs.get("config") != config.to_json():
             raise InvalidInputError(
                 f"{path} was run with other settings than the study now asks for: use "
-                "another --out, or delete it to run it again"
+                "another `out` folder, or delete it to run it again"
             )
         datasets[method, image_label(image), seed] = run
     stacked = stack(datasets)

@@ -168,7 +168,7 @@ def dask_executor(
     if scheduler is not None:
         if workers is not None:
             raise InvalidInputError(
-                "--workers sizes the local cluster: with --scheduler, scale the cluster that "
+                "`workers` sizes the local cluster: with `scheduler`, scale the cluster that "
                 "runs the scheduler instead (e.g. cluster.scale(N))"
             )
         try:

@@ -68,9 +68,9 @@ def _check_min_side(
     need = needed(config.net)
     if min(shape) >= need:
         return
-    fixes = [f"--size {math.ceil(need * max(loaded) / min(loaded))}"]
+    fixes = [f"`size={math.ceil(need * max(loaded) / min(loaded))}`"]
     if config.net != "small" and min(shape) >= needed("small"):
-        fixes.append("--net small")
+        fixes.append("`net=small`")
     raise InvalidInputError(
         f"the image is {shape[0]}x{shape[1]} but the {config.net} network needs sides of at "
         f"least {need} pixels: use a larger image or {' or '.join(fixes)}"

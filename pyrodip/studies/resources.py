@@ -229,19 +229,19 @@ def _smaller(config: RunConfig, shape: tuple[int, int, int], available: int) -> 
 
     options = []
     if config.net != "small" and fits("small", shape):
-        options.append("--net small")
+        options.append("`net=small`")
     size = _largest_size(config.net, shape, lambda s: fits(config.net, s))
     if size:
-        options.append(f"--size {size}")
+        options.append(f"`size={size}`")
     if not options:
         size = _largest_size("small", shape, lambda s: fits("small", s))
         if size:
-            options.append(f"--net small --size {size}")
+            options.append(f"`net=small` with `size={size}`")
     if options:
         return f"use {' or '.join(options)}"
     if FLOAT_BYTES * CURVES * config.steps > available / 2:
-        return "use fewer --steps"
-    return "free some memory or choose another --device"
+        return "use fewer `steps`"
+    return "free some memory or choose another `device`"
 
 
 def _largest_size(net: str, shape: tuple[int, int, int], fits) -> int | None:

@@ -32,7 +32,7 @@ def resolve_device(name: str) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N``; refuses CUDA when this machine has none."""
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidInputError(
-            f"device {name!r} requested but CUDA is not available: use device 'cpu'"
+            f"device {name!r} requested but CUDA is not available: use `device=cpu`"
         )
     return torch.device(name)
 

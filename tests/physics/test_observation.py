@@ -126,7 +126,7 @@ def test_bad_task_options_are_refused(changes, words):
 def test_observed_ct_is_refused_clearly(tiny_png):
     from pyrodip import InvalidInputError
 
-    with pytest.raises(InvalidInputError, match="--observed is not supported for the ct task"):
+    with pytest.raises(InvalidInputError, match="`observed` is not supported for the ct task"):
         prepare_observation(RunConfig(image=str(tiny_png), task="ct", observed=True))
 
 

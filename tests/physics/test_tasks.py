@@ -62,7 +62,7 @@ def test_ct_scales_gaussian_noise_to_the_largest_projection():
 
 
 def test_a_task_without_observed_support_says_so():
-    with pytest.raises(InvalidInputError, match="--observed is not supported for the ct task"):
+    with pytest.raises(InvalidInputError, match="`observed` is not supported for the ct task"):
         prepare_observation(RunConfig(task="ct", observed=True, **SMALL))
 
 

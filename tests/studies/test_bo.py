@@ -82,7 +82,7 @@ def test_bad_params_are_rejected(text, words):
 
 
 def test_study_checks_its_settings():
-    with pytest.raises(InvalidInputError, match="one value per --param"):
+    with pytest.raises(InvalidInputError, match="one value per `param`"):
         Study(init=((0.1, 0.2),))
     with pytest.raises(InvalidInputError, match="outside"):
         Study(init=((0.5,),))

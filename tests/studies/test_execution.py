@@ -61,7 +61,7 @@ def test_worker_environments_refuse_nonsense():
 
 def test_scheduler_and_workers_exclude_each_other():
     with (
-        pytest.raises(InvalidInputError, match="--workers sizes the local cluster"),
+        pytest.raises(InvalidInputError, match="`workers` sizes the local cluster"),
         dask_executor("tcp://127.0.0.1:8786", workers=2),
     ):
         pass

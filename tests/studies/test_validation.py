@@ -412,14 +412,14 @@ def test_refusal_names_the_estimate_the_memory_and_what_fits(monkeypatch):
 
 def test_nothing_fits_names_the_steps(monkeypatch):
     monkeypatch.setattr(pyrodip.studies.resources, "available_memory", lambda device: 2**30)
-    with pytest.raises(InvalidInputError, match="GiB available: use fewer --steps$"):
+    with pytest.raises(InvalidInputError, match="GiB available: use fewer `steps`$"):
         check_memory(RunConfig(steps=10**12), (1, 64, 64))
 
 
 def test_fit_is_guarded(monkeypatch, noisy64):
     monkeypatch.setattr(pyrodip.studies.resources, "available_memory", lambda device: 2**20)
     with pytest.raises(InvalidInputError, match=r"needs about 0\.\d GiB .* has 0.0 GiB"):
-        pyrodip.infer.loop.fit(noisy64, RunConfig(steps=3, samples=2), progress=False)
+        pyrodip.fit(noisy64, RunConfig(steps=3, samples=2), progress=False)
 
 
 def test_unknown_memory_is_no_refusal(monkeypatch):
