@@ -399,8 +399,8 @@ def test_refusal_names_the_estimate_the_memory_and_what_fits(monkeypatch):
     needed = estimate_memory(config, shape).total / 2**30
     match = re.fullmatch(
         rf"this fit needs about {needed:.1f} GiB of memory \(paper network, 1024x1024 image\) "
-        rf"but this machine has {available / 2**30:.1f} GiB available: use --net small or "
-        r"--size (\d+)",
+        rf"but this machine has {available / 2**30:.1f} GiB available: use `net=small` or "
+        r"`size=(\d+)`",
         message,
     )
     assert match, message
@@ -447,7 +447,7 @@ def test_a_missing_cuda_device_is_refused_by_name():
 def test_a_cuda_refusal_names_the_device(monkeypatch):
     monkeypatch.setattr(pyrodip.studies.resources, "available_memory", lambda device: 11 * 2**30)
     with pytest.raises(InvalidInputError, match=r"\(paper network, 1536x1536 image\) but cuda:0 "
-                       r"has 11.0 GiB available: use --net small or --size \d+$"):
+                       r"has 11.0 GiB available: use `net=small` or `size=\d+`$"):
         check_memory(RunConfig(net="paper", device="cuda"), (1, 1536, 1536), "cuda:0")
 
 
