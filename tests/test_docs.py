@@ -6,7 +6,9 @@ to 2 initial points and 1 round, reproductions to the smoke scale of two of the 
 with small generated images. Image files a command names (``xray.jpg``, ``skin_mask.png``,
 ...) are generated in the scratch folder. ``python`` blocks are executed; ``bash`` blocks run
 their commands (``pyrodip`` in-process); ``toml`` blocks are parsed and validated as a study or
-a run configuration. A block preceded by ``<!-- not run: REASON -->`` is skipped, and the
+a run configuration. A block preceded by ``<!-- file: NAME -->`` is written to NAME in the
+scratch folder (on the Python path, so that a later ``--plugin NAME`` finds it) and, if a toml
+file, validated. A block preceded by ``<!-- not run: REASON -->`` is skipped, and the
 commands in :data:`RUN_ELSEWHERE` are those CI itself runs (``make test``) or that set up an
 environment.
 
@@ -41,14 +43,16 @@ from skimage.transform import resize
 from pyrodip.bayes.guides import GUIDES
 from pyrodip.bayes.priors import PRIORS
 from pyrodip.cli import main as pyrodip_main
+from pyrodip.infer.methods import METHODS
 from pyrodip.io.images import load_image
+from pyrodip.physics.tasks import TASKS
 from pyrodip.studies.compare import Comparison
 from pyrodip.studies.config import RunConfig
 
 ROOT = Path(__file__).parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-BLOCK = re.compile(r"(<!-- not run: (?P<reason>[^>]*)-->\s*\n)?```(?P<lang>\w*)[^\n]*\n"
-                   r"(?P<body>.*?)\n```", re.DOTALL)
+BLOCK = re.compile(r"(<!-- (not run: (?P<reason>[^>]*)|file: (?P<file>[\w.-]+) )-->\s*\n)?"
+                   r"```(?P<lang>\w*)[^\n]*\n(?P<body>.*?)\n```", re.DOTALL)
 RUN_LANGUAGES = ("python", "bash", "toml")
 #: Blocks that show output or a file's contents, not code to run.
 SHOWN_LANGUAGES = ("text", "json", "yaml")
@@ -69,8 +73,10 @@ RUN_FOLDER = re.compile(r"\bruns/[\w.-]+")
 
 
 def blocks(page: Path) -> list[tuple[str, str, str | None]]:
-    """(language, body, reason not run) of every fenced block of ``page``."""
-    return [(m["lang"], m["body"], m["reason"]) for m in BLOCK.finditer(page.read_text())]
+    """(language, body, reason not run) of every fenced block of ``page``; the language of a
+    block to write to a file is ``file:NAME``."""
+    return [(f"file:{m['file']}" if m["file"] else m["lang"], m["body"], m["reason"])
+            for m in BLOCK.finditer(page.read_text())]
 
 
 def page_id(page: Path) -> str:
@@ -84,12 +90,14 @@ def test_every_fenced_block_is_found_and_every_language_is_known():
         found = blocks(page)
         assert len(fences) == 2 * len(found), page_id(page)
         for lang, _, _ in found:
-            assert lang in (*RUN_LANGUAGES, *SHOWN_LANGUAGES), f"{page_id(page)}: ```{lang}"
+            assert lang in (*RUN_LANGUAGES, *SHOWN_LANGUAGES) or lang.startswith("file:"), (
+                f"{page_id(page)}: ```{lang}")
 
 
 def runnable_blocks(page_blocks: list) -> list:
     """The blocks of a page that this test runs."""
-    return [b for b in page_blocks if b[0] in RUN_LANGUAGES and b[2] is None]
+    return [b for b in page_blocks
+            if (b[0] in RUN_LANGUAGES or b[0].startswith("file:")) and b[2] is None]
 
 
 def shell_commands(body: str) -> list[str]:
@@ -178,6 +186,8 @@ def smoke_reproduction_file(folder: Path) -> Path:
 def run_command(line: str, workspace: Path) -> str | None:
     """Run one command of a bash block; return why not, if it is not run here."""
     words = shlex.split(line)
+    while re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # PYTHONPATH=.: the workspace fixture's
+        words.pop(0)
     program = words[0].removeprefix(".venv/bin/")
     if program in RUN_ELSEWHERE:
         return f"{line}: {RUN_ELSEWHERE[program]}"
@@ -220,8 +230,8 @@ def check_toml(body: str, workspace: Path) -> None:
 
 @pytest.fixture
 def registries():
-    """The priors and guides the snippets register are gone after the page."""
-    saved = [(registry, dict(registry)) for registry in (PRIORS, GUIDES)]
+    """What the snippets register is gone after the page."""
+    saved = [(registry, dict(registry)) for registry in (PRIORS, GUIDES, METHODS, TASKS)]
     yield
     for registry, entries in saved:
         registry.clear()
@@ -233,7 +243,12 @@ def run_snippets(page: Path, selected: list, workspace: Path) -> None:
     shutil.copytree(ROOT / "experiments", workspace / "experiments")
     namespace: dict = {"__name__": "__docs__"}
     for lang, code, _ in selected:
-        if lang == "python":
+        if lang.startswith("file:"):
+            path = workspace / lang.removeprefix("file:")
+            path.write_text(code)
+            if path.suffix == ".toml":
+                check_toml(code, workspace)
+        elif lang == "python":
             exec(compile(tiny(code), f"{page_id(page)} snippet", "exec"), namespace)
         elif lang == "bash":
             run_command(code, workspace)
@@ -249,8 +264,13 @@ def workspace(tmp_path, monkeypatch, capsys, registries):
     monkeypatch.chdir(folder)
     monkeypatch.setenv("COLUMNS", "100")
     monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.syspath_prepend(str(folder))  # the plugins a page writes
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), str(ROOT)]))  # workers
     yield folder
     capsys.readouterr()
+    for name, module in list(sys.modules.items()):  # so that the next page imports its own
+        if str(getattr(module, "__file__", None) or "").startswith(str(folder)):
+            del sys.modules[name]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)

@@ -53,11 +53,16 @@ def unsupported_reason(model: nn.Module, guide: nn.Module) -> str | None:
     if guide.sites != model.weight_sites:
         return "the guide's sites are not the model's weight sites"
     normal = set(guide.bayesian_sites)
+    checked: dict[int, bool] = {}  # prior -> whether it was checked against a Normal too
     for site in model.weight_sites:
         prior = model.site_priors[site].prior
+        against_normal = site in normal
+        if checked.get(id(prior)) in (True, against_normal):
+            continue
+        checked[id(prior)] = against_normal
         try:
             family = prior.family(prior._scale.reshape(1))
-            if site in normal:
+            if against_normal:
                 kl_divergence(Normal(torch.zeros(1), torch.ones(1)), family)
         except NotImplementedError:
             return (f"the prior {prior.spec()!r} of {site} has no closed-form KL against a "
@@ -87,20 +92,22 @@ class _PriorGroup:
 def _prior_groups(model: BayesianDIP, sites: list[str]) -> list[_PriorGroup]:
     """The priors of ``sites`` (flattened and concatenated in order), one group per prior."""
     device = model.z.device
-    members: dict[int, tuple[object, list[Tensor], list[Tensor]]] = {}
+    members: dict[int, tuple[object, list[tuple[int, int]], list[float]]] = {}
     start = 0
     for site in sites:
         prior, shape = model.site_priors[site].prior, model.weight_sites[site]
-        size = shape.numel()
-        _, positions, factors = members.setdefault(id(prior), (prior, [], []))
-        positions.append(torch.arange(start, start + size, device=device))
-        factors.append(torch.full((size,), prior.factor(shape), device=device))
-        start += size
+        _, spans, factors = members.setdefault(id(prior), (prior, [], []))
+        spans.append((start, start + shape.numel()))
+        factors.append(prior.factor(shape))
+        start += shape.numel()
     groups = []
-    for prior, positions, factors in members.values():
-        index = torch.cat(positions)
-        whole = len(members) == 1
-        groups.append(_PriorGroup(prior, None if whole else index, torch.cat(factors)))
+    for prior, spans, factors in members.values():
+        sizes = torch.tensor([stop - begin for begin, stop in spans], device=device)
+        factor = torch.tensor(factors, device=device).repeat_interleave(sizes)
+        index = None
+        if len(members) > 1:
+            index = torch.cat([torch.arange(*span, device=device) for span in spans])
+        groups.append(_PriorGroup(prior, index, factor))
     return groups
 
 
@@ -108,13 +115,13 @@ class FastELBO(nn.Module):
     """``TraceMeanField_ELBO()(model, guide)`` without Pyro's per-step tracing: ``loss_fn(y)``
     is the negative ELBO (with ``kl_weight``); its gradients reach the guide's and the
     model's parameters. Raises :class:`InvalidInputError` when :func:`unsupported_reason`
-    names a reason."""
+    names a reason (``checked=True``: the caller has asked it already)."""
 
     engine = "fast"
 
-    def __init__(self, model: BayesianDIP, guide) -> None:
+    def __init__(self, model: BayesianDIP, guide, checked: bool = False) -> None:
         super().__init__()
-        reason = unsupported_reason(model, guide)
+        reason = None if checked else unsupported_reason(model, guide)
         if reason is not None:
             raise InvalidInputError(
                 f"engine 'fast' cannot compute this ELBO: {reason}; use engine 'pyro' or 'auto'"

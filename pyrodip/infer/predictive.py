@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from ..errors import InvalidInputError
-from .elbo import FastELBO, supports
+from .elbo import FastELBO, unsupported_reason
 
 #: Images rendered at once by :func:`draw_images` (one vmap call) on a GPU. On a CPU one at a
 #: time is faster (measured at 128 x 128, one thread: 25 images in 0.57 s one by one, 1.27 s
@@ -116,12 +116,12 @@ def draw_images(
     was_training = model.training
     model.train(False)
     try:
-        if not supports(model, guide):
+        if unsupported_reason(model, guide) is not None:
             for _ in range(num):
                 with poutine.replay(trace=poutine.trace(guide).get_trace()):
                     yield _unbatched(*model.render(jitter=False))
             return
-        elbo = FastELBO(model, guide)
+        elbo = FastELBO(model, guide, checked=True)
         variational = elbo.variational()
         render = vmap(lambda weights: _tensors(model.render(weights)), randomness="different")
         for first in range(0, num, batch):
