@@ -44,13 +44,9 @@ from torch.func import functional_call
 
 from ..errors import InvalidInputError
 from ..physics.operators import Identity, Mask
-from .likelihoods import GaussianLikelihood, Likelihood
+from .likelihoods import GaussianLikelihood, Likelihood, module_local_params
 from .networks import NetConfig, SkipNet
 from .priors import Prior, make_prior
-
-# Many fits live in one process (studies, the BO loop): parameters must belong to their
-# modules, never to Pyro's global parameter store.
-pyro.settings.set(module_local_params=True)
 
 
 class _SitePrior:
@@ -95,6 +91,7 @@ class BayesianDIP(PyroModule):
         jitter: float = 0.1,
         bayesian_batchnorm: bool = False,
     ) -> None:
+        module_local_params()
         super().__init__()
         config = NetConfig.preset(net) if isinstance(net, str) else net
         channels, height, width = image_shape

@@ -131,7 +131,7 @@ class NormalPrior(Prior):
 
 
 @PRIORS.register("fanin")
-class FanInPrior(Prior):
+class FanInPrior(NormalPrior):
     """N(0, scale^2 / fan_in), fan_in = prod(shape[1:]) (1 for a 1-D site such as a bias).
 
     >>> prior = FanInPrior(1.0)
@@ -140,9 +140,6 @@ class FanInPrior(Prior):
     >>> float(prior.distribution((8,)).scale[0])
     1.0
     """
-
-    def family(self, scale: Tensor) -> dist.Distribution:
-        return dist.Normal(torch.zeros_like(scale), scale)
 
     def factor(self, shape: torch.Size) -> float:
         fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1

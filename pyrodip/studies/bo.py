@@ -98,7 +98,7 @@ def optimize(
         progress: a progress bar over the trials.
         figures: write the GP figure of every proposal and ``gp.png``, ``best.png``.
 
-    A synthetic objective, in-process (``tests/test_optimize.py`` runs such studies)::
+    A synthetic objective, in-process (``tests/studies/test_bo.py`` runs such studies)::
 
         study = Study(params=(Param("prior_scale", 0.01, 0.4, log=True),), rounds=6, batch=1)
         bo = optimize(study, "runs/toy", evaluate=lambda p: -abs(p["prior_scale"] - 0.05))

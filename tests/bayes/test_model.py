@@ -97,3 +97,15 @@ def test_dip_loss_is_the_likelihood_alone():
     trace = poutine.trace(poutine.replay(model, trace=weights)).get_trace(y)
     nll = -trace.nodes["obs"]["fn"].log_prob(y).sum()
     assert torch.allclose(loss, nll)
+
+
+def test_importing_pyrodip_changes_no_pyro_setting():
+    import subprocess
+    import sys
+
+    code = ("import pyro; before = pyro.settings.get('module_local_params'); import pyrodip; "
+            "assert pyro.settings.get('module_local_params') == before, 'changed on import'; "
+            "pyrodip.BayesianDIP((1, 32, 32)); "
+            "assert pyro.settings.get('module_local_params') is True")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
