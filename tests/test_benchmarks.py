@@ -40,3 +40,19 @@ def test_ratios_are_medians_of_interleaved_pairs(step_time):
     measured = step_time.interleaved(variants, repeats=2, warmup=1, device=torch.device("cpu"))
     assert calls == ["x", "y", "x", "y", "y", "x"]  # warm-up, then a rotating order
     assert {name: len(seconds) for name, seconds in measured.items()} == {"x": 2, "y": 2}
+
+
+def test_fit_curves_smoke_run_compares_with_itself(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("fit_curves", SCRIPT.parent / "fit_curves.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    module.main([str(first), "--smoke"])
+    capsys.readouterr()
+    module.main([str(second), "--smoke", "--compare", str(first)])
+    lines = capsys.readouterr().out.splitlines()[len(module.CASES):]
+    assert len(lines) == len(module.CASES)
+    assert all("PSNR differs from step None, by up to 0.0000 dB" in line for line in lines)
+    curves = json.loads(first.read_text())
+    assert set(curves) == set(module.CASES)
+    assert all(len(case["psnr"]) == 3 and len(case["loss"]) == 2 for case in curves.values())

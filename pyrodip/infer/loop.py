@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from ..errors import InvalidInputError
 from ..io.files import atomic_path
 from ..physics.observation import Observation
+from ..validation import choice, positive
 from .checkpoints import Checkpointing, Interrupted, read_checkpoint, rng_state, set_rng_state
 from .elbo import ENGINES, make_loss
 from .local_reparam import LocalReparameterization
@@ -73,14 +74,17 @@ class Training:
     local_reparam: bool = False
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidInputError(
-                f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
-            )
-        if self.engine not in ENGINES:
-            raise InvalidInputError(
-                f"unknown engine {self.engine!r}: choose one of {', '.join(ENGINES)}"
-            )
+        choice("optimizer", self.optimizer, OPTIMIZERS)
+        choice("engine", self.engine, ENGINES)
+        positive("lr", self.lr)
+        for key in ("steps", "samples"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"`{key}` must be a positive integer, got {value!r}")
+        if not (isinstance(self.ema, int | float) and 0 <= self.ema < 1):
+            raise InvalidInputError(f"`ema` must be in [0, 1), got {self.ema!r}")
+        if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
+            raise InvalidInputError(f"`weight_decay` must be >= 0, got {self.weight_decay!r}")
         if self.local_reparam and self.engine == "fast":
             raise InvalidInputError(
                 "local reparameterisation runs on the pyro engine: use `engine=auto`"

@@ -120,3 +120,20 @@ def test_fit_model_runs_on_a_guide_the_user_built(noisy64):
 def test_results_say_which_engine_ran(noisy64):
     assert fit(noisy64, QUICK, progress=False).engine == "fast"
     assert fit(noisy64, QUICK.replace(engine="pyro"), progress=False).engine == "pyro"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"steps": 0}, "`steps` must be a positive integer"),
+    ({"samples": 2.5}, "`samples` must be a positive integer"),
+    ({"lr": -1.0}, "lr must be a positive number"),
+    ({"ema": 1.0}, r"`ema` must be in \[0, 1\)"),
+    ({"weight_decay": -0.1}, "`weight_decay` must be >= 0"),
+    ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
+    ({"engine": "jax"}, "unknown engine 'jax'"),
+    ({"local_reparam": True, "engine": "fast"}, "local reparameterisation runs on the pyro"),
+])
+def test_training_settings_are_checked(change, message):
+    from pyrodip import Training
+
+    with pytest.raises(InvalidInputError, match=message):
+        Training(**change)

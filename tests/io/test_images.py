@@ -328,7 +328,7 @@ def test_nifti_slice_out_of_range(tmp_path, slice_index):
     path = write_nifti(tmp_path / "volume.nii.gz", VOLUME)
     message = (
         rf"NIfTI slice {slice_index} is out of range: the volume has 7 slices \(0-6\); "
-        "choose --slice in that range"
+        "choose `slice_index` in that range"
     )
     with pytest.raises(InvalidInputError, match=message):
         load_image(path, slice_index=slice_index)
