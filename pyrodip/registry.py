@@ -1,5 +1,5 @@
-"""One kind of extension point for everything chosen by name: priors, guides, methods, tasks,
-operators, noise models, image samples, network presets.
+"""One kind of extension point for everything chosen by name: priors, guides, methods, tasks
+(each with its forward operator), noise models, image samples, network presets, optimisers.
 
 A :class:`Registry` maps names to entries (classes, factories or objects). The CLI, ``compare``
 and ``bo`` read their choices from the registries, so an entry registered by a user's module
