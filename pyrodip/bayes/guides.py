@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from ..errors import InvalidInputError
 from ..registry import Registry
+from ..validation import positive
 from .model import example_sites
 
 GUIDES: Registry[type[WeightGuide]] = Registry("guide")
@@ -290,8 +291,7 @@ def _slices(sites: dict[str, torch.Size]) -> dict[str, tuple[int, int]]:
 
 def _rhos(like: Tensor, init_scale: float) -> nn.Parameter:
     """softplus^-1(init_scale), shaped like ``like``."""
-    if not (math.isfinite(init_scale) and init_scale > 0):
-        raise InvalidInputError(f"init_scale must be a positive number, got {init_scale}")
+    init_scale = positive("init_scale", init_scale)
     rho = init_scale + math.log(-math.expm1(-init_scale))  # inverse softplus, no overflow
     return nn.Parameter(torch.full_like(like.detach(), rho))
 

@@ -19,8 +19,6 @@ pixels add exactly nothing to the log-likelihood, whatever value they hold.
 
 from __future__ import annotations
 
-import math
-
 import pyro
 import pyro.distributions as dist
 import torch
@@ -29,6 +27,7 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from ..errors import InvalidInputError
+from ..validation import positive
 
 __all__ = [
     "LIKELIHOODS",
@@ -49,17 +48,6 @@ LOG_FLOOR = 1e-3
 
 RATE_FLOOR = 1e-6
 """Smallest Poisson rate, in counts: keeps log(rate) finite where A(x) is 0."""
-
-
-def _positive(value: float, what: str) -> float:
-    """``value`` as a float, or an InvalidInputError unless it is positive and finite."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{what} must be a positive number, got {value!r}") from None
-    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
-        raise InvalidInputError(f"{what} must be a positive number, got {value!r}")
-    return number
 
 
 def _check_mask(mask: Tensor, prediction: Tensor) -> Tensor:
@@ -202,7 +190,7 @@ class GaussianLikelihood(Likelihood):
         self, noise_std: float = 0.1, learn_std: bool = False, heteroscedastic: bool = False
     ) -> None:
         super().__init__()
-        noise_std = _positive(noise_std, "noise std")
+        noise_std = positive("noise_std", noise_std)
         if learn_std and heteroscedastic:
             raise InvalidInputError("choose either a learned noise std or a heteroscedastic one")
         self.heteroscedastic = heteroscedastic
@@ -247,7 +235,7 @@ class SpeckleLikelihood(Likelihood):
 
     def __init__(self, std: float = 0.1, learn_std: bool = False) -> None:
         super().__init__()
-        self._register_std(_positive(std, "speckle std"), learn_std)
+        self._register_std(positive("std", std), learn_std)
 
     @property
     def name(self) -> str:
@@ -277,7 +265,7 @@ class PoissonLikelihood(Likelihood):
 
     def __init__(self, peak: float = 1000.0) -> None:
         super().__init__()
-        self.peak = _positive(peak, "Poisson peak")
+        self.peak = positive("peak", peak)
 
     @property
     def name(self) -> str:
