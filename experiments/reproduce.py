@@ -34,12 +34,12 @@ import numpy as np
 import pyrodip
 from pyrodip.errors import InvalidInputError, PyrodipError
 from pyrodip.io.files import atomic_path
-from pyrodip.io.results import read_dataset
 from pyrodip.plots import comparison_figures, plot_calibration
 from pyrodip.studies.bo import Param, Study, best_parameters, optimize, resume
 from pyrodip.studies.compare import Comparison, fit_run, run_comparison, summary_table
 from pyrodip.studies.config import RunConfig, read_toml
 from pyrodip.studies.execution import SyncExecutor, dask_executor
+from pyrodip.studies.results import read_dataset
 
 DEFAULT_FILE = Path(__file__).with_name("reproduce.toml")
 

@@ -6,7 +6,7 @@ import torch
 from pyrodip import RunConfig, fit
 from pyrodip.cli import main
 from pyrodip.evaluate.metrics import psnr
-from pyrodip.io.results import read_dataset
+from pyrodip.studies.results import read_dataset
 
 pytestmark = [
     pytest.mark.gpu,

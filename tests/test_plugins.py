@@ -18,11 +18,11 @@ from conftest import exit_code
 import pyrodip.plugins
 from pyrodip.bayes.priors import PRIORS
 from pyrodip.errors import InvalidInputError
-from pyrodip.io.results import read_dataset
 from pyrodip.physics.noise import NOISE_MODELS
 from pyrodip.physics.observation import Observation
 from pyrodip.physics.tasks import TASKS, task_of
 from pyrodip.studies.config import RunConfig
+from pyrodip.studies.results import read_dataset
 
 ROOT = Path(__file__).parents[1]
 PLUGIN = "pyrodip_test_plugin"

@@ -129,9 +129,9 @@ def prepare_output(out: Path | None, method: str, overwrite: bool) -> Path:
 def run_command(args: argparse.Namespace) -> int:
     # Heavy imports here, so that --help and input errors answer at once.
     from ..infer.checkpoints import Checkpointing, Interrupted
-    from ..io.results import to_dataset, write_dataset
     from ..plots import plot_panel
     from ..studies.observe import prepare_observation
+    from ..studies.results import to_dataset, write_dataset
     from ..studies.run import fit, resolve_device
 
     resume = args.__dict__.get("resume")

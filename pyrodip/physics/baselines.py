@@ -44,7 +44,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 from skimage import restoration
 from skimage.transform import resize
 
@@ -233,18 +232,3 @@ def inpaint(observed: np.ndarray, known_mask: np.ndarray) -> tuple[np.ndarray, s
         return _channels_first(data), "biharmonic"
     out = restoration.inpaint_biharmonic(data, missing, channel_axis=channel_axis)
     return _channels_first(out), "biharmonic"
-
-
-def classical_baseline(observation) -> tuple[torch.Tensor, str]:
-    """The classical reconstruction for an
-    :class:`~pyrodip.physics.observation.Observation`, chosen by its task
-    (:func:`pyrodip.physics.tasks.task_of`, by the operator): the default denoiser (with the
-    known Gaussian std, or one estimated from the image for other noise), bicubic
-    super-resolution, biharmonic inpainting, or filtered back projection for CT. Returns a
-    (C, H, W) tensor in [0, 1] and the method's name."""
-    from .tasks import task_of
-
-    image, name = task_of(observation).baseline(observation)
-    if isinstance(image, torch.Tensor):
-        return image, name
-    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), name

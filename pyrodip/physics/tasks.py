@@ -34,7 +34,10 @@ from .observation import Observation
 from .operators import Downsample, Identity, Mask
 from .radon import Radon, default_ct_angles
 
-__all__ = ["TASKS", "CTTask", "DenoiseTask", "InpaintTask", "SuperresTask", "Task", "task_of"]
+__all__ = [
+    "TASKS", "CTTask", "DenoiseTask", "InpaintTask", "SuperresTask", "Task", "classical_baseline",
+    "task_of",
+]
 
 #: CT (Radon): float32 values per pixel and angle a fit keeps for the operator: the sampling
 #: grid (2) and, in a step, the rotated images and their gradients (4; measured 3.5).
@@ -258,3 +261,16 @@ def _square(image: Tensor) -> Tensor:
     )
     top, left = (height - side) // 2, (width - side) // 2
     return image[..., top : top + side, left : left + side]
+
+
+def classical_baseline(observation) -> tuple[torch.Tensor, str]:
+    """The classical reconstruction for an
+    :class:`~pyrodip.physics.observation.Observation`, chosen by its task
+    (:func:`pyrodip.physics.tasks.task_of`, by the operator): the default denoiser (with the
+    known Gaussian std, or one estimated from the image for other noise), bicubic
+    super-resolution, biharmonic inpainting, or filtered back projection for CT. Returns a
+    (C, H, W) tensor in [0, 1] and the method's name."""
+    image, name = task_of(observation).baseline(observation)
+    if isinstance(image, torch.Tensor):
+        return image, name
+    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), name

@@ -160,7 +160,7 @@ def run_comparison(
     ``executor`` runs the fits (default: one after another in this process); with
     :func:`pyrodip.studies.execution.dask_executor` they run in parallel, locally or on a cluster.
     """
-    from ..io.results import read_dataset, write_dataset
+    from .results import read_dataset, write_dataset
 
     runs_dir = Path(out) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -200,8 +200,8 @@ def run_comparison(
 def fit_run(config: RunConfig, path: str | Path, progress: bool = False) -> Path:
     """Fit one run of a study and write its dataset to ``path`` (whole or not at all). On a
     worker, the config's plugins are imported first (unpickling it does not)."""
-    from ..io.results import to_dataset, write_dataset
     from .observe import prepare_observation
+    from .results import to_dataset, write_dataset
     from .run import fit
 
     load_plugins(config.plugins)
@@ -301,7 +301,7 @@ def _number(value: float) -> str:
 def load_results(paths: list[str | Path]) -> xr.Dataset:
     """A study dataset from saved results: ``comparison.nc`` files, single ``result.nc`` files or
     folders holding either, for :func:`summary_table` (``pyrodip report``)."""
-    from ..io.results import read_dataset
+    from .results import read_dataset
 
     runs, studies = {}, []
     for given in map(Path, paths):

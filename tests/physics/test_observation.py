@@ -9,9 +9,9 @@ from skimage.io import imsave
 
 from pyrodip import RunConfig, fit, make_guide, prepare_observation
 from pyrodip.cli import main
-from pyrodip.io.results import read_dataset
 from pyrodip.physics.operators import Downsample, Mask
 from pyrodip.physics.radon import Radon
+from pyrodip.studies.results import read_dataset
 from pyrodip.studies.run import build
 
 FAST = ["--steps", "3", "--samples", "2", "--quiet"]

@@ -9,11 +9,10 @@ import torch
 
 from pyrodip import RunConfig, prepare_observation
 from pyrodip.errors import InvalidInputError
-from pyrodip.physics.baselines import classical_baseline
 from pyrodip.physics.observation import Observation, hold_out
 from pyrodip.physics.operators import Downsample, Identity, Mask
 from pyrodip.physics.radon import Radon
-from pyrodip.physics.tasks import CT_FLOATS_PER_ANGLE, TASKS, Task, task_of
+from pyrodip.physics.tasks import CT_FLOATS_PER_ANGLE, TASKS, Task, classical_baseline, task_of
 from pyrodip.studies.resources import FLOAT_BYTES, estimate_memory
 
 PACKAGE = Path(__file__).parents[2] / "pyrodip"

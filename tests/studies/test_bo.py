@@ -12,7 +12,6 @@ import pyrodip.studies.bo_results as bo_results
 from pyrodip import Observation, RunConfig
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError, MissingFileError, PyrodipError
-from pyrodip.io.results import read_dataset
 from pyrodip.physics.observation import hold_out
 from pyrodip.physics.operators import Downsample, Mask
 from pyrodip.studies.bo import (
@@ -26,6 +25,7 @@ from pyrodip.studies.bo import (
     resume,
     score,
 )
+from pyrodip.studies.results import read_dataset
 
 LOG_PRIOR = Param("prior_scale", 0.01, 0.4, log=True)
 OPTIMUM = {"prior_scale": 0.05, "temperature": 0.1}

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from pyrodip.cli import main
-from pyrodip.io.results import read_dataset
 from pyrodip.studies.compare import Comparison, load_results, summary_table
+from pyrodip.studies.results import read_dataset
 
 STUDY = """
 methods = ["dip", "mfvi"]

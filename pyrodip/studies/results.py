@@ -32,15 +32,15 @@ from .. import __version__
 from ..evaluate.calibration import calibrate, calibration_variables
 from ..evaluate.metrics import psnr, ssim
 from ..infer.loop import FitResult
-from ..physics.baselines import classical_baseline
-from .files import atomic_path
+from ..io.files import atomic_path
+from ..physics.tasks import classical_baseline
 
 IMAGE_DIMS = ("channel", "y", "x")
 
 
 def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     """Collect images, curves and settings of ``result`` into one dataset, with the task's
-    classical baseline (:func:`pyrodip.physics.baselines.classical_baseline`) unless ``baseline`` is
+    classical baseline (:func:`pyrodip.physics.tasks.classical_baseline`) unless ``baseline`` is
     False."""
     obs = result.observation
     pred = result.prediction
