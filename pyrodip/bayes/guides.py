@@ -106,69 +106,20 @@ class WeightGuide(nn.Module):
 
 @register_guide("meanfield")
 class MeanFieldGuide(WeightGuide):
-    """Independent Normal per weight: scale = softplus(rho), initialised to ``init_scale``."""
-
-    def __init__(self, model, init_loc: str = "pytorch", init_scale: float = 0.05) -> None:
-        super().__init__(model, init_loc)
-        self.rhos = _rhos(self.locs, init_scale)
-        #: The sites with a Normal posterior (all of them), in site order.
-        self.bayesian_sites = list(self.sites)
-
-    def scales(self) -> Tensor:
-        """softplus(rhos): the std of every weight of :attr:`bayesian_sites`, flat."""
-        return F.softplus(self.rhos)
-
-    def scale(self, site: str) -> Tensor:
-        start, stop = self._slices[site]
-        return F.softplus(self.rhos[start:stop]).view(self.sites[site])
-
-    def site_distributions(self) -> dict[str, dist.Distribution]:
-        scales = self.scales()
-        return {site: _normal(self.loc(site), scales[start:stop].view(self.sites[site]))
-                for site, (start, stop) in self._slices.items()}
-
-
-@register_guide("map")
-class MAPGuide(WeightGuide):
-    """A point estimate per weight: the guide of plain DIP (and MAP with a prior)."""
-
-    bayesian_sites: list[str] = []
-
-    def __init__(self, model, init_loc: str = "pytorch", init_scale: float | None = None) -> None:
-        super().__init__(model, init_loc)
-
-    def site_distributions(self) -> dict[str, dist.Distribution]:
-        return {site: _point(self.loc(site)) for site in self.sites}
-
-
-@register_guide("partial")
-class PartialGuide(WeightGuide):
-    """Mean-field Normal on the sites matching one of ``patterns`` (comma-separated fnmatch
-    patterns on the site names), a point estimate (Delta) on the others. ``rhos`` covers the
-    Normal sites only, in site order."""
-
-    argument = "PATTERNS"
+    """Independent Normal per weight of :attr:`bayesian_sites` (every site unless
+    ``bayesian_sites`` names fewer; the others are point estimates): scale = softplus(rho),
+    initialised to ``init_scale``. ``rhos`` covers the Normal sites only, in site order."""
 
     def __init__(
-        self, model, patterns: str, init_loc: str = "pytorch", init_scale: float = 0.05
+        self,
+        model,
+        init_loc: str = "pytorch",
+        init_scale: float = 0.05,
+        bayesian_sites: list[str] | None = None,
     ) -> None:
         super().__init__(model, init_loc)
-        chosen = [pattern.strip() for pattern in patterns.split(",") if pattern.strip()]
-        if not chosen:
-            raise InvalidInputError(
-                f"partial guide needs layer patterns, e.g. 'partial:net.head.*', got {patterns!r}"
-            )
-        for pattern in chosen:
-            if not any(fnmatch.fnmatchcase(site, pattern) for site in self.sites):
-                raise InvalidInputError(
-                    f"partial guide pattern {pattern!r} matches no weight site: the sites are "
-                    f"named like {example_sites(self.sites)}"
-                )
         #: The sites with a Normal posterior, in the model's order.
-        self.bayesian_sites = [
-            site for site in self.sites
-            if any(fnmatch.fnmatchcase(site, pattern) for pattern in chosen)
-        ]
+        self.bayesian_sites = list(self.sites) if bayesian_sites is None else bayesian_sites
         self._rho_slices = _slices({site: self.sites[site] for site in self.bayesian_sites})
         size = sum(self.sites[site].numel() for site in self.bayesian_sites)
         self.rhos = _rhos(self.locs.new_empty(size), init_scale)
@@ -194,6 +145,46 @@ class PartialGuide(WeightGuide):
             else:
                 fns[site] = _point(self.loc(site))
         return fns
+
+
+@register_guide("map")
+class MAPGuide(WeightGuide):
+    """A point estimate per weight: the guide of plain DIP (and MAP with a prior)."""
+
+    bayesian_sites: list[str] = []
+
+    def __init__(self, model, init_loc: str = "pytorch", init_scale: float | None = None) -> None:
+        super().__init__(model, init_loc)
+
+    def site_distributions(self) -> dict[str, dist.Distribution]:
+        return {site: _point(self.loc(site)) for site in self.sites}
+
+
+@register_guide("partial")
+class PartialGuide(MeanFieldGuide):
+    """Mean-field Normal on the sites matching one of ``patterns`` (comma-separated fnmatch
+    patterns on the site names), a point estimate (Delta) on the others."""
+
+    argument = "PATTERNS"
+
+    def __init__(
+        self, model, patterns: str, init_loc: str = "pytorch", init_scale: float = 0.05
+    ) -> None:
+        sites = model.weight_sites
+        chosen = [pattern.strip() for pattern in patterns.split(",") if pattern.strip()]
+        if not chosen:
+            raise InvalidInputError(
+                f"partial guide needs layer patterns, e.g. 'partial:net.head.*', got {patterns!r}"
+            )
+        for pattern in chosen:
+            if not any(fnmatch.fnmatchcase(site, pattern) for site in sites):
+                raise InvalidInputError(
+                    f"partial guide pattern {pattern!r} matches no weight site: the sites are "
+                    f"named like {example_sites(sites)}"
+                )
+        matched = [site for site in sites
+                   if any(fnmatch.fnmatchcase(site, pattern) for pattern in chosen)]
+        super().__init__(model, init_loc, init_scale, bayesian_sites=matched)
 
 
 @register_guide("lowrank")

@@ -310,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
+            warnings.showwarning = lambda message, *_, **__: print(
+                f"pyrodip: warning: {cli_message(str(message), parser)}", file=sys.stderr)
             return args.handler(args)
     except PyrodipError as error:
         print(f"pyrodip: error: {cli_message(str(error), parser)}", file=sys.stderr)
@@ -319,6 +320,3 @@ def main(argv: list[str] | None = None) -> int:
         print("pyrodip: interrupted", file=sys.stderr)
         return 130
 
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"pyrodip: warning: {cli_message(str(message))}", file=sys.stderr)

@@ -34,7 +34,7 @@ from pyro.infer import TraceMeanField_ELBO
 from torch import Tensor, nn
 from torch.distributions import Normal, kl_divergence
 
-from ..bayes.guides import MAPGuide, MeanFieldGuide, PartialGuide
+from ..bayes.guides import MAPGuide, MeanFieldGuide
 from ..bayes.model import BayesianDIP
 from ..errors import InvalidInputError
 
@@ -47,7 +47,7 @@ def unsupported_reason(model: nn.Module, guide: nn.Module) -> str | None:
     """Why :class:`FastELBO` cannot compute the ELBO of ``model`` and ``guide``, or None."""
     if not isinstance(model, BayesianDIP):
         return f"the model is a {type(model).__name__}, not a BayesianDIP"
-    if not isinstance(guide, MeanFieldGuide | MAPGuide | PartialGuide):
+    if not isinstance(guide, MeanFieldGuide | MAPGuide):  # partial is a MeanFieldGuide
         return (f"the guide is a {type(guide).__name__}, not one whose sites are Normal or "
                 "points (meanfield, map, partial)")
     if guide.sites != model.weight_sites:
@@ -61,9 +61,10 @@ def unsupported_reason(model: nn.Module, guide: nn.Module) -> str | None:
             continue
         checked[id(prior)] = against_normal
         try:
-            family = prior.family(prior._scale.reshape(1))
+            scale = prior._scale.reshape(1)
+            family = prior.family(scale)
             if against_normal:
-                kl_divergence(Normal(torch.zeros(1), torch.ones(1)), family)
+                kl_divergence(Normal(torch.zeros_like(scale), torch.ones_like(scale)), family)
         except NotImplementedError:
             return (f"the prior {prior.spec()!r} of {site} has no closed-form KL against a "
                     "Normal (registered with torch.distributions.kl.register_kl)")
@@ -86,7 +87,22 @@ class _PriorGroup:
         return self.prior.family(self.prior._scale * self.factor)
 
     def take(self, flat: Tensor) -> Tensor:
-        return flat if self.index is None else flat[self.index]
+        return _take(flat, self.index)
+
+
+def _take(flat: Tensor, index: Tensor | None) -> Tensor:
+    """``flat[index]``; all of ``flat`` when ``index`` is None."""
+    return flat if index is None else flat[index]
+
+
+def _flat_index(guide, sites: list[str]) -> Tensor | None:
+    """The positions of ``sites``' weights in the guide's flat ``locs`` (None: all of them,
+    in order)."""
+    if sites == list(guide.sites):
+        return None
+    device = guide.locs.device
+    spans = [torch.arange(*guide._slices[site], device=device) for site in sites]
+    return torch.cat(spans) if spans else torch.empty(0, dtype=torch.long, device=device)
 
 
 def _prior_groups(model: BayesianDIP, sites: list[str]) -> list[_PriorGroup]:
@@ -132,13 +148,9 @@ class FastELBO(nn.Module):
         self._normal = [(site, guide.sites[site]) for site in normal]
         self._sizes = [shape.numel() for _, shape in self._normal]
         self._points = [site for site in sites if site not in set(normal)]
-        # Where the Normal sites' locations lie in the guide's flat locs (None: all of it).
-        if normal == sites:
-            self._loc_index = None
-        else:
-            self._loc_index = torch.cat([
-                torch.arange(*guide._slices[site], device=model.z.device) for site in normal
-            ]) if normal else None
+        # Where each kind of site lies in the guide's flat locs.
+        self._loc_index = _flat_index(guide, normal)
+        self._point_index = _flat_index(guide, self._points)
         self._normal_priors = _prior_groups(model, normal)
         self._point_priors = _prior_groups(model, self._points)
 
@@ -147,9 +159,7 @@ class FastELBO(nn.Module):
         the guide has none)."""
         if not self._normal:
             return None
-        locs = self.guide.locs
-        loc = locs if self._loc_index is None else locs[self._loc_index]
-        return loc, self.guide.scales()
+        return _take(self.guide.locs, self._loc_index), self.guide.scales()
 
     def draw(self, variational: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
         """Every weight by site, drawn as the guide draws it: ``loc + eps * scale`` with eps
@@ -178,7 +188,7 @@ class FastELBO(nn.Module):
                 q = Normal(group.take(loc), group.take(scale))
                 total = total + kl_divergence(q, group.distribution()).sum()
         if self._points:
-            locs = torch.cat([self.guide.loc(site).reshape(-1) for site in self._points])
+            locs = _take(self.guide.locs, self._point_index)
             for group in self._point_priors:
                 total = total - group.distribution().log_prob(group.take(locs)).sum()
         return total
