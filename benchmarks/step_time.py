@@ -4,7 +4,7 @@ Times, in one process, interleaved (each repetition runs every variant once, in 
 order) after warm-up:
 
 - ``pyrodip``: one MFVI step as users get it: ``RunConfig()``'s settings (mean-field guide,
-  ``kl_weight``, prior, Adam, input jitter), the loss from ``make_loss(engine="auto")``;
+  temperature, prior, Adam, input jitter), the loss from ``make_loss(engine="auto")``;
 - ``reference``: the MIDL 2021 paper's formulation in plain PyTorch: the same skip network
   with mean-field conv layers trained by the local reparameterisation trick (two convolutions
   per layer: the mean and the variance of the pre-activations), the closed-form KL, AdamW;
@@ -76,16 +76,17 @@ class PyrodipStep:
             net=net,
             prior=f"{config.prior}:{config.prior_scale}",
             likelihood=GaussianLikelihood(NOISE_STD),
-            kl_weight=config.resolved("kl_weight"),
+            temperature=config.resolved("temperature"),
             jitter=config.jitter,
         ).to(y.device)
         self.guide = make_guide(
-            config.resolved("guide"), self.model, init_loc=config.init_loc,
-            init_scale=config.init_scale,
+            config.resolved("guide"), self.model, init_loc=config.resolved("init_loc"),
+            init_scale=config.resolved("init_scale"),
         ).to(y.device)
         self.loss_fn = make_loss(self.model, self.guide, config.engine)
         self.optimizer = make_optimizer(
-            self.loss_fn, config.resolved("optimizer"), config.lr, config.resolved("weight_decay")
+            self.loss_fn, config.resolved("optimizer"), config.resolved("lr"),
+            config.resolved("weight_decay"),
         )
         self.y = y
         self.model.train()
@@ -103,10 +104,12 @@ class LocalReparamConv(nn.Module):
     def __init__(self, conv: nn.Conv2d, init_scale: float) -> None:
         super().__init__()
         rho = math.log(math.expm1(init_scale))
+        # The paper's convs all have a bias (pyrodip's lose it before a BatchNorm).
+        bias = conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
         self.weight_mu = nn.Parameter(conv.weight.detach().clone())
-        self.bias_mu = nn.Parameter(conv.bias.detach().clone())
+        self.bias_mu = nn.Parameter(bias.detach().clone())
         self.weight_rho = nn.Parameter(torch.full_like(conv.weight, rho))
-        self.bias_rho = nn.Parameter(torch.full_like(conv.bias, rho))
+        self.bias_rho = nn.Parameter(torch.full_like(bias, rho))
         self.stride = conv.stride
         pad = conv.kernel_size[0] // 2
         self.pad, self.padding_mode = (pad,) * 4, conv.padding_mode
@@ -264,8 +267,8 @@ def benchmark(
     pyrodip_step = PyrodipStep(net, y, config)
     steps = {
         "pyrodip": pyrodip_step,
-        "reference": ReferenceStep(net, y, config.init_scale),
-        "dip": DIPStep(net, y, config.lr, config.jitter),
+        "reference": ReferenceStep(net, y, config.resolved("init_scale")),
+        "dip": DIPStep(net, y, config.resolved("lr"), config.jitter),
         "laplace": PyrodipStep(net, y, config.replace(prior="laplace")),
     }
     step_times = interleaved(steps, repeats, warmup, device)

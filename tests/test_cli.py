@@ -20,6 +20,14 @@ def test_run_end_to_end_writes_the_schema(tiny_png, tmp_path, capsys):
     assert "observation     PSNR" in printed and "reconstruction  PSNR" in printed
 
 
+def test_network_and_temperature_options_reach_the_result(tiny_png, tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", "--image", str(tiny_png), "--out", str(out), "--normalization",
+                 "scaled", "--temperature", "0.5", *FAST]) == 0
+    attrs = read_dataset(out / "result.nc").attrs
+    assert attrs["temperature"] == 0.5 and '"normalization": "scaled"' in attrs["config"]
+
+
 def test_config_file_is_read_and_options_override_it(tiny_png, tmp_path):
     config = tmp_path / "run.toml"
     config.write_text(f'image = "{tiny_png}"\nsteps = 50\nmethod = "dip"\nseed = 7\n')
@@ -48,6 +56,9 @@ def test_existing_result_is_kept_unless_overwrite(tiny_png, tmp_path, capsys):
     (["--lr", "nan"], "lr must be a positive number"),
     (["--prior", "cauchy"], "choose one of normal"),
     (["--net", "huge"], "choose one of small, paper"),
+    (["--normalization", "layer"], "choose one of batch, none, scaled"),
+    (["--kl-weight", "0.3"], "unrecognized arguments"),
+    (["--temperature", "-1"], "temperature must be a number >= 0"),
     (["--steps", "many"], "invalid int value"),
     (["--stepz", "3"], "unrecognized arguments"),
     (["--device", "tpu"], "unknown device"),

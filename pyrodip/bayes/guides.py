@@ -4,7 +4,7 @@
   ``TraceMeanField_ELBO`` computes KL(q || prior) in closed form against a ``normal``,
   ``fanin`` or ``laplace`` prior (Pyro's ``AutoNormal`` samples an auxiliary variable instead
   and falls back to a noisy Monte Carlo KL).
-- ``map``: a point estimate (Delta) per site: with ``kl_weight=0`` this is plain DIP, with a
+- ``map``: a point estimate (Delta) per site: with ``temperature=0`` this is plain DIP, with a
   prior it is MAP.
 - ``lowrank:RANK``: one multivariate Normal over all the weights, its covariance a rank-RANK
   factor plus a diagonal. It is drawn at an auxiliary site (``_lowrank``) and split into a

@@ -12,11 +12,13 @@ plain :class:`~pyrodip.bayes.networks.SkipNet` (``net.body.down.0.weight``, ...)
 network's order by :meth:`BayesianDIP.sample_weights`. The image is rendered from given
 weights by :meth:`BayesianDIP.render` (``torch.func.functional_call`` on the plain network): the
 Pyro model and the fast loss (:mod:`pyrodip.infer.elbo`) share that one rendering. The prior's
-log-density at the weight sites, and so the KL term of the ELBO, is scaled by ``kl_weight``
-(see ``docs/concepts.md`` for its mapping to the paper's "MSE + beta KL").
+log-density at the weight sites, and so the KL term of the ELBO, is scaled by the posterior
+temperature T (``temperature``; 1 = the ELBO; ``docs/concepts.md`` maps it to the papers'
+objectives).
 
 >>> model = BayesianDIP((1, 32, 32), net="small", prior="normal:0.05")
->>> len(model.weight_sites) == 2 * sum(1 for m in model.net.modules() if isinstance(m, nn.Conv2d))
+>>> convs = sum(1 for m in model.net.modules() if isinstance(m, nn.Conv2d))
+>>> len(model.weight_sites) == convs + 1  # every weight; of the biases, the head's (BatchNorm)
 True
 >>> model.prior.scale = 0.1   # every site now draws from N(0, 0.1^2)
 
@@ -74,7 +76,8 @@ class BayesianDIP(PyroModule):
             other sites keep ``prior``. A pattern that matches no site is refused.
         likelihood: a :mod:`pyrodip.bayes.likelihoods` module; ``GaussianLikelihood(0.1)`` if None.
         operator: the forward operator A; defaults to the identity (denoising).
-        kl_weight: multiplies the prior's log-density at every weight site (1 = the ELBO).
+        temperature: T, the weight of the prior's log-density at every weight site, and so of
+            the KL term (1 = the ELBO; 0 = no prior, plain maximum likelihood).
         jitter: std of the Gaussian noise added to the input z at each fitting step.
         bayesian_batchnorm: make BatchNorm scales and shifts sample sites too.
     """
@@ -87,7 +90,7 @@ class BayesianDIP(PyroModule):
         layer_priors: dict[str, str | Prior] | None = None,
         likelihood: Likelihood | None = None,
         operator: nn.Module | None = None,
-        kl_weight: float = 1.0,
+        temperature: float = 1.0,
         jitter: float = 0.1,
         bayesian_batchnorm: bool = False,
     ) -> None:
@@ -100,13 +103,13 @@ class BayesianDIP(PyroModule):
                 f"image size {height}x{width} is not a multiple of {config.min_side} "
                 f"(2^scales): crop it with pyrodip.io.images.center_crop or use fewer scales"
             )
-        if not (math.isfinite(kl_weight) and kl_weight >= 0):
-            raise InvalidInputError(f"kl_weight must be a number >= 0, got {kl_weight}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise InvalidInputError(f"temperature must be a number >= 0, got {temperature}")
         if not (math.isfinite(jitter) and jitter >= 0):
             raise InvalidInputError(f"jitter must be a number >= 0, got {jitter}")
         self.image_shape = (channels, height, width)
         self.net_config = config
-        self.kl_weight = float(kl_weight)
+        self.temperature = float(temperature)
         self.jitter = float(jitter)
         self.prior = make_prior(prior)
         #: pattern -> the prior of the sites it matches (each changeable in place).
@@ -162,10 +165,10 @@ class BayesianDIP(PyroModule):
         return self.site_priors[site](None)
 
     def prior_weighting(self) -> contextlib.AbstractContextManager:
-        """The effect that applies ``kl_weight`` to the weight sites (guides use it too)."""
-        if self.kl_weight == 0:
+        """The effect that applies ``temperature`` to the weight sites (guides use it too)."""
+        if self.temperature == 0:
             return poutine.mask(mask=False)
-        return poutine.scale(scale=self.kl_weight)
+        return poutine.scale(scale=self.temperature)
 
     def sample_weights(self) -> dict[str, Tensor]:
         """Draw every weight site from its prior (or, under a guide's replay, take the guide's

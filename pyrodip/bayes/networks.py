@@ -7,6 +7,18 @@ Pyro model whose conv weights are random variables. Presets:
   32 input channels (about 2.2 M weights).
 - ``small``: 4 scales of 32 channels for CPU work (about 0.1 M weights).
 
+``normalization`` decides what a weight prior can mean (``docs/concepts.md``, "What sigma_p
+and T mean"):
+
+- ``batch`` (the papers'): BatchNorm after every conv, on the image's own statistics. The output
+  does not change when a conv channel's weights are scaled by a > 0, so the fitted posterior
+  does not depend on the prior's scale; the convs before a BatchNorm have no bias (it cancels).
+- ``none``: no normalisation; convs initialised with fixed variance gain^2 / fan_in (He), so
+  the prior's scale is the weights' absolute scale.
+- ``scaled``: no normalisation; each conv multiplies its weight by gain / sqrt(fan_in)
+  (:class:`ScaledConv2d`), so that prior draws with scale 1 keep the activations' variance in
+  every layer: one prior scale means the same in every layer.
+
 >>> net = SkipNet(out_channels=1, config=NetConfig.preset("small"))
 >>> net(torch.zeros(1, 32, 64, 64)).shape
 torch.Size([1, 1, 64, 64])
@@ -30,6 +42,9 @@ ACTIVATIONS = {
     "elu": nn.ELU,
     "silu": nn.SiLU,
 }
+#: He's gain of each activation: weights of variance gain^2 / fan_in keep the signal's variance.
+GAINS = {"leaky_relu": (2 / (1 + 0.2**2)) ** 0.5, "relu": 2**0.5, "elu": 1.0, "silu": 1.0}
+NORMALIZATIONS = ("batch", "none", "scaled")
 PADDINGS = ("reflect", "zeros", "replicate", "circular")
 UPSAMPLING = ("bilinear", "nearest", "bicubic")
 
@@ -56,7 +71,7 @@ class NetConfig:
     upsampling: str = "bilinear"
     padding: str = "reflect"
     activation: str = "leaky_relu"
-    batch_norm: bool = True
+    normalization: str = "batch"  # batch, none or scaled (see NORMALIZATIONS)
     dropout: float = 0.0  # MC dropout rate after each conv of encoder and decoder (not skips)
 
     def __post_init__(self) -> None:
@@ -79,8 +94,13 @@ class NetConfig:
         if not 0 <= self.dropout < 1:
             raise InvalidInputError(f"net dropout must be in [0, 1), got {self.dropout}")
         choice("net activation", self.activation, ACTIVATIONS)
+        choice("net normalization", self.normalization, NORMALIZATIONS)
         choice("net padding", self.padding, PADDINGS)
         choice("net upsampling", self.upsampling, UPSAMPLING)
+
+    @property
+    def batch_norm(self) -> bool:
+        return self.normalization == "batch"
 
     def per_scale(self, field: str) -> tuple[int, ...]:
         value = getattr(self, field)
@@ -118,7 +138,8 @@ class SkipNet(nn.Module):
         super().__init__()
         self.config = config = config or NetConfig()
         self.body = _Scale(config.input_channels, config, 0)
-        self.head = nn.Conv2d(config.per_scale("channels_up")[0], out_channels, 1)
+        self.head = _conv(config, config.per_scale("channels_up")[0], out_channels, 1,
+                          gain=1.0, bias=True)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.head(self.body(z))
@@ -183,15 +204,52 @@ def _block(
 ) -> nn.Sequential:
     """conv -> BatchNorm -> activation (-> MC dropout, when ``config.dropout`` and
     ``dropout``). BatchNorm always normalises with the statistics of the image at hand (no
-    running averages), as DIP does in both fitting and prediction."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(
-            cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode=config.padding
-        )
-    ]
+    running averages), as DIP does in both fitting and prediction; the conv before it has no
+    bias (BatchNorm would subtract it)."""
+    gain = GAINS[config.activation]
+    layers = [_conv(config, cin, cout, kernel, gain, bias=not config.batch_norm, stride=stride)]
     if config.batch_norm:
         layers.append(nn.BatchNorm2d(cout, track_running_stats=False))
     layers.append(ACTIVATIONS[config.activation]())
     if dropout and config.dropout > 0:
         layers.append(MCDropout2d(config.dropout))
     return nn.Sequential(*layers)
+
+
+def _conv(config: NetConfig, cin: int, cout: int, kernel: int, gain: float, bias: bool,
+          stride: int = 1) -> nn.Conv2d:
+    """The conv of a block or the head, parameterised as ``config.normalization`` asks."""
+    options = dict(stride=stride, padding=kernel // 2, padding_mode=config.padding, bias=bias)
+    if config.normalization == "scaled":
+        return ScaledConv2d(cin, cout, kernel, gain=gain, **options)
+    conv = nn.Conv2d(cin, cout, kernel, **options)
+    if config.normalization == "none":  # fixed-variance (He) initialisation
+        with torch.no_grad():
+            conv.weight.normal_(0.0, gain / (cin * kernel**2) ** 0.5)
+            conv.bias.zero_()
+    return conv
+
+
+class ScaledConv2d(nn.Conv2d):
+    """A conv whose weight v is used as ``v * gain / sqrt(fan_in)``: v ~ N(0, 1) keeps the
+    variance of the signal (for He's ``gain`` of the activation that follows), whatever the
+    layer's fan-in, so one prior N(0, sigma_p^2) on v means the same in every layer.
+    Initialised v ~ N(0, 1), bias 0.
+
+    >>> conv = ScaledConv2d(64, 8, 3, gain=1.0, padding=1)
+    >>> round(float(conv(torch.randn(1, 64, 32, 32)).std()), 1)
+    1.0
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, gain: float,
+                 **options) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, **options)
+        self.multiplier = gain / (in_channels * kernel_size**2) ** 0.5
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.weight * self.multiplier, self.bias)

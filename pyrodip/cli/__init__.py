@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..bayes.guides import GUIDES, guide_usage
-from ..bayes.networks import PRESETS
+from ..bayes.networks import NORMALIZATIONS, PRESETS
 from ..bayes.priors import PRIORS, prior_usage
 from ..errors import PyrodipError
 from ..infer.methods import METHODS
@@ -225,28 +225,29 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--angles", type=int, help=f"ct: projections evenly over [0, 180) degrees [{d.angles}]")
     add("--method", help=f"{listing(METHODS)} [{d.method}]")
     add("--net", help=f"network preset: {listing(PRESETS)} [{d.net}]")
+    add("--normalization", help=f"the network's normalisation: {listing(NORMALIZATIONS)} "
+        f"[{d.normalization}]")
     priors = (prior_usage(name).replace(":SCALE", "", 1) for name in PRIORS)
     add("--prior", help=f"weight prior NAME[:SCALE[:ARGS]]: {', '.join(priors)} [{d.prior}]")
     add("--prior-scale", type=float, help=f"scale of the weight prior [{d.prior_scale}]")
     add("--layer-prior", action=_LayerPrior, dest="layer_priors", metavar="PATTERN=PRIOR",
         help="a prior for the layers whose name matches PATTERN, e.g. 'net.head.*=laplace:0.05' "
         "(repeatable)")
-    add("--temperature", type=float,
-        help=f"posterior temperature: prior variance and KL weight times T [{d.temperature:g}]")
     add("--guide", help=f"{listing(map(guide_usage, GUIDES))} [the method's]")
-    add("--kl-weight", type=float,
-        help="weight of the KL term (1: the ELBO) [0.3 for mfvi, else 0]")
+    add("--temperature", type=float,
+        help="posterior temperature T, the weight of the KL term (1: the ELBO; 0: no prior) "
+        "[the method's]")
     add("--noise-level", help=f"the likelihood's noise level: known, learned or "
         f"heteroscedastic [{d.noise_level}]")
     add("--bayesian-batchnorm", action="store_true",
         help="make BatchNorm scales and shifts random too [off]")
-    add("--init-scale", type=float, help=f"initial std of the guide [{d.init_scale}]")
-    add("--init-loc", help=f"initial guide means: pytorch or normal:STD [{d.init_loc}]")
+    add("--init-scale", type=float, help="initial std of the guide [the method's: 0.01]")
+    add("--init-loc", help="initial guide means: pytorch or normal:STD [the method's: pytorch]")
     add("--local-reparam", action="store_true",
         help="mfvi: local reparameterisation as the training gradient estimator [off]")
     add("--dropout", type=float, help="dropout rate after each conv [0.3 for mcdropout, else 0]")
     add("--optimizer", help=f"{listing(OPTIMIZERS)} [adamw for mcdropout, else adam]")
-    add("--lr", type=float, help=f"learning rate [{d.lr}]")
+    add("--lr", type=float, help="learning rate [the method's: 0.01]")
     add("--weight-decay", type=float,
         help="decoupled weight decay [1e-4 for mcdropout, else 0]")
     add("--sgld", help=f"sgld variant: adam (the papers') or textbook [{d.sgld}]")

@@ -209,7 +209,7 @@ def bo_command(args: argparse.Namespace) -> int:
                 config = config.replace(**{key: str(Path(getattr(config, key)).resolve())})
         d = bo.Study()
         study = bo.Study(
-            params=tuple(map(bo.Param.parse, args.params)) if "params" in args else d.params,
+            params=tuple(map(bo.Param.parse, args.params)) if "params" in args else None,
             objective=args.__dict__.get("objective", d.objective),
             config=config,
             init_points=args.__dict__.get("init_points", d.init_points),

@@ -7,7 +7,7 @@
   the model's :meth:`~pyrodip.bayes.model.BayesianDIP.render` from those weights, the
   likelihood's :meth:`~pyrodip.bayes.likelihoods.Likelihood.log_prob` (the ``obs`` site's own
   log-density), and for each prior the KL from ``torch.distributions.kl_divergence`` against
-  the prior's :meth:`~pyrodip.bayes.priors.Prior.family`, weighted by ``kl_weight`` as the
+  the prior's :meth:`~pyrodip.bayes.priors.Prior.family`, weighted by the temperature as the
   model weights it. Point-estimate sites contribute minus their prior's log-density.
 
 The fast engine applies wherever those pieces exist: a :class:`~pyrodip.bayes.model.BayesianDIP`,
@@ -129,7 +129,7 @@ def _prior_groups(model: BayesianDIP, sites: list[str]) -> list[_PriorGroup]:
 
 class FastELBO(nn.Module):
     """``TraceMeanField_ELBO()(model, guide)`` without Pyro's per-step tracing: ``loss_fn(y)``
-    is the negative ELBO (with ``kl_weight``); its gradients reach the guide's and the
+    is the negative ELBO (KL times the temperature); its gradients reach the guide's and the
     model's parameters. Raises :class:`InvalidInputError` when :func:`unsupported_reason`
     names a reason (``checked=True``: the caller has asked it already)."""
 
@@ -201,10 +201,10 @@ class FastELBO(nn.Module):
         model.last_image = image.detach()
         mask = getattr(model.operator, "observed_mask", None)
         loss = -model.likelihood.log_prob(model.operator(image), y, log_variance, mask)
-        if model.kl_weight > 0:  # kl_weight 0: the model masks the prior out
+        if model.temperature > 0:  # temperature 0: the model masks the prior out
             if variational is None:
                 variational = self.variational()
-            loss = loss + model.kl_weight * self.kl(variational)
+            loss = loss + model.temperature * self.kl(variational)
         return loss
 
     def forward(self, y: Tensor) -> Tensor:

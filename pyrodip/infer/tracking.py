@@ -16,7 +16,7 @@ from ..evaluate.metrics import psnr, ssim
 class History:
     """Metric curves over fitting steps (numpy arrays, one entry per step).
 
-    ``loss`` is the negative ELBO (with ``kl_weight``). ``psnr``/``ssim`` compare the smoothed
+    ``loss`` is the negative ELBO (KL times the temperature). ``psnr``/``ssim`` compare the smoothed
     image (an exponential moving average of the rendered images) with the truth, and
     ``psnr_current``/``ssim_current`` the image of the step itself; the ``*_observation``
     curves compare A(image) with the observation instead (always present).

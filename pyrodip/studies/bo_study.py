@@ -36,7 +36,7 @@ def tunable_settings() -> tuple[str, ...]:
     """The RunConfig settings a study can tune: its float ones but :data:`FIXED_SETTINGS`.
 
     >>> tunable_settings()[:3]
-    ('prior_scale', 'temperature', 'kl_weight')
+    ('prior_scale', 'temperature', 'init_scale')
     """
     hints = typing.get_type_hints(RunConfig)
     return tuple(
@@ -120,6 +120,28 @@ class Param:
         return min(max(10**value if self.log else value, self.low), self.high)
 
 
+#: The prior scales worth searching, per network normalisation (``docs/bo.md``): none for
+#: BatchNorm, where the fitted posterior does not depend on the prior's scale.
+PRIOR_SCALE_RANGES = {"none": (0.01, 0.3), "scaled": (0.1, 3.0)}
+#: The temperatures worth searching (``docs/concepts.md``).
+TEMPERATURE_RANGE = (0.03, 3.0)
+
+
+def default_search(config: RunConfig) -> tuple[Param, ...]:
+    """What a study tunes when it names nothing: the temperature (log scale) and, for a network
+    in which the prior's scale acts (``normalization`` none or scaled), the prior's scale too.
+
+    >>> [p.spec() for p in default_search(RunConfig())]
+    ['temperature=0.03:3.0:log']
+    >>> [p.spec() for p in default_search(RunConfig(normalization="scaled"))]
+    ['temperature=0.03:3.0:log', 'prior_scale=0.1:3.0:log']
+    """
+    params = (Param("temperature", *TEMPERATURE_RANGE, log=True),)
+    if config.normalization in PRIOR_SCALE_RANGES:
+        params += (Param("prior_scale", *PRIOR_SCALE_RANGES[config.normalization], log=True),)
+    return params
+
+
 @dataclass(frozen=True)
 class Study:
     """What a study tunes, against what, with which budget.
@@ -129,7 +151,7 @@ class Study:
     Sobol design and each proposal (with the trial count), so a study is reproducible.
     """
 
-    params: tuple[Param, ...] = (Param("prior_scale", 0.01, 0.4, log=True),)
+    params: tuple[Param, ...] | None = None  # None: default_search(config)
     objective: str = "psnr"
     config: RunConfig = field(default_factory=RunConfig)
     init_points: int = 4
@@ -139,6 +161,8 @@ class Study:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.params is None:
+            object.__setattr__(self, "params", default_search(self.config))
         names = [p.name for p in self.params]
         if not names:
             raise InvalidInputError("a study needs at least one `param`")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bayes.guides import GUIDES
-from ..bayes.networks import PRESETS
+from ..bayes.networks import NORMALIZATIONS, PRESETS
 from ..bayes.priors import PRIORS
 from ..errors import InvalidInputError, MissingFileError
 from ..infer.elbo import ENGINES
@@ -40,7 +40,9 @@ from ..validation import choice, number, positive_setting
 #: fitted with the weights, or one per pixel from an extra output channel (Gaussian only).
 NOISE_LEVELS = ("known", "learned", "heteroscedastic")
 #: Settings whose default depends on the method (None in RunConfig: see pyrodip.infer.methods).
-METHOD_DEFAULTS = ("guide", "kl_weight", "optimizer", "weight_decay", "dropout")
+METHOD_DEFAULTS = (
+    "guide", "temperature", "optimizer", "weight_decay", "dropout", "lr", "init_loc", "init_scale",
+)
 
 
 @dataclass
@@ -61,20 +63,20 @@ class RunConfig:
     angles: int = 45  # ct: projections evenly over [0, 180) degrees
     method: str = "mfvi"
     net: str = "small"
+    normalization: str = "batch"  # the network's: batch, none or scaled (see NORMALIZATIONS)
     prior: str = "normal"
     prior_scale: float = 0.1
     layer_priors: dict[str, str] = dataclasses.field(default_factory=dict)  # pattern -> prior
-    temperature: float = 1.0  # posterior temperature T: prior variance x T, KL weight x T
     guide: str | None = None  # None: the method's guide
-    kl_weight: float | None = None  # None: the method's (0.3 for mfvi, 0 otherwise)
+    temperature: float | None = None  # T, the KL's weight (1: the ELBO); None: the method's
     noise_level: str = "known"  # known, learned or heteroscedastic (see NOISE_LEVELS)
     bayesian_batchnorm: bool = False
-    init_loc: str = "pytorch"
-    init_scale: float = 0.01
+    init_loc: str | None = None  # None: the method's (pytorch, or normal:STD)
+    init_scale: float | None = None  # None: the method's (0.01)
     local_reparam: bool = False  # mfvi: local reparameterisation as the gradient estimator
     dropout: float | None = None  # None: the method's (0.3 for mcdropout, else 0)
     optimizer: str | None = None  # None: the method's (adamw for mcdropout, else adam)
-    lr: float = 0.01
+    lr: float | None = None  # None: the method's (0.01)
     weight_decay: float | None = None  # None: the method's (1e-4 for mcdropout, else 0)
     sgld: str = "adam"  # sgld variant: adam (the papers') or textbook (see pyrodip.infer.methods)
     burn_in: int | None = None  # sgld: steps before sampling (None: min(7000, steps // 2))
@@ -112,6 +114,7 @@ class RunConfig:
         choice("task", self.task, TASKS)
         choice("method", self.method, METHODS)
         choice("net", self.net, PRESETS)
+        choice("normalization", self.normalization, NORMALIZATIONS)
         choice("prior", name, PRIORS)
         choice("noise_level", self.noise_level, NOISE_LEVELS)
         if self.optimizer is not None:
@@ -129,8 +132,9 @@ class RunConfig:
                 "super-resolution factor must be one of "
                 f"{', '.join(map(str, SUPERRESOLUTION_FACTORS))}, got {self.factor!r}"
             )
-        for key in ("noise_std", "photons", "prior_scale", "init_scale", "lr", "temperature"):
-            positive_setting(key, getattr(self, key))
+        for key in ("noise_std", "photons", "prior_scale", "init_scale", "lr"):
+            if getattr(self, key) is not None:
+                positive_setting(key, getattr(self, key))
         optional = tuple(key for key in ("size", "burn_in") if getattr(self, key) is not None)
         for key in ("steps", "samples", "angles", "sample_every", *optional):
             value = getattr(self, key)
@@ -138,7 +142,7 @@ class RunConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
                 raise InvalidInputError(f"{key} must be {what}, got {value!r}")
         optional = tuple(
-            key for key in ("kl_weight", "weight_decay", "dropout")
+            key for key in ("temperature", "weight_decay", "dropout")
             if getattr(self, key) is not None
         )
         for key in ("jitter", *optional):
@@ -216,9 +220,15 @@ def read_toml(path: str | Path, what: str) -> dict:
         raise InvalidInputError(f"{what} {path} is not valid TOML: {error}") from None
 
 
+#: Settings of earlier versions -> what replaced them.
+RENAMED = {"kl_weight": "'temperature' (the same number: the KL term's weight, 1 = the ELBO)"}
+
+
 def _check_keys(settings: dict, source: str = "settings") -> None:
     valid = [f.name for f in dataclasses.fields(RunConfig)]
     for key in settings:
+        if key in RENAMED:
+            raise InvalidInputError(f"{key!r} in {source} is now {RENAMED[key]}")
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"

@@ -30,7 +30,7 @@ raised the measured peaks by up to 12 %, to the estimate at most.
 >>> small = estimate_memory(RunConfig(net="small"), (1, 512, 512))
 >>> paper = estimate_memory(RunConfig(net="paper"), (1, 512, 512))
 >>> round(small.total / 2**30, 2), round(paper.total / 2**30, 2)
-(1.01, 3.09)
+(1.04, 3.21)
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def activation_floats_per_pixel(net: NetConfig, out_channels: int) -> float:
     ``4 ** -i`` of the pixels (its convs after the strided one at ``4 ** -(i + 1)``).
 
     >>> activation_floats_per_pixel(NetConfig.preset("small"), 1)
-    603.3125
+    635.3125
     """
     down, up, skip = (net.per_scale(f) for f in ("channels_down", "channels_up", "channels_skip"))
     pad = int(net.padding != "zeros")  # conv inputs padded into a copy, which the conv keeps
@@ -103,7 +103,9 @@ def activation_floats_per_pixel(net: NetConfig, out_channels: int) -> float:
         total += (1 + pad + int(net.batch_norm)) * merged * s  # concatenation, BatchNorm, conv
         total += kept * up[i] * s + (1 + pad + kept) * up[i] * s  # conv, 1x1 conv
         cin = down[i]
-    return total + up[0] + 3 * out_channels  # head input; sigmoid output, residual, y
+    # The head's input, twice (a second full-resolution copy, measured since the convs before a
+    # BatchNorm lost their bias); sigmoid output, residual, y.
+    return total + 2 * up[0] + 3 * out_channels
 
 
 def _widest(net: NetConfig) -> int:
@@ -127,7 +129,7 @@ def count_weights(net: NetConfig, out_channels: int) -> int:
     """Parameters of the skip network (built on the meta device: nothing is allocated).
 
     >>> count_weights(NetConfig.preset("small"), 1)
-    121713
+    121185
     """
     with torch.device("meta"):
         return sum(p.numel() for p in SkipNet(out_channels, net).parameters())
@@ -138,7 +140,7 @@ def estimate_memory(config: RunConfig, image_shape: tuple[int, int, int]) -> Mem
     takes on its device, by part."""
     channels, height, width = image_shape
     pixels = height * width
-    net = NetConfig.preset(config.net)
+    net = NetConfig.preset(config.net, normalization=config.normalization)
     out_channels = channels * (2 if config.noise_level == "heteroscedastic" else 1)
     guide = config.resolved("guide")
     moments = OPTIMIZER_MOMENTS.get(config.resolved("optimizer"), 2)  # a plugin's: as Adam

@@ -63,7 +63,6 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "image": obs.name,
         "guide": result.config.resolved("guide"),
         "prior": result.model.prior.spec(),
-        "kl_weight": result.config.resolved("kl_weight"),
         "config": result.config.to_json(),
         "engine": result.engine,
         "seed": result.config.seed,
@@ -73,7 +72,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "pyrodip_version": __version__,
         "mean_std_epistemic": float(pred.std_epistemic.mean()),
         "mean_std_total": float(pred.std_total.mean()),
-        "temperature": result.config.temperature,
+        "temperature": result.config.resolved("temperature"),
         "status": result.status,
         "divergences": json.dumps(result.events),
     }

@@ -46,29 +46,41 @@ def build(config: RunConfig, observation: Observation) -> tuple[BayesianDIP, Wei
     name, _, arguments = config.prior.partition(":")  # NAME or NAME::ARG... (see RunConfig)
     model = BayesianDIP(
         observation.image_shape,
-        net=NetConfig.preset(config.net, dropout=config.resolved("dropout")),
+        net=NetConfig.preset(
+            config.net, dropout=config.resolved("dropout"), normalization=config.normalization
+        ),
         prior=f"{name}:{config.prior_scale}{arguments}",
         layer_priors=config.layer_priors,
         likelihood=likelihood,
         operator=observation.operator,
-        kl_weight=config.resolved("kl_weight") * config.temperature,
+        temperature=temperature(config, observation),
         jitter=config.jitter,
         bayesian_batchnorm=config.bayesian_batchnorm,
     )
-    # Temperature T: every prior's variance x T (and the KL weight x T above).
-    for prior in (model.prior, *model.layer_priors.values()):
-        prior.scale = prior.scale * config.temperature**0.5
     guide = make_guide(
-        config.resolved("guide"), model, init_loc=config.init_loc, init_scale=config.init_scale
+        config.resolved("guide"), model, init_loc=config.resolved("init_loc"),
+        init_scale=config.resolved("init_scale"),
     )
     return model, guide
+
+
+def temperature(config: RunConfig, observation: Observation) -> float:
+    """The posterior temperature of ``config`` for ``observation``: its own, or its method's
+    (for ``mfvi-paper``, the one its beta implies at this image's size and noise level)."""
+    if config.temperature is not None:
+        return config.temperature
+    observed = getattr(observation.operator, "observed_mask", None)
+    y = observation.observation
+    count = y.numel() if observed is None else int(observed.expand(1, *y.shape).sum())
+    noise_std = observation.noise.std if observation.noise.name == "gaussian" else None
+    return METHODS[config.method].temperature_for(count, noise_std)
 
 
 def training(config: RunConfig) -> Training:
     """The training settings of ``config`` (its method's defaults filled in)."""
     return Training(
         steps=config.steps,
-        lr=config.lr,
+        lr=config.resolved("lr"),
         optimizer=config.resolved("optimizer"),
         weight_decay=config.resolved("weight_decay"),
         engine=config.engine,
@@ -100,7 +112,7 @@ def fit(
     settings = training(config)
     method = METHODS[config.method]
     sampler = method.sampler(
-        config.steps, config.lr, variant=config.sgld, burn_in=config.burn_in,
+        config.steps, config.resolved("lr"), variant=config.sgld, burn_in=config.burn_in,
         sample_every=config.sample_every,
     )
     pyro.set_rng_seed(config.seed)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pyro
 import pytest
 import torch
@@ -15,12 +17,18 @@ def weight_sites(trace):
             if site["type"] == "sample" and not site["is_observed"]}
 
 
-def test_one_sample_site_per_conv_weight_and_bias():
-    model = BayesianDIP((1, 16, 16), net=TINY)
+@pytest.mark.parametrize("normalization", ["batch", "none", "scaled"])
+def test_one_sample_site_per_conv_weight_and_bias_but_none_before_batchnorm(normalization):
+    net = dataclasses.replace(TINY, normalization=normalization)
+    model = BayesianDIP((1, 16, 16), net=net)
     trace = poutine.trace(model).get_trace(torch.rand(1, 1, 16, 16))
     sites = weight_sites(trace)
     convs = {name: m for name, m in model.net.named_modules() if isinstance(m, nn.Conv2d)}
-    expected = {f"net.{name}.{p}" for name in convs for p in ("weight", "bias")}
+    expected = {f"net.{name}.weight" for name in convs}
+    if normalization == "batch":  # a bias before BatchNorm cancels: only the head has one
+        expected.add("net.head.bias")
+    else:
+        expected |= {f"net.{name}.bias" for name in convs}
     assert set(sites) == expected
     assert list(sites) == list(model.weight_sites)  # the guide samples in the model's order
     for name, site in sites.items():
@@ -67,10 +75,10 @@ def closed_form_kl(guide, prior_scale):
     return total
 
 
-@pytest.mark.parametrize("kl_weight", [1.0, 0.25])
-def test_kl_is_closed_form_and_has_zero_spread(kl_weight):
+@pytest.mark.parametrize("temperature", [1.0, 0.25])
+def test_kl_is_closed_form_and_has_zero_spread(temperature):
     pyro.set_rng_seed(0)
-    model = BayesianDIP((1, 16, 16), net=TINY, prior="normal:0.1", kl_weight=kl_weight)
+    model = BayesianDIP((1, 16, 16), net=TINY, prior="normal:0.1", temperature=temperature)
     guide = make_guide("meanfield", model, init_scale=0.03)
     y = torch.rand(1, 1, 16, 16)
 
@@ -81,14 +89,14 @@ def test_kl_is_closed_form_and_has_zero_spread(kl_weight):
     elbo = TraceMeanField_ELBO()
     with pyro.validation_enabled(True):
         losses = torch.stack([elbo.differentiable_loss(prior_only, guide, y) for _ in range(5)])
-    expected = kl_weight * closed_form_kl(guide, torch.tensor(0.1))
+    expected = temperature * closed_form_kl(guide, torch.tensor(0.1))
     assert torch.allclose(losses, expected.detach().expand(5), rtol=1e-5)
     assert losses.std() == 0
 
 
 def test_dip_loss_is_the_likelihood_alone():
     pyro.set_rng_seed(0)
-    model = BayesianDIP((1, 16, 16), net=TINY, kl_weight=0.0,
+    model = BayesianDIP((1, 16, 16), net=TINY, temperature=0.0,
                         likelihood=GaussianLikelihood(0.1), jitter=0.0)
     guide = make_guide("map", model)
     y = torch.rand(1, 1, 16, 16)

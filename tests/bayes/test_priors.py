@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -148,7 +149,8 @@ def weight_fns(model):
 
 
 def test_layer_priors_first_matching_pattern_wins():
-    model = BayesianDIP((1, 16, 16), net=TINY, prior="normal:0.05", layer_priors={
+    net = dataclasses.replace(TINY, normalization="none")  # a bias in every conv
+    model = BayesianDIP((1, 16, 16), net=net, prior="normal:0.05", layer_priors={
         "net.head.*": "laplace:0.01",
         "net.body.up.*": "studentt:0.02",
         "net.*.bias": "fanin:1",
@@ -156,11 +158,11 @@ def test_layer_priors_first_matching_pattern_wins():
     fns = weight_fns(model)
     assert isinstance(fns["net.head.bias"], dist.Laplace)  # "net.*.bias" comes later
     assert isinstance(fns["net.head.weight"], dist.Laplace)
-    assert isinstance(fns["net.body.up.1.weight"], dist.StudentT)
-    assert isinstance(fns["net.body.up.1.bias"], dist.StudentT)
-    assert isinstance(fns["net.body.inner.up.1.bias"], dist.Normal)  # fanin: a Normal
-    assert float(fns["net.body.inner.up.1.bias"].scale[0]) == 1.0
-    assert float(fns["net.body.inner.up.1.weight"].scale[0, 0, 0, 0]) == pytest.approx(0.05)
+    assert isinstance(fns["net.body.up.0.weight"], dist.StudentT)
+    assert isinstance(fns["net.body.up.0.bias"], dist.StudentT)
+    assert isinstance(fns["net.body.inner.up.0.bias"], dist.Normal)  # fanin: a Normal
+    assert float(fns["net.body.inner.up.0.bias"].scale[0]) == 1.0
+    assert float(fns["net.body.inner.up.0.weight"].scale[0, 0, 0, 0]) == pytest.approx(0.05)
     assert model.site_priors["net.body.down.0.bias"].prior is model.layer_priors["net.*.bias"]
     assert model.site_priors["net.body.down.0.weight"].prior is model.prior
 
@@ -253,13 +255,13 @@ def obs32():
                                 noise=0.1, seed=0)
 
 
-def test_build_tempers_every_prior(obs32):
-    config = RunConfig(prior="studentt:0.1:4", temperature=4.0, kl_weight=0.3,
+def test_temperature_weights_the_kl_and_leaves_every_prior_as_given(obs32):
+    config = RunConfig(prior="studentt:0.1:4", temperature=4.0,
                        layer_priors={"net.head.*": "laplace:0.01"})
     model, _ = build(config, obs32)
-    assert model.prior.spec() == "studentt:0.2:4"  # scale x sqrt(T): variance x T
-    assert model.layer_priors["net.head.*"].spec() == "laplace:0.02"
-    assert model.kl_weight == pytest.approx(1.2)
+    assert model.prior.spec() == "studentt:0.1:4"
+    assert model.layer_priors["net.head.*"].spec() == "laplace:0.01"
+    assert model.temperature == 4.0
 
 
 @pytest.mark.parametrize("prior", ["normal:0.05", "fanin:1", "laplace:0.05", "studentt:0.05:3",

@@ -109,11 +109,11 @@ MATRIX = [(case, w) for case in ("denoise", "inpaint", "superres") for w in (0.0
 MATRIX += [(case, 0.3) for case in CASES if case not in ("denoise", "inpaint", "superres")]
 
 
-@pytest.mark.parametrize(("case", "kl_weight"), MATRIX)
-def test_fast_elbo_equals_pyro_loss_and_gradients(case, kl_weight):
+@pytest.mark.parametrize(("case", "temperature"), MATRIX)
+def test_fast_elbo_equals_pyro_loss_and_gradients(case, temperature):
     pyro.set_rng_seed(0)
     options = {"net": TINY, **CASES[case]}
-    model = BayesianDIP((1, SIDE, SIDE), kl_weight=kl_weight, **options)
+    model = BayesianDIP((1, SIDE, SIDE), temperature=temperature, **options)
     guide = make_guide("meanfield", model, init_scale=0.05)
     y = _observed(options.get("operator"), model.likelihood)
     assert supports(model, guide)
@@ -121,11 +121,11 @@ def test_fast_elbo_equals_pyro_loss_and_gradients(case, kl_weight):
 
 
 @pytest.mark.parametrize("spec", ["map", "partial:net.head.*"])
-@pytest.mark.parametrize("kl_weight", [0.0, 0.3])
+@pytest.mark.parametrize("temperature", [0.0, 0.3])
 @pytest.mark.parametrize("prior", ["normal:0.1", "laplace:0.1"])
-def test_fast_elbo_equals_pyro_for_point_estimates(spec, kl_weight, prior):
+def test_fast_elbo_equals_pyro_for_point_estimates(spec, temperature, prior):
     pyro.set_rng_seed(0)
-    model = BayesianDIP((1, SIDE, SIDE), net=TINY, kl_weight=kl_weight, prior=prior,
+    model = BayesianDIP((1, SIDE, SIDE), net=TINY, temperature=temperature, prior=prior,
                         layer_priors={"net.head.*": "normal:0.3"})
     guide = make_guide(spec, model)
     assert supports(model, guide)
@@ -135,7 +135,7 @@ def test_fast_elbo_equals_pyro_for_point_estimates(spec, kl_weight, prior):
 def test_two_channel_inpainting_and_training_without_jitter():
     pyro.set_rng_seed(0)
     operator = Mask(random_mask((1, SIDE, SIDE), 0.5, seed=2))
-    model = BayesianDIP((2, SIDE, SIDE), net=TINY, operator=operator, kl_weight=0.5)
+    model = BayesianDIP((2, SIDE, SIDE), net=TINY, operator=operator, temperature=0.5)
     guide = make_guide("meanfield", model)
     y = _observed(operator, model.likelihood, channels=2)
     y[~operator.observed_mask.expand_as(y)] = float("nan")  # unobserved: anything, even NaN
@@ -246,3 +246,25 @@ def test_batched_predictive_renders_the_same_images(likelihood):
     assert torch.allclose(batched.samples, one_by_one.samples, atol=1e-5)
     assert torch.allclose(batched.std_total, one_by_one.std_total, atol=1e-5)
     assert (batched.std_epistemic > 0).all()
+
+
+@pytest.mark.parametrize("factor", [0.1, 3.0])
+def test_kl_is_unchanged_when_guide_and_prior_scale_together(factor):
+    """KL(N(a mu, a^2 s^2) || N(0, a^2 sigma_p^2)) = KL(N(mu, s^2) || N(0, sigma_p^2)): with
+    BatchNorm, rescaling is free for the likelihood, so the ELBO's optimum ignores sigma_p."""
+    model = BayesianDIP((1, SIDE, SIDE), net=TINY, prior="normal:0.1")
+    guide = make_guide("meanfield", model, init_scale=0.02)
+    loss_fn = make_loss(model, guide, "fast")
+    before = loss_fn.kl(loss_fn.variational())
+    with torch.no_grad():
+        guide.locs *= factor
+        scales = guide.scales() * factor
+        guide.rhos.copy_(scales + torch.log(-torch.expm1(-scales)))  # softplus^-1
+    model.prior.scale = 0.1 * factor
+    after = loss_fn.kl(loss_fn.variational())
+    assert float(after) == pytest.approx(float(before), rel=1e-4)
+    # and against the closed form, site by site
+    loc, scale = loss_fn.variational()
+    closed = (torch.log(0.1 * factor / scale) + (scale**2 + loc**2) / (2 * (0.1 * factor) ** 2)
+              - 0.5).sum()
+    assert float(after) == pytest.approx(float(closed), rel=1e-4)

@@ -5,9 +5,17 @@ import pyro
 import pytest
 import torch
 
-from pyrodip import Observation, RunConfig, fit
-from pyrodip.bayes.networks import MCDropout2d, NetConfig, SkipNet
-from pyrodip.infer.methods import METHODS, SGLDNoise, burn_in_steps
+from pyrodip import InvalidInputError, Observation, RunConfig, fit
+from pyrodip.bayes.networks import NORMALIZATIONS, MCDropout2d, NetConfig, SkipNet
+from pyrodip.infer.methods import (
+    METHODS,
+    SGLDNoise,
+    burn_in_steps,
+    temperature_from_beta,
+    temperature_from_mean_nll,
+)
+from pyrodip.physics.noise import PoissonNoise
+from pyrodip.physics.operators import Mask
 from pyrodip.studies.run import build
 
 
@@ -17,9 +25,11 @@ def tiny() -> Observation:
     return Observation.simulate(truth, noise=0.1, seed=0, name="ramp")
 
 
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_every_method_runs_end_to_end(tiny, method):
-    config = RunConfig(method=method, steps=6, samples=3, burn_in=2, sample_every=2)
+def test_every_method_runs_end_to_end_on_every_network(tiny, method, normalization):
+    config = RunConfig(method=method, steps=6, samples=3, burn_in=2, sample_every=2,
+                       normalization=normalization)
     result = fit(tiny, config, progress=False)
     prediction = result.prediction
     assert prediction.mean.shape == prediction.std_total.shape == (1, 32, 32)
@@ -106,10 +116,11 @@ def test_mc_dropout_defaults_reach_the_network_and_optimiser(tiny):
     assert len(drops) == len(convs) - len(skips) - 1 and drops[0].p == 0.3
 
 
-def test_temperature_scales_prior_variance_and_kl_weight(tiny):
-    model, _ = build(RunConfig(prior="normal:0.1", kl_weight=0.5, temperature=0.25), tiny)
-    assert model.prior.scale == pytest.approx(0.05)  # std x sqrt(T)
-    assert model.kl_weight == pytest.approx(0.125)  # kl_weight x T
+@pytest.mark.parametrize(("method", "temperature"), [("mfvi", 0.1), ("dip", 0.0), ("sgld", 0.0)])
+def test_temperature_defaults_to_the_methods(tiny, method, temperature):
+    model, _ = build(RunConfig(method=method), tiny)
+    assert model.temperature == temperature
+    assert build(RunConfig(method=method, temperature=0.5), tiny)[0].temperature == 0.5
 
 
 def test_local_reparameterisation_gives_a_conv_output_the_weight_samples_moments(tiny):
@@ -149,3 +160,29 @@ def test_local_reparameterisation_fits_and_refuses_point_guides(tiny):
     assert np.isfinite(result.history.curves["loss"]).all()
     with pytest.raises(ValueError, match="meanfield"):
         fit(tiny, RunConfig(method="dip", steps=2, local_reparam=True), progress=False)
+
+
+def test_temperature_mappings_match_the_numbers_in_the_docs():
+    """docs/concepts.md: MSE + beta KL is T = beta N / (2 sigma^2); mean NLL + t KL is T = t N."""
+    assert temperature_from_beta(1e-6, 256 * 256, 0.1) == pytest.approx(3.2768)
+    assert temperature_from_beta(1e-6, 128 * 128, 0.1) == pytest.approx(0.8192)
+    assert temperature_from_mean_nll(5.7e-7, 256 * 256) == pytest.approx(0.037355, rel=1e-4)
+    assert temperature_from_mean_nll(5.7e-7, 128 * 128) == pytest.approx(0.0093389, rel=1e-4)
+
+
+def test_paper_method_takes_its_temperature_from_beta_on_the_observed_values(tiny):
+    model, guide = build(RunConfig(method="mfvi-paper"), tiny)
+    assert model.temperature == pytest.approx(1e-6 * 32 * 32 / (2 * 0.1**2))
+    assert float(guide.scales()[0]) == pytest.approx(math.log1p(math.exp(-3)), rel=1e-5)
+    mask = Mask(torch.rand(32, 32, generator=torch.Generator().manual_seed(0)) > 0.5)
+    masked = Observation.simulate(tiny.truth, noise=0.1, seed=0, operator=mask)
+    observed = int(masked.operator.observed_mask.sum())
+    assert build(RunConfig(method="mfvi-paper"), masked)[0].temperature == pytest.approx(
+        1e-6 * observed / 0.02)
+    assert build(RunConfig(method="mfvi-paper", temperature=2.0), tiny)[0].temperature == 2.0
+
+
+def test_paper_method_refuses_noise_without_a_std():
+    obs = Observation.simulate(torch.rand(1, 32, 32), noise=PoissonNoise(100.0), seed=0)
+    with pytest.raises(InvalidInputError, match="needs Gaussian noise"):
+        build(RunConfig(method="mfvi-paper"), obs)

@@ -28,6 +28,11 @@ from pyrodip.studies.bo import (
 from pyrodip.studies.results import read_dataset
 
 LOG_PRIOR = Param("prior_scale", 0.01, 0.4, log=True)
+
+
+def prior_study(**settings) -> Study:
+    """A study of the prior's scale alone (the default search is the temperature)."""
+    return Study(params=(LOG_PRIOR,), **settings)
 OPTIMUM = {"prior_scale": 0.05, "temperature": 0.1}
 
 
@@ -83,13 +88,13 @@ def test_bad_params_are_rejected(text, words):
 
 def test_study_checks_its_settings():
     with pytest.raises(InvalidInputError, match="one value per `param`"):
-        Study(init=((0.1, 0.2),))
+        prior_study(init=((0.1, 0.2),))
     with pytest.raises(InvalidInputError, match="outside"):
-        Study(init=((0.5,),))
+        prior_study(init=((0.5,),))
     with pytest.raises(InvalidInputError, match="unknown objective"):
-        Study(objective="mse")
+        prior_study(objective="mse")
     with pytest.raises(InvalidInputError, match="batch must be an integer >= 1"):
-        Study(batch=0)
+        prior_study(batch=0)
     with pytest.raises(InvalidInputError, match="ema must be in"):  # bounds make bad settings
         Study(params=(Param("ema", 0.5, 1.5),))
     study = Study(params=(LOG_PRIOR, Param("lr", 1e-3, 1e-2, True)), init=((0.05, 0.005),),
@@ -146,7 +151,7 @@ def test_log_scale_bounds_are_respected(tmp_path):
 
 def test_fixed_initial_points_are_evaluated_first(tmp_path):
     init = ((0.01,), (0.05,), (0.1,), (0.4,))  # the paper's style of design
-    dataset = optimize(Study(init=init, rounds=1, batch=1), tmp_path, evaluate=bowl,
+    dataset = optimize(prior_study(init=init, rounds=1, batch=1), tmp_path, evaluate=bowl,
                        figures=False)
     assert list(dataset["prior_scale"].values[:4]) == [0.01, 0.05, 0.1, 0.4]
 
@@ -160,7 +165,7 @@ def test_failed_trials_are_recorded_and_the_loop_goes_on(tmp_path):
         return bowl(params)
 
     init = ((0.3,), (0.012,), (0.03,), (0.08,))
-    dataset = optimize(Study(init=init, rounds=3, batch=1), tmp_path, evaluate=fragile,
+    dataset = optimize(prior_study(init=init, rounds=3, batch=1), tmp_path, evaluate=fragile,
                        figures=False)
     status, error = list(dataset["status"].values), list(dataset["error"].values)
     assert len(status) == 7 and status[:4] == ["failed", "failed", "ok", "ok"]
@@ -175,7 +180,7 @@ def test_every_trial_failing_is_an_error(tmp_path):
         raise ValueError("no")
 
     with pytest.raises(PyrodipError, match="every trial failed .first error: ValueError: no"):
-        optimize(Study(init_points=2, rounds=1, batch=1), tmp_path, evaluate=broken,
+        optimize(prior_study(init_points=2, rounds=1, batch=1), tmp_path, evaluate=broken,
                  figures=False)
     assert json.loads(read_dataset(tmp_path / "bo.nc").attrs["best"]) is None
 
@@ -185,7 +190,7 @@ class Interrupt(BaseException):
 
 
 def test_resume_gives_the_trials_of_an_uninterrupted_run(tmp_path):
-    study = Study(params=(LOG_PRIOR,), init_points=4, rounds=3, batch=2)
+    study = prior_study(init_points=4, rounds=3, batch=2)
     whole = optimize(study, tmp_path / "whole", evaluate=bowl, figures=False)
     calls = []
 
@@ -212,7 +217,7 @@ def test_resume_gives_the_trials_of_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_can_extend_the_rounds(tmp_path):
-    optimize(Study(init_points=2, rounds=1, batch=1), tmp_path, evaluate=bowl, figures=False)
+    optimize(prior_study(init_points=2, rounds=1, batch=1), tmp_path, evaluate=bowl, figures=False)
     dataset = resume(tmp_path, rounds=3, evaluate=bowl, figures=False)
     assert list(dataset["round"].values) == [0, 0, 1, 2, 3]
     assert bo.load_study(tmp_path).rounds == 3
@@ -222,7 +227,7 @@ def test_resume_can_extend_the_rounds(tmp_path):
 
 
 def test_bo_nc_schema_and_figures(tmp_path):
-    dataset = optimize(Study(init_points=3, rounds=1, batch=2), tmp_path, evaluate=bowl)
+    dataset = optimize(prior_study(init_points=3, rounds=1, batch=2), tmp_path, evaluate=bowl)
     on_disk = read_dataset(tmp_path / "bo.nc")
     for name in ("prior_scale", "objective", "status", "round", "wall_time_s", "error"):
         assert on_disk[name].dims == ("trial",)
@@ -339,7 +344,7 @@ def test_bo_refuses_bad_options_in_one_line(tiny_png, tmp_path, capsys, args, wo
 
 
 def test_bo_resume_refuses_new_settings(tmp_path, capsys):
-    optimize(Study(init_points=2, rounds=0), tmp_path, evaluate=bowl, figures=False)
+    optimize(prior_study(init_points=2, rounds=0), tmp_path, evaluate=bowl, figures=False)
     assert exit_code(["bo", "--resume", str(tmp_path), "--steps", "5"]) == 2
     assert "drop --steps" in capsys.readouterr().err
     assert exit_code(["bo", "--resume", str(tmp_path / "none")]) == 2
@@ -347,7 +352,7 @@ def test_bo_resume_refuses_new_settings(tmp_path, capsys):
 
 
 def test_run_prior_from_takes_the_best_but_options_win(tiny_png, tmp_path, capsys):
-    optimize(Study(init_points=3, rounds=0), tmp_path / "study", evaluate=bowl, figures=False)
+    optimize(prior_study(init_points=3, rounds=0), tmp_path / "study", evaluate=bowl, figures=False)
     best = best_parameters(tmp_path / "study")["prior_scale"]
     fast = ["--image", str(tiny_png), "--steps", "3", "--samples", "2", "--quiet"]
     assert main(["run", "--prior-from", str(tmp_path / "study" / "bo.nc"), *fast,
@@ -380,3 +385,10 @@ def test_bo_end_to_end_on_a_local_cluster(tiny_png, tmp_path, capsys):
     assert "6 trials (6 ok, 0 failed)" in capsys.readouterr().out
     assert main(["bo", "--resume", str(out), "--workers", "1", "--quiet"]) == 0  # nothing left
     assert read_dataset(out / "bo.nc").sizes["trial"] == 6
+
+
+def test_default_search_is_the_temperature_and_the_prior_scale_where_it_acts():
+    assert [p.name for p in Study().params] == ["temperature"]  # BatchNorm: sigma_p is inert
+    scaled = Study(config=RunConfig(normalization="scaled"))
+    assert [(p.name, p.log) for p in scaled.params] == [("temperature", True),
+                                                         ("prior_scale", True)]

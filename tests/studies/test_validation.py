@@ -1,6 +1,7 @@
 """Bad input is refused before any fit, with one line on stderr and exit status 2; and the
 resource guard (pyrodip.studies.resources) refuses fits that will not fit the device's memory."""
 
+import dataclasses
 import re
 import tempfile
 from pathlib import Path
@@ -128,8 +129,8 @@ CASES = [
     ("prior scale < 0 in the spec", ["run", "--prior", "normal:-1"],
      "prior_scale must be a positive number, got -1.0"),
     ("prior scale NaN", ["run", "--prior", "laplace:nan"], "prior_scale must be a positive"),
-    ("temperature 0", ["run", "--temperature", "0"], "temperature must be a positive number"),
-    ("temperature NaN", ["run", "--temperature", "nan"], "temperature must be a positive"),
+    ("temperature < 0", ["run", "--temperature", "-1"], "temperature must be a number >= 0"),
+    ("temperature NaN", ["run", "--temperature", "nan"], "temperature must be a number >= 0"),
     ("steps 0", ["run", "--steps", "0"], "steps must be a positive integer, got 0"),
     ("steps < 0", ["run", "--steps", "-5"], "steps must be a positive integer, got -5"),
     ("samples 0", ["run", "--samples", "0"], "samples must be a positive integer, got 0"),
@@ -301,9 +302,9 @@ OPTIONS = {
     "--samples": ints(1, 1000),
     "--sample-every": ints(1, 1000),
     **{option: floats(1e-6, 1e3) for option in (
-        "--lr", "--noise-std", "--prior-scale", "--temperature", "--photons", "--init-scale",
+        "--lr", "--noise-std", "--prior-scale", "--photons", "--init-scale",
     )},
-    **{option: floats(0, 10) for option in ("--kl-weight", "--weight-decay", "--jitter")},
+    **{option: floats(0, 10) for option in ("--temperature", "--weight-decay", "--jitter")},
     **{option: floats(0, 0.99) for option in ("--dropout", "--ema")},
 }
 
@@ -337,18 +338,19 @@ def test_activations_are_counted_layer_by_layer():
     # By hand, for the small net (4 scales of 32 channels, 4 skip channels, 32 inputs): scale 0
     # keeps 2 padded copies of z (64), skip conv+BN (8), the strided and second conv (48 at
     # 1/4 the pixels), concatenation/BN/padded copy (3 x 36) and the up convs (6 x 32) = 420
-    # per pixel; the deeper scales 452 each at 1/4, 1/16, 1/64; the head 32 + 3 per channel.
-    assert activation_floats_per_pixel(SMALL, 1) == 420 + 452 * 21 / 64 + 35
+    # per pixel; the deeper scales 452 each at 1/4, 1/16, 1/64; the head 2 x 32 + 3 per channel.
+    assert activation_floats_per_pixel(SMALL, 1) == 420 + 452 * 21 / 64 + 67
     assert activation_floats_per_pixel(SMALL, 3) == activation_floats_per_pixel(SMALL, 1) + 6
 
 
-def test_activations_match_what_autograd_keeps():
+@pytest.mark.parametrize("normalization", ["batch", "none"])
+def test_activations_match_what_autograd_keeps(normalization):
     """The count per pixel against the tensors autograd really saves (small net, 32 and 64
     px: the difference removes what does not grow with the image)."""
 
     def saved_bytes(side: int) -> int:
         observation = Observation.simulate(torch.rand(1, side, side), noise=0.1, seed=0)
-        model, guide = build(RunConfig(), observation)
+        model, guide = build(RunConfig(normalization=normalization), observation)
         loss_fn = make_loss(model, guide)
         params = {p.untyped_storage().data_ptr() for p in loss_fn.parameters()}
         saved = {}
@@ -364,7 +366,8 @@ def test_activations_match_what_autograd_keeps():
         return sum(saved.values())
 
     measured = (saved_bytes(64) - saved_bytes(32)) / (64**2 - 32**2) / 4
-    assert measured == pytest.approx(activation_floats_per_pixel(SMALL, 1), rel=0.02)
+    net = dataclasses.replace(SMALL, normalization=normalization)
+    assert measured == pytest.approx(activation_floats_per_pixel(net, 1), rel=0.02)
 
 
 def test_estimate_grows_with_pixels_channels_and_net():
@@ -380,8 +383,8 @@ def test_estimate_grows_with_pixels_channels_and_net():
     assert color.images - base.images == 4 * 128**2 * 16 * 2
     # Per weight: mean-field keeps 2 values x (value, gradient, Adam's 2, a rollback copy of 3)
     # plus 11 for the step's sample and 1 initial copy; MAP 1 x 7 + 3 + 1.
-    assert base.weights == 4 * 26 * count_weights(SMALL, 1) == 4 * 26 * 121713
-    assert estimate_memory(config.replace(method="dip"), (1, 128, 128)).weights == 4 * 11 * 121713
+    assert base.weights == 4 * 26 * count_weights(SMALL, 1) == 4 * 26 * 121185
+    assert estimate_memory(config.replace(method="dip"), (1, 128, 128)).weights == 4 * 11 * 121185
     paper = estimate_memory(config.replace(net="paper"), (1, 128, 128))
     assert paper.activations > 3 * base.activations and paper.weights > 15 * base.weights
     ct = estimate_memory(config.replace(task="ct", angles=45), (1, 128, 128))
@@ -464,3 +467,10 @@ def test_available_cpu_memory_is_memavailable_in_bytes():
     after = mem_available()
     slack = 64 * 2**20  # other processes come and go between the reads
     assert min(before, after) - slack <= available <= max(before, after) + slack
+
+
+def test_a_renamed_setting_names_its_successor(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text("kl_weight = 0.3\n")
+    with pytest.raises(InvalidInputError, match="'kl_weight' in config .* is now 'temperature'"):
+        RunConfig.from_toml(path)

@@ -1,0 +1,322 @@
+"""What the weight prior and the temperature do, network by network (issue 14).
+
+    python -m experiments.prior_study run --stage sweep --out runs/prior --workers 2
+    python -m experiments.prior_study run --stage networks --out runs/prior --workers 2
+    python -m experiments.prior_study run --stage flat --out runs/prior --workers 2
+    python -m experiments.prior_study report --out runs/prior
+
+Stages (Gaussian noise 0.1 clipped to [0, 1], the same observation for every setting of a seed;
+seeds 0, 1, 2):
+
+- ``sweep``: the BatchNorm network on the tuning images (``oct2.png``, ``xray2.png``) at 64 px,
+  3200 steps (10x the step where DIP peaks there): MFVI at prior scales 0.01 ... 1 with the
+  temperature fixed, and at temperatures 0.03 ... 3 with the prior scale fixed; DIP beside.
+- ``networks``: the same images and steps for the networks without BatchNorm (``none``,
+  ``scaled``): DIP and MFVI at three prior scales each.
+- ``flat``: the defaults (``RunConfig()``'s MFVI) on the report images (``oct.png``,
+  ``xray.jpg``) at 128 px for 6000 steps, and DIP for 3000 steps (its best, oracle-stopped).
+
+Each fit writes ``OUT/jobs/NAME.json`` when it ends; a stage run again skips the fits it has,
+so an interrupted study continues where it stopped. ``report`` writes ``OUT/report.md`` (tables
+with mean and 95 % t-interval over seeds) and ``OUT/curves_STAGE.png``. ``--smoke`` runs every
+stage with 40 steps on 32 px images (for the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "denoising"
+TUNING_IMAGES = {"oct": "oct2.png", "xray": "xray2.png"}
+REPORT_IMAGES = {"oct": "oct.png", "xray": "xray.jpg"}
+SEEDS = (0, 1, 2)
+#: The fixed temperature of the prior-scale sweep and the fixed scale of the temperature sweep.
+SWEEP_TEMPERATURE, SWEEP_SCALE = 0.3, 0.1
+PRIOR_SCALES = {"batch": (0.01, 0.03, 0.1, 0.3, 1.0), "scaled": (0.3, 1.0, 3.0), "none": (0.1,)}
+#: Adam's lr 0.01 moves He-initialised weights (std ~0.08) by ~12 % per step: the ``none``
+#: network collapses to a constant image within 100 steps at it (measured), so it runs at 1e-3.
+NETWORK_SETTINGS = {"batch": (), "scaled": (("normalization", "scaled"),),
+                    "none": (("normalization", "none"), ("lr", 0.001))}
+TEMPERATURES = (0.03, 0.1, 0.3, 1.0, 3.0)
+CURVE_EVERY = 10  # steps between the stored curve points
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fit: a run config's changes on one image and seed."""
+
+    stage: str
+    domain: str
+    image: str
+    size: int
+    steps: int
+    seed: int
+    settings: tuple[tuple[str, object], ...]
+
+    @property
+    def name(self) -> str:
+        tags = "_".join(f"{key}-{value}" for key, value in self.settings) or "defaults"
+        return f"{self.stage}_{self.domain}_{self.size}px_{tags}_seed{self.seed}"
+
+    def config(self):
+        from pyrodip import RunConfig
+
+        return RunConfig(image=str(DATA / self.image), size=self.size, steps=self.steps,
+                         seed=self.seed, samples=16, **dict(self.settings))
+
+
+def jobs(stage: str, smoke: bool = False) -> list[Job]:
+    """The fits of ``stage`` (see the module's docstring)."""
+    if stage == "flat":
+        images, size = REPORT_IMAGES, 128
+        grid = [(("method", "mfvi"),), (("method", "dip"), ("normalization", "batch"))]
+        steps = {"mfvi": 6000, "dip": 3000}
+    else:
+        images, size = TUNING_IMAGES, 64
+        steps = {"mfvi": 3200, "dip": 3200}
+        grid = []
+        for norm in ("batch",) if stage == "sweep" else ("scaled", "none"):
+            net = NETWORK_SETTINGS[norm]
+            grid.append((("method", "dip"), *net))
+            grid += [(("method", "mfvi"), *net, ("prior_scale", scale),
+                      ("temperature", SWEEP_TEMPERATURE)) for scale in PRIOR_SCALES[norm]]
+        if stage == "sweep":
+            grid += [(("method", "mfvi"), ("prior_scale", SWEEP_SCALE), ("temperature", t))
+                     for t in TEMPERATURES if t != SWEEP_TEMPERATURE]
+    if smoke:
+        size, steps = 32, {name: 40 for name in steps}
+    return [Job(stage, domain, image, size, steps[dict(settings)["method"]], seed, settings)
+            for settings in grid for domain, image in images.items() for seed in SEEDS]
+
+
+def observation(job: Job):
+    """The noisy observation of ``job``'s image and seed, clipped to [0, 1] as the paper did."""
+    from pyrodip.studies.observe import prepare_observation
+
+    obs = prepare_observation(job.config())
+    return dataclasses.replace(obs, observation=obs.observation.clamp(0, 1))
+
+
+def run_job(job: Job, out: Path) -> str:
+    """Fit ``job`` and write its record; returns its name."""
+    import torch
+
+    from pyrodip import fit
+    from pyrodip.evaluate.metrics import psnr
+    from pyrodip.io.files import atomic_path
+
+    torch.set_num_threads(1)
+    config = job.config()
+    obs = observation(job)
+    result = fit(obs, config, progress=False)
+    curves = result.history.curves
+    psnr_curve, loss = curves["psnr"], curves["loss"]
+    record = {
+        "job": dataclasses.asdict(job),
+        "config": json.loads(config.to_json()),
+        "psnr_best": float(psnr_curve.max()),
+        "step_best": int(psnr_curve.argmax()) + 1,
+        "psnr_last": float(psnr_curve[-1]),
+        "psnr_mean": float(psnr(result.prediction.mean[None], obs.truth[None])[0]),
+        "std_epistemic": float(result.prediction.std_epistemic.mean()),
+        "plateau_step": plateau_step(loss),
+        "psnr_curve": psnr_curve[CURVE_EVERY - 1::CURVE_EVERY].round(3).tolist(),
+        "loss_curve": loss[CURVE_EVERY - 1::CURVE_EVERY].tolist(),
+        "guide": guide_summary(result.guide),
+        "wall_time_s": result.wall_time_s,
+        "status": result.status,
+    }
+    path = out / "jobs" / f"{job.name}.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record))
+    return job.name
+
+
+def plateau_step(loss: np.ndarray, window: int = 100, tolerance: float = 0.01) -> int:
+    """The first step from which the loss's running mean (over ``window`` steps) stays within
+    ``tolerance`` of its total fall from its final value.
+
+    >>> plateau_step(np.r_[np.linspace(10, 0, 500), np.zeros(500)], window=10)
+    500
+    """
+    if len(loss) < 2 * window:
+        return len(loss)
+    smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+    band = tolerance * max(smooth[0] - smooth[-1], 1e-12)
+    outside = np.nonzero(np.abs(smooth - smooth[-1]) > band)[0]
+    return int(outside[-1] + 1 + window if len(outside) else window)
+
+
+def guide_summary(guide) -> dict:
+    """Mean std and median relative std (std / |mean|) of a mean-field guide's weights."""
+    import torch
+
+    if not hasattr(guide, "scales"):
+        return {}
+    with torch.no_grad():
+        scales = guide.scales().flatten()
+        locs = guide.locs.flatten()[: scales.numel()]
+        return {"mean_std": float(scales.mean()),
+                "median_relative_std": float((scales / locs.abs().clamp_min(1e-12)).median())}
+
+
+def run_stage(stage: str, out: Path, workers: int, smoke: bool = False,
+              match: list[str] | None = None) -> None:
+    """Run the fits of ``stage`` that ``out`` lacks (only those whose name contains one of
+    ``match``, when given)."""
+    todo = [job for job in jobs(stage, smoke) if not (out / "jobs" / f"{job.name}.json").exists()
+            and (not match or any(text in job.name for text in match))]
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
+    print(f"{stage}: {len(todo)} fits to run", flush=True)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    start = time.perf_counter()
+    if workers <= 1:
+        for index, job in enumerate(todo, 1):
+            run_job(job, out)
+            print(f"[{index}/{len(todo)}] {job.name}", flush=True)
+        return
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(run_job, job, out) for job in todo]
+        for index, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            minutes = (time.perf_counter() - start) / 60
+            print(f"[{index}/{len(todo)}, {minutes:.1f} min] {future.result()}", flush=True)
+
+
+def load_records(out: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted((out / "jobs").glob("*.json"))]
+
+
+def interval(values: list[float]) -> str:
+    """Mean +- half-width of the 95 % t-interval (``n`` < 2: the value alone)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return f"{values.mean():.2f}"
+    t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(values), 2.0)
+    half = t * values.std(ddof=1) / math.sqrt(len(values))
+    return f"{values.mean():.2f} ± {half:.2f}"
+
+
+def setting_label(settings: dict) -> str:
+    method = settings.get("method")
+    norm = settings.get("normalization", "batch")
+    if "lr" in settings:
+        norm += f", lr {settings['lr']}"
+    if method == "dip":
+        return f"dip ({norm})"
+    return (f"mfvi ({norm}) sigma_p={settings.get('prior_scale', 'default')} "
+            f"T={settings.get('temperature', 'default')}")
+
+
+def summary_rows(records: list[dict]) -> list[list[str]]:
+    """One row per (stage, domain, setting): the means over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        job = record["job"]
+        settings = dict(job["settings"])
+        groups.setdefault((job["stage"], job["domain"], setting_label(settings)), []).append(
+            record)
+    rows = []
+    for (stage, domain, label), group in groups.items():
+        drop = [r["psnr_best"] - r["psnr_last"] for r in group]
+        rows.append([
+            stage, domain, label, str(len(group)),
+            interval([r["psnr_last"] for r in group]),
+            interval([r["psnr_best"] for r in group]),
+            interval(drop),
+            interval([r["psnr_mean"] for r in group]),
+            f"{np.mean([r['std_epistemic'] for r in group]):.4f}",
+            f"{np.mean([r['step_best'] for r in group]):.0f}",
+            f"{np.mean([r['plateau_step'] for r in group]):.0f}",
+            f"{np.mean([r['guide'].get('median_relative_std', np.nan) for r in group]):.1f}",
+            f"{np.mean([weight_std_ratio(r) for r in group]):.2f}",
+        ])
+    return rows
+
+
+HEADER = ["stage", "image", "setting", "seeds", "PSNR last", "PSNR best", "best - last",
+          "PSNR pred. mean", "mean std", "best step", "plateau step", "median std / abs(mu)",
+          "weight std / sigma_p"]
+
+
+def weight_std_ratio(record: dict) -> float:
+    """The guide's mean weight std over the prior's scale (1: the posterior's spread is the
+    prior's)."""
+    std = record["guide"].get("mean_std")
+    return np.nan if std is None else std / record["config"]["prior_scale"]
+
+
+def report(out: Path) -> Path:
+    records = load_records(out)
+    if not records:
+        raise SystemExit(f"no fits in {out / 'jobs'}: run a stage first")
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(records)]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    plot_curves(records, out)
+    return path
+
+
+def plot_curves(records: list[dict], out: Path) -> None:
+    """Mean PSNR curve over seeds of every setting, one panel per stage and image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for stage in sorted({r["job"]["stage"] for r in records}):
+        chosen = [r for r in records if r["job"]["stage"] == stage]
+        domains = sorted({r["job"]["domain"] for r in chosen})
+        fig, axes = plt.subplots(1, len(domains), figsize=(6 * len(domains), 4), squeeze=False)
+        for ax, domain in zip(axes[0], domains, strict=True):
+            curves: dict[str, list] = {}
+            for r in chosen:
+                if r["job"]["domain"] == domain:
+                    label = setting_label(dict(r["job"]["settings"]))
+                    curves.setdefault(label, []).append(r["psnr_curve"])
+            for label, group in sorted(curves.items()):
+                mean = np.mean(group, axis=0)
+                ax.plot(np.arange(1, len(mean) + 1) * CURVE_EVERY, mean, label=label, lw=1)
+            ax.set(title=f"{stage}: {domain}", xlabel="step", ylabel="PSNR (dB), smoothed")
+            ax.set_ylim(bottom=max(ax.get_ylim()[0], 18))
+            ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out / f"curves_{stage}.png", dpi=110)
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.prior_study",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=("run", "report"))
+    parser.add_argument("--stage", choices=("sweep", "networks", "flat"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="40 steps on 32 px images")
+    parser.add_argument("--match", action="append", metavar="TEXT",
+                        help="run only the fits whose name contains TEXT (repeatable)")
+    args = parser.parse_args(argv)
+    if args.action == "run":
+        if args.stage is None:
+            parser.error("run needs --stage sweep, networks or flat")
+        if not DATA.is_dir():
+            print(f"error: the shared images are not at {DATA}", file=sys.stderr)
+            return 2
+        run_stage(args.stage, args.out, args.workers, args.smoke, args.match)
+    print(report(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
