@@ -49,6 +49,8 @@ PRIOR_SCALES = {"batch": (0.01, 0.03, 0.1, 0.3, 1.0), "scaled": (0.3, 1.0, 3.0),
 NETWORK_SETTINGS = {"batch": (), "scaled": (("normalization", "scaled"),),
                     "none": (("normalization", "none"), ("lr", 0.001))}
 TEMPERATURES = (0.03, 0.1, 0.3, 1.0, 3.0)
+#: The guide's initial std in the sweep and networks stages (``flat`` runs the defaults).
+SWEEP_INIT_SCALE = 0.01
 CURVE_EVERY = 10  # steps between the stored curve points
 
 
@@ -72,8 +74,11 @@ class Job:
     def config(self):
         from pyrodip import RunConfig
 
+        settings = dict(self.settings)
+        if self.stage != "flat":  # the sweeps ran before mfvi's guide started at std 0.1
+            settings.setdefault("init_scale", SWEEP_INIT_SCALE)
         return RunConfig(image=str(DATA / self.image), size=self.size, steps=self.steps,
-                         seed=self.seed, samples=16, **dict(self.settings))
+                         seed=self.seed, samples=16, **settings)
 
 
 def jobs(stage: str, smoke: bool = False) -> list[Job]:
@@ -214,8 +219,9 @@ def setting_label(settings: dict) -> str:
         norm += f", lr {settings['lr']}"
     if method == "dip":
         return f"dip ({norm})"
-    return (f"mfvi ({norm}) sigma_p={settings.get('prior_scale', 'default')} "
-            f"T={settings.get('temperature', 'default')}")
+    if "prior_scale" not in settings and "temperature" not in settings:
+        return f"mfvi ({norm}) defaults"
+    return f"mfvi ({norm}) sigma_p={settings['prior_scale']} T={settings['temperature']}"
 
 
 def summary_rows(records: list[dict]) -> list[list[str]]:
