@@ -105,11 +105,12 @@ def jobs(stage: str, smoke: bool = False) -> list[Job]:
             for settings in grid for domain, image in images.items() for seed in SEEDS]
 
 
-def observation(job: Job):
-    """The noisy observation of ``job``'s image and seed, clipped to [0, 1] as the paper did."""
+def observation(config):
+    """The noisy observation of a job's run config (its image and seed), clipped to [0, 1] as
+    the paper did."""
     from pyrodip.studies.observe import prepare_observation
 
-    obs = prepare_observation(job.config())
+    obs = prepare_observation(config)
     return dataclasses.replace(obs, observation=obs.observation.clamp(0, 1))
 
 
@@ -123,7 +124,7 @@ def run_job(job: Job, out: Path) -> str:
 
     torch.set_num_threads(1)
     config = job.config()
-    obs = observation(job)
+    obs = observation(config)
     result = fit(obs, config, progress=False)
     curves = result.history.curves
     psnr_curve, loss = curves["psnr"], curves["loss"]

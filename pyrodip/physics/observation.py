@@ -46,6 +46,18 @@ class Observation:
     def has_truth(self) -> bool:
         return self.truth is not None
 
+    @property
+    def observed_values(self) -> int:
+        """N, the values of y the likelihood sums over (all of them, or the known pixels of
+        an inpainting mask in every channel).
+
+        >>> Observation.simulate(torch.rand(3, 8, 8), noise=0.1).observed_values
+        192
+        """
+        known = getattr(self.operator, "observed_mask", None)
+        y = self.observation
+        return y.numel() if known is None else int(known.expand(1, *y.shape).sum())
+
     @classmethod
     def simulate(
         cls,

@@ -69,11 +69,8 @@ def temperature(config: RunConfig, observation: Observation) -> float:
     (for ``mfvi-paper``, the one its beta implies at this image's size and noise level)."""
     if config.temperature is not None:
         return config.temperature
-    observed = getattr(observation.operator, "observed_mask", None)
-    y = observation.observation
-    count = y.numel() if observed is None else int(observed.expand(1, *y.shape).sum())
     noise_std = observation.noise.std if observation.noise.name == "gaussian" else None
-    return METHODS[config.method].temperature_for(count, noise_std)
+    return METHODS[config.method].temperature_for(observation.observed_values, noise_std)
 
 
 def training(config: RunConfig) -> Training:
