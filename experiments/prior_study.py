@@ -24,18 +24,22 @@ stage with 40 steps on 32 px images (for the tests).
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures
 import dataclasses
 import json
-import math
-import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from experiments.study_jobs import (
+    interval,
+    load_records,
+    pending,
+    run_jobs,
+    study_main,
+    write_record,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "denoising"
 TUNING_IMAGES = {"oct": "oct2.png", "xray": "xray2.png"}
@@ -120,7 +124,6 @@ def run_job(job: Job, out: Path) -> str:
 
     from pyrodip import fit
     from pyrodip.evaluate.metrics import psnr
-    from pyrodip.io.files import atomic_path
 
     torch.set_num_threads(1)
     config = job.config()
@@ -143,9 +146,7 @@ def run_job(job: Job, out: Path) -> str:
         "wall_time_s": result.wall_time_s,
         "status": result.status,
     }
-    path = out / "jobs" / f"{job.name}.json"
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record))
+    write_record(out, job.name, record)
     return job.name
 
 
@@ -181,36 +182,7 @@ def run_stage(stage: str, out: Path, workers: int, smoke: bool = False,
               match: list[str] | None = None) -> None:
     """Run the fits of ``stage`` that ``out`` lacks (only those whose name contains one of
     ``match``, when given)."""
-    todo = [job for job in jobs(stage, smoke) if not (out / "jobs" / f"{job.name}.json").exists()
-            and (not match or any(text in job.name for text in match))]
-    (out / "jobs").mkdir(parents=True, exist_ok=True)
-    print(f"{stage}: {len(todo)} fits to run", flush=True)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    start = time.perf_counter()
-    if workers <= 1:
-        for index, job in enumerate(todo, 1):
-            run_job(job, out)
-            print(f"[{index}/{len(todo)}] {job.name}", flush=True)
-        return
-    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-        futures = [pool.submit(run_job, job, out) for job in todo]
-        for index, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            minutes = (time.perf_counter() - start) / 60
-            print(f"[{index}/{len(todo)}, {minutes:.1f} min] {future.result()}", flush=True)
-
-
-def load_records(out: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted((out / "jobs").glob("*.json"))]
-
-
-def interval(values: list[float]) -> str:
-    """Mean +- half-width of the 95 % t-interval (``n`` < 2: the value alone)."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return f"{values.mean():.2f}"
-    t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(values), 2.0)
-    half = t * values.std(ddof=1) / math.sqrt(len(values))
-    return f"{values.mean():.2f} ± {half:.2f}"
+    run_jobs(stage, pending(jobs(stage, smoke), out, match), run_job, out, workers)
 
 
 def setting_label(settings: dict) -> str:
@@ -304,25 +276,8 @@ def plot_curves(records: list[dict], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.prior_study",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=("run", "report"))
-    parser.add_argument("--stage", choices=("sweep", "networks", "flat"))
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help="40 steps on 32 px images")
-    parser.add_argument("--match", action="append", metavar="TEXT",
-                        help="run only the fits whose name contains TEXT (repeatable)")
-    args = parser.parse_args(argv)
-    if args.action == "run":
-        if args.stage is None:
-            parser.error("run needs --stage sweep, networks or flat")
-        if not DATA.is_dir():
-            print(f"error: the shared images are not at {DATA}", file=sys.stderr)
-            return 2
-        run_stage(args.stage, args.out, args.workers, args.smoke, args.match)
-    print(report(args.out))
-    return 0
+    return study_main(argv, "experiments.prior_study", __doc__, ("sweep", "networks", "flat"),
+                      "40 steps on 32 px images", DATA, run_stage, report)
 
 
 if __name__ == "__main__":

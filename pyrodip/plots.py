@@ -16,6 +16,9 @@ from matplotlib.figure import Figure
 from .errors import InvalidInputError
 from .io.files import atomic_path
 
+#: The coverage variables of a comparison that :func:`plot_error_by_std` labels.
+COVERAGE_VARIABLES = ("coverage_68", "coverage_95", "coverage_68_raw", "coverage_95_raw")
+
 
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
     """Write ``figure`` as a PNG at ``path``, atomically."""
@@ -35,16 +38,72 @@ def _image_name(attrs: dict) -> str:
     return Path(attrs.get("image", "")).name
 
 
+def error_by_std(mean, std, truth, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels in ``bins`` bins of equal count by ``std``: each bin's RMS std and RMS error
+    of ``mean`` against ``truth`` (a calibrated std lies on the diagonal).
+
+    >>> std = np.linspace(0.1, 1, 100)
+    >>> rms_std, rms_error = error_by_std(np.zeros(100), std, 2 * std, bins=2)
+    >>> bool(np.allclose(rms_error, 2 * rms_std))
+    True
+    """
+    mean, std, truth = (np.asarray(a, dtype=float).ravel() for a in (mean, std, truth))
+    keep = np.isfinite(mean) & np.isfinite(std) & np.isfinite(truth)
+    mean, std, truth = mean[keep], std[keep], truth[keep]
+    groups = np.array_split(np.argsort(std, kind="stable"), bins)
+    rms = [(np.sqrt(np.mean(std[g] ** 2)), np.sqrt(np.mean((mean[g] - truth[g]) ** 2)))
+           for g in groups if g.size]
+    return np.array([r[0] for r in rms]), np.array([r[1] for r in rms])
+
+
+def plot_error_by_std(ax, dataset: xr.Dataset, label: str = "", color=None) -> None:
+    """Draw :func:`error_by_std` of one run on ``ax``: the std it reports (solid) and, when
+    it was recalibrated, the raw one (dashed), labelled with their 68 % and 95 % coverage; the
+    axes become square with the diagonal (a calibrated std lies on it)."""
+    attrs = dataset.attrs
+    for name, suffix, style in (("std_total", "", "o-"), ("std_total_raw", "_raw", "x--")):
+        coverage = attrs.get(f"coverage_68{suffix}", np.nan)
+        if name not in dataset or not np.isfinite(coverage):
+            continue
+        rms_std, rms_error = error_by_std(dataset["mean"], dataset[name], dataset["truth"])
+        kind = "raw" if suffix else ("calibrated" if np.isfinite(
+            attrs.get("coverage_68_raw", np.nan)) else "std")
+        ax.plot(rms_std, rms_error, style, ms=3, lw=1, color=color,
+                label=f"{label}{kind}: cover {coverage:.2f} (68 %), "
+                f"{attrs[f'coverage_95{suffix}']:.2f} (95 %)")
+    lines = [line for line in ax.lines if line.get_label() != "calibrated std"]
+    top = max((float(np.max([*line.get_xdata(), *line.get_ydata()])) for line in lines),
+              default=1.0) * 1.05
+    for line in ax.lines:
+        if line.get_label() == "calibrated std":
+            line.remove()
+    ax.plot([0, top], [0, top], "k:", lw=1, label="calibrated std")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("RMS std (binned by std)")
+    ax.set_ylabel("RMS error")
+    ax.grid(alpha=0.3)
+
+
 def panel_figure(dataset: xr.Dataset) -> Figure:
-    """Truth, observation, mean, absolute error, uncertainty and the PSNR curve of one run."""
+    """Truth, observation, mean, absolute error, uncertainty, the PSNR curve and (with a truth)
+    the error against the std before and after calibration, of one run."""
     has_truth = "truth" in dataset
     tiles = [("truth", "truth")] if has_truth else []
     tiles += [("observation", "observation"), ("mean", "reconstruction (mean)")]
     if has_truth:
         tiles.append(("error", "absolute error"))
     tiles.append(("std_total", "uncertainty (std)"))
-    figure = Figure(figsize=(3.2 * (len(tiles) + 1), 3.4), layout="constrained")
-    axes = figure.subplots(1, len(tiles) + 1)
+    calibrated = has_truth and "coverage_68" in dataset.attrs
+    plots = 1 + calibrated
+    figure = Figure(figsize=(3.2 * (len(tiles) + plots), 3.4), layout="constrained")
+    axes = figure.subplots(1, len(tiles) + plots)
+    if calibrated:
+        plot_error_by_std(axes[-1], dataset)
+        axes[-1].legend(fontsize=6)
+        axes[-1].set_title(f"error against std\n{dataset.attrs.get('calibration', 'none')} "
+                           "calibration", fontsize=9)
+        axes = axes[:-1]
     for ax, (name, title) in zip(axes, tiles, strict=False):
         if name == "error":
             image = abs(dataset["mean"] - dataset["truth"]).mean("channel", keepdims=True)
@@ -242,11 +301,29 @@ def plot_bo_progress(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
 
 def comparison_figures(comparison: xr.Dataset, folder: str | os.PathLike) -> list[Path]:
     """Save the comparison's figures in ``folder``: ``psnr_curves.png`` (smoothed PSNR against
-    step per method, mean +- std over seeds, a panel per image: the paper's main figure) and
+    step per method, mean +- std over seeds, a panel per image: the paper's main figure),
+    ``calibration.png`` (error against std per method, raw and calibrated, with their
+    coverages; the first seed) and
     ``uncertainty_IMAGE.png`` (a row per method: mean, absolute error, std; the first seed)."""
     folder = Path(folder)
     images = list(comparison["image"].values)
     written = []
+    if "truth" in comparison and "coverage_68" in comparison:
+        figure = Figure(figsize=(5 * len(images), 4.2), layout="constrained")
+        for ax, image in zip(np.atleast_1d(figure.subplots(1, len(images))), images,
+                             strict=True):
+            for index, method in enumerate(comparison["method"].values):
+                run = comparison.sel({"image": image, "method": method}).isel(seed=0)
+                run.attrs = {name: float(run[name]) for name in COVERAGE_VARIABLES
+                             if name in run}
+                if not np.isfinite(run.attrs.get("coverage_68", np.nan)):
+                    continue  # no std (plain DIP) or no run
+                plot_error_by_std(ax, run, f"{method} ", color=f"C{index}")
+            ax.set_title(f"{image}: error against std (seed {int(comparison['seed'][0])})",
+                         fontsize=10)
+            ax.legend(fontsize=6)
+        save_figure(figure, folder / "calibration.png")
+        written.append(folder / "calibration.png")
     if "psnr" in comparison:
         figure = Figure(figsize=(5 * len(images), 3.6), layout="constrained")
         for ax, image in zip(np.atleast_1d(figure.subplots(1, len(images))), images,

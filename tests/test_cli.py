@@ -48,7 +48,40 @@ def test_existing_result_is_kept_unless_overwrite(tiny_png, tmp_path, capsys):
     assert main([*args, "--overwrite", "--seed", "1"]) == 0
 
 
+@pytest.mark.parametrize("task", ["denoise", "superres", "inpaint", "ct"])
+def test_every_task_is_recalibrated_on_held_out_values(task, tiny_png, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--image", str(tiny_png), "--task", task, "--out", str(out),
+                 *FAST]) == 0
+    dataset = read_dataset(out / "result.nc")
+    attrs = dataset.attrs
+    assert attrs["calibration"] == "scale" and attrs["calibration_heldout"] > 0
+    assert {"std_total", "std_total_raw"} <= set(dataset.variables)
+    assert {"coverage_68_raw", "coverage_95_raw", "coverage_50", "coverage_90"} <= set(attrs)
+    printed = capsys.readouterr().out
+    assert "held-out values (scale): targets 68 % and 95 % coverage" in printed
+    assert "coverage vs truth  68 %" in printed
+
+
+def test_calibration_options(tiny_png, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--image", str(tiny_png), "--out", str(out), "--calibration",
+                 "conformal", "--calibration-coverage", "0.8", "--heldout-fraction", "0.2",
+                 *FAST]) == 0
+    attrs = read_dataset(out / "result.nc").attrs
+    assert attrs["calibration"] == "conformal" and attrs["calibration_coverage"] == 0.8
+    assert attrs["calibration_heldout"] == round(0.2 * 64 * 64)
+    assert "at least 80% coverage of observed values" in capsys.readouterr().out
+    assert main(["run", "--image", str(tiny_png), "--out", str(out), "--overwrite",
+                 "--calibration", "none", *FAST]) == 0
+    dataset = read_dataset(out / "result.nc")
+    assert dataset.attrs["calibration"] == "none" and "std_total_raw" not in dataset
+    assert "calibration     none" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, words", [
+    (["--calibration", "platt"], "choose one of none, scale, conformal"),
+    (["--heldout-fraction", "1.5"], "heldout_fraction must be a number in (0, 1)"),
     (["--image", "missing.png"], "not found"),
     (["--method", "magic"], "choose one of mfvi, dip"),
     (["--steps", "0"], "steps must be a positive integer"),

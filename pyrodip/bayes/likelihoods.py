@@ -117,6 +117,18 @@ class Likelihood(PyroModule):
         """An observation in image units from a site value."""
         return value
 
+    def additive(self, value: Tensor) -> Tensor:
+        """An observation (or a prediction A(x)) in the domain where this noise is additive,
+        ``additive(y) = additive(A(x)) + n`` with n of :meth:`noise_variance` (y itself for
+        Gaussian and Poisson noise, log y for speckle): where held-out residuals are scored
+        (:mod:`pyrodip.infer.recalibration`)."""
+        return value
+
+    def noise_variance(self, prediction: Tensor) -> Tensor:
+        """The variance of n in :meth:`additive`'s domain given A(x), per value (the known or
+        fitted noise level; heteroscedastic noise is the network's, not this)."""
+        raise NotImplementedError
+
     def site(
         self,
         prediction: Tensor,
@@ -217,6 +229,9 @@ class GaussianLikelihood(Likelihood):
     ) -> dist.TorchDistribution:
         return dist.Normal(prediction, self.std(log_variance).expand_as(prediction))
 
+    def noise_variance(self, prediction: Tensor) -> Tensor:
+        return self.noise_std.detach().square().expand_as(prediction)
+
 
 class SpeckleLikelihood(Likelihood):
     """log y ~ N(log A(x), sigma^2): multiplicative log-normal speckle, as in ultrasound.
@@ -251,6 +266,12 @@ class SpeckleLikelihood(Likelihood):
         loc = torch.log(prediction.clamp_min(LOG_FLOOR))
         return dist.LogNormal(loc, self.noise_std.expand_as(prediction))
 
+    def additive(self, value: Tensor) -> Tensor:
+        return torch.log(value.clamp_min(LOG_FLOOR))
+
+    def noise_variance(self, prediction: Tensor) -> Tensor:
+        return self.noise_std.detach().square().expand_as(prediction)
+
 
 class PoissonLikelihood(Likelihood):
     """peak * y ~ Poisson(peak * A(x)): photon-counting noise, as in X-ray and CT.
@@ -278,6 +299,9 @@ class PoissonLikelihood(Likelihood):
 
     def to_site(self, observation: Tensor) -> Tensor:
         return torch.round(observation * self.peak)
+
+    def noise_variance(self, prediction: Tensor) -> Tensor:
+        return prediction.clamp_min(RATE_FLOOR / self.peak) / self.peak
 
     def from_site(self, value: Tensor) -> Tensor:
         return value / self.peak

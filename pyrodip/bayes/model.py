@@ -119,7 +119,8 @@ class BayesianDIP(PyroModule):
         self.layer_prior_modules = nn.ModuleList(self.layer_priors.values())
         self.likelihood = likelihood if likelihood is not None else GaussianLikelihood()
         self.operator = operator if operator is not None else Identity()
-        if self.likelihood.heteroscedastic and not isinstance(self.operator, Identity | Mask):
+        inner = getattr(self.operator, "operator", self.operator)  # a Subset's own operator
+        if self.likelihood.heteroscedastic and not isinstance(inner, Identity | Mask):
             raise InvalidInputError(
                 "a heteroscedastic noise level needs an operator that keeps the image's shape "
                 "(denoising or inpainting): use `noise_level=known` or `noise_level=learned`"

@@ -27,6 +27,7 @@ from ..bayes.priors import PRIORS, prior_usage
 from ..errors import PyrodipError
 from ..infer.methods import METHODS
 from ..infer.optimizers import OPTIMIZERS
+from ..infer.recalibration import CALIBRATIONS
 from ..physics.noise import NOISE_MODELS
 from ..physics.tasks import TASKS
 from ..plugins import load_entry_points, load_plugins
@@ -254,6 +255,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--burn-in", type=int, help="sgld: steps before sampling [min(7000, steps / 2)]")
     add("--sample-every", type=int,
         help=f"sgld: steps between posterior samples [{d.sample_every}]")
+    add("--calibration", help=f"rescale the std on held-out observed values: "
+        f"{listing(CALIBRATIONS)} [the method's: scale; none for dip]")
+    add("--calibration-coverage", type=float, metavar="C",
+        help=f"conformal: the coverage the intervals target [{d.calibration_coverage}]")
+    add("--heldout-fraction", type=float, metavar="F",
+        help=f"share of the observed values held out to calibrate on [{d.heldout_fraction}]")
+    add("--calibration-refit", action="store_true",
+        help="after calibrating, fit again on all observed values (twice the time) [off]")
     add("--steps", type=int, help=f"fitting steps [{d.steps}]")
     add("--samples", type=int, help=f"posterior samples for the predictive [{d.samples}]")
     add("--ema", type=float, help=f"smoothing of the tracked image [{d.ema}]")

@@ -272,6 +272,25 @@ def _stop_on_signals(stop: threading.Event):
             signal.signal(sig, old)
 
 
+def calibration_line(attrs: dict) -> str:
+    """How the std was calibrated and the coverage it targets, in words.
+
+    >>> calibration_line({"calibration": "scale", "calibration_scale": 2.0,
+    ...                   "calibration_heldout": 1638})
+    'std x 2.00 fitted on 1638 held-out values (scale): targets 68 % and 95 % coverage'
+    """
+    method = attrs.get("calibration", "none")
+    if method == "none":
+        return "none (the std as the posterior gives it)"
+    scale = attrs["calibration_scale"]
+    if scale != scale:  # NaN
+        return f"{method}: no scale (the prediction has no uncertainty)"
+    target = ("68 % and 95 % coverage" if method == "scale" else
+              f"at least {attrs['calibration_coverage']:.0%} coverage of observed values")
+    return (f"std x {scale:.2f} fitted on {attrs['calibration_heldout']} held-out values "
+            f"({method}): targets {target}")
+
+
 def summary(dataset, out: Path) -> str:
     """A few lines: what ran, the PSNRs, the uncertainty and the time."""
     a = dataset.attrs
@@ -299,5 +318,11 @@ def summary(dataset, out: Path) -> str:
     lines.append(
         f"  mean uncertainty (std) {a['mean_std_total']:.4f} from {a['samples']} samples"
     )
+    lines.append(f"  calibration     {calibration_line(a)}")
+    if "coverage_68" in a and a.get("calibration", "none") != "none":
+        lines.append(
+            f"  coverage vs truth  68 %: {a['coverage_68_raw']:.2f} raw -> {a['coverage_68']:.2f}"
+            f",  95 %: {a['coverage_95_raw']:.2f} raw -> {a['coverage_95']:.2f}"
+        )
     lines.append(f"  time {a['wall_time_s']:.1f} s; wrote {out / 'result.nc'} and panel.png")
     return "\n".join(lines)

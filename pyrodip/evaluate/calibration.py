@@ -8,9 +8,9 @@ reference image ``truth``, per pixel:
   bins over ``[0, max v]`` (each bin ``[lo, hi)``, the last one closed on the right; when
   ``max v == 0`` every pixel is in bin 0), and
   ``UCE = sum_b (n_b / N) * |mean(v in b) - mean(e in b)|``, in squared image units;
-- **coverage** of the central 68.27 % and 95 % Gaussian predictive intervals: the fraction of
-  pixels with ``|truth - mean| <= z * std``, ``z = norm.ppf(0.5 + level / 2)`` (1.00002 and
-  1.95996);
+- **coverage** of the central 50, 68.27, 90 and 95 % Gaussian predictive intervals
+  (:data:`COVERAGE_LEVELS`): the fraction of pixels with ``|truth - mean| <= z * std``,
+  ``z = norm.ppf(0.5 + level / 2)`` (0.674, 1.00002, 1.645 and 1.95996);
 - **sparsification**: pixels sorted by ``std`` descending (stable: ties keep pixel order); for
   each fraction ``f`` in ``0, 1/fractions, ..., 1 - 1/fractions`` the first
   ``k = round(f * N)`` pixels are removed (at most ``N - 1``, so one pixel always remains) and
@@ -20,10 +20,13 @@ reference image ``truth``, per pixel:
 - **AUSE**: the trapezoid integral over the fractions of ``sparsification - oracle`` (0 is an
   ideal ranking of the errors; it is blind to the scale of ``std``, which UCE measures).
 
+A prediction without uncertainty (``std`` zero everywhere, plain DIP) has no calibration: UCE,
+coverages, sparsification and AUSE are NaN (its reliability bins still hold the error).
+
 >>> import numpy as np
 >>> mean = np.zeros(4)
 >>> cal = calibrate(mean, std=np.full(4, 0.5), truth=np.array([0.1, -0.2, 0.7, 1.2]), bins=2)
->>> cal.coverage_68, cal.coverage_95
+>>> cal.coverage["68"], cal.coverage["95"]
 (0.5, 0.75)
 >>> round(cal.uce, 4)  # |0.25 - (0.01 + 0.04 + 0.49 + 1.44) / 4|
 0.245
@@ -40,9 +43,8 @@ from scipy.stats import norm
 
 from ..errors import InvalidInputError
 
-#: Central probabilities of the two reported predictive intervals.
-COVERAGE_68 = 0.6827
-COVERAGE_95 = 0.95
+#: The reported central predictive intervals: name -> probability.
+COVERAGE_LEVELS = {"50": 0.5, "68": 0.6827, "90": 0.9, "95": 0.95}
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,7 @@ class Calibration:
     bin_variance: np.ndarray  # (bins,) mean predicted variance, NaN for an empty bin
     bin_mse: np.ndarray  # (bins,) mean squared error, NaN for an empty bin
     bin_count: np.ndarray  # (bins,) pixels per bin
-    coverage_68: float
-    coverage_95: float
+    coverage: dict[str, float]  # name of COVERAGE_LEVELS -> fraction of pixels covered
     fractions: np.ndarray  # (fractions,) removed fraction of pixels
     sparsification: np.ndarray  # (fractions,) relative error left, most uncertain removed
     oracle: np.ndarray  # (fractions,) relative error left, largest errors removed
@@ -99,23 +100,24 @@ def calibrate(mean, std, truth, bins: int = 10, fractions: int = 50) -> Calibrat
     uce = float(np.sum(count[filled] / variance.size * abs(bin_variance - bin_mse)[filled]))
 
     distance = abs(truth - mean)
-    coverage = [
-        float(np.mean(distance <= norm.ppf(0.5 + level / 2) * std))
-        for level in (COVERAGE_68, COVERAGE_95)
-    ]
+    coverage = {name: float(np.mean(distance <= norm.ppf(0.5 + level / 2) * std))
+                for name, level in COVERAGE_LEVELS.items()}
 
     removed = np.arange(fractions) / fractions
     sparsification = _sparsification(error, std, removed)
     oracle = _sparsification(error, error, removed)
     ause = float(np.trapezoid(sparsification - oracle, removed))
+    if std.max() == 0:  # no uncertainty: nothing to calibrate
+        uce = ause = np.nan
+        coverage = dict.fromkeys(coverage, np.nan)
+        sparsification = np.full(removed.size, np.nan)
     return Calibration(
         uce=uce,
         bin_edges=edges,
         bin_variance=bin_variance,
         bin_mse=bin_mse,
         bin_count=count,
-        coverage_68=coverage[0],
-        coverage_95=coverage[1],
+        coverage=coverage,
         fractions=removed,
         sparsification=sparsification,
         oracle=oracle,
@@ -149,15 +151,22 @@ def calibration_variables(cal: Calibration) -> tuple[dict[str, xr.DataArray], di
             )
         }
     )
-    attrs = {
-        "uce": cal.uce,
-        "coverage_68": cal.coverage_68,
-        "coverage_95": cal.coverage_95,
-        "ause": cal.ause,
-        "calibration_bins": int(cal.bin_count.size),
-        "calibration_reference": "truth",
-    }
+    attrs = calibration_attrs(cal)
+    attrs.update(calibration_bins=int(cal.bin_count.size), calibration_reference="truth")
     return data_vars, attrs
+
+
+def calibration_attrs(cal: Calibration, suffix: str = "") -> dict[str, float]:
+    """UCE, the coverages and AUSE of ``cal`` as result attributes (``uce``, ``coverage_68``,
+    ...), each name ending in ``suffix``.
+
+    >>> cal = calibrate(np.zeros(2), np.ones(2), np.array([0.5, 3.0]))
+    >>> calibration_attrs(cal, "_raw")["coverage_68_raw"]
+    0.5
+    """
+    attrs = {"uce": cal.uce, **{f"coverage_{name}": value for name, value in cal.coverage.items()},
+             "ause": cal.ause}
+    return {f"{name}{suffix}": value for name, value in attrs.items()}
 
 
 def _array(value) -> np.ndarray:

@@ -48,6 +48,7 @@ from .local_reparam import LocalReparameterization
 from .methods import Sampler
 from .optimizers import OPTIMIZERS
 from .predictive import Prediction, predict
+from .recalibration import Recalibration
 from .tracking import History, Tracker
 
 #: Pyro's distribution and trace checks in :func:`fit_model` when its ``validate`` is None.
@@ -107,6 +108,7 @@ class FitResult:
     events: list[dict] = field(default_factory=list)  # divergences: step, rolled_back_to, lr
     status: str = "completed"  # or "diverged" (stopped early, see fit_model)
     config: Any = None
+    calibration: Recalibration | None = None  # how the std was rescaled (pyrodip.fit)
 
 
 def fit_model(

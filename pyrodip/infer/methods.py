@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 from ..registry import Registry
-from .predictive import Prediction, RunningMoments, draw_images
+from .predictive import Prediction, RunningMoments, draw_images, measure
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class Method:
     init_loc: str = "pytorch"
     init_scale: float = 0.01
     beta: float | None = None  # "MSE + beta KL": when set, the temperature follows from it
+    calibration: str = "scale"  # how the std is recalibrated (pyrodip.infer.recalibration)
     description: str = ""
 
     def temperature_for(self, observed_values: int, noise_std: float | None) -> float:
@@ -114,7 +115,9 @@ METHODS: Registry[Method] = Registry("method")
 METHODS.register("mfvi", Method(
     "meanfield", 0.1, init_scale=0.1, description="mean-field variational inference",
 ))
-METHODS.register("dip", Method("map", 0.0, description="plain DIP (point estimate, no prior)"))
+METHODS.register("dip", Method(
+    "map", 0.0, calibration="none", description="plain DIP (point estimate, no prior)",
+))
 METHODS.register(
     "sgld", SGLDMethod("map", 0.0, description="SGLD-DIP (noisy DIP steps, averaged samples)")
 )
@@ -218,13 +221,13 @@ class SGLDSampler(Sampler):
         self.noise()
         if step >= self.burn_in and (step - self.burn_in) % self.sample_every == 0:
             for image, noise_variance in draw_images(self.model, self.guide, 1):
-                self.moments.add(image, noise_variance)
+                self.moments.add(image, noise_variance, measure(self.model, image))
 
     def prediction(self) -> Prediction:
         return self.moments.prediction()
 
     def state_dict(self) -> dict:
-        return vars(self.moments).copy()
+        return self.moments.state_dict()
 
     def load_state_dict(self, state: dict | None) -> None:
-        vars(self.moments).update(state)
+        self.moments.load_state_dict(state)

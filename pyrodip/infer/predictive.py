@@ -12,6 +12,9 @@ batches of images whatever the number of samples, unless ``keep_samples=True``.
 - ``std_aleatoric``: the noise the likelihood predicts, sqrt(E[sigma^2]) per pixel (only for a
   heteroscedastic likelihood, else None).
 - ``std_total``: sqrt(epistemic variance + aleatoric variance).
+- ``measured_mean``, ``measured_std``: the same summaries of the posterior images as the
+  likelihood sees them, A(image) in the noise's additive domain (:func:`measure`), for scoring
+  held-out observed values (:mod:`pyrodip.infer.recalibration`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class Prediction:
     std_total: Tensor
     num_samples: int
     samples: Tensor | None = None
+    measured_mean: Tensor | None = None
+    measured_std: Tensor | None = None
+    std_total_raw: Tensor | None = None  # before recalibration (pyrodip.infer.recalibration)
 
 
 class RunningMoments:
@@ -62,10 +68,14 @@ class RunningMoments:
         self.m2: Tensor | None = None
         self.noise_var: Tensor | None = None
         self.kept: list[Tensor] | None = [] if keep_samples else None
+        self.measured: RunningMoments | None = None
 
     @torch.no_grad()
-    def add(self, image: Tensor, noise_variance: Tensor | None = None) -> None:
-        """Add one image (C, H, W) and, for a heteroscedastic likelihood, its noise variance."""
+    def add(
+        self, image: Tensor, noise_variance: Tensor | None = None, measured: Tensor | None = None
+    ) -> None:
+        """Add one image (C, H, W) and, for a heteroscedastic likelihood, its noise variance;
+        ``measured``: the image as the likelihood sees it (:func:`measure`)."""
         self.count += 1
         if self.mean is None:
             self.mean, self.m2 = image.clone(), torch.zeros_like(image)
@@ -73,6 +83,10 @@ class RunningMoments:
             delta = image - self.mean
             self.mean += delta / self.count
             self.m2 += delta * (image - self.mean)
+        if measured is not None:
+            if self.measured is None:
+                self.measured = RunningMoments()
+            self.measured.add(measured)
         if noise_variance is not None:
             variance = noise_variance.expand_as(image)
             if self.noise_var is None:
@@ -90,6 +104,7 @@ class RunningMoments:
         epistemic_var = self.m2 / (count - 1) if count > 1 else torch.zeros_like(self.m2)
         aleatoric_var = self.noise_var / count if self.noise_var is not None else None
         total_var = epistemic_var + (aleatoric_var if aleatoric_var is not None else 0)
+        measured = self.measured.prediction() if self.measured is not None else None
         return Prediction(
             mean=self.mean,
             std_epistemic=epistemic_var.sqrt(),
@@ -97,7 +112,31 @@ class RunningMoments:
             std_total=total_var.sqrt(),
             num_samples=count,
             samples=torch.stack(self.kept) if self.kept is not None else None,
+            measured_mean=measured.mean if measured is not None else None,
+            measured_std=measured.std_epistemic if measured is not None else None,
         )
+
+    def state_dict(self) -> dict:
+        """The running sums (for checkpoints)."""
+        state = vars(self).copy()
+        if self.measured is not None:
+            state["measured"] = self.measured.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        measured = state.pop("measured", None)
+        vars(self).update(state)
+        self.measured = None
+        if measured is not None:
+            self.measured = RunningMoments()
+            self.measured.load_state_dict(measured)
+
+
+def measure(model, image: Tensor) -> Tensor:
+    """A posterior image (C, H, W) as ``model``'s likelihood sees it: A(image) in the noise's
+    additive domain (:meth:`pyrodip.bayes.likelihoods.Likelihood.additive`)."""
+    return model.likelihood.additive(model.operator(image[None]))[0]
 
 
 @torch.no_grad()
@@ -169,5 +208,5 @@ def predict(
         raise InvalidInputError(f"samples must be a positive integer, got {num_samples}")
     moments = RunningMoments(keep_samples)
     for image, noise_variance in draw_images(model, guide, num_samples, batch):
-        moments.add(image, noise_variance)
+        moments.add(image, noise_variance, measure(model, image))
     return moments.prediction()

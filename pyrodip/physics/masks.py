@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ..seeding import generator
 
 __all__ = [
     "load_mask",
@@ -40,7 +41,7 @@ def _generator(seed: Seed) -> torch.Generator:
         raise InvalidInputError(
             f"seed must be an integer or a torch.Generator, got {type(seed).__name__}"
         )
-    return torch.Generator().manual_seed(int(seed))
+    return generator(int(seed), "mask")
 
 
 def _uniform(generator: torch.Generator, *size: int) -> Tensor:

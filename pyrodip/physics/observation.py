@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
+from ..seeding import generator
 from .noise import GaussianNoise, NoiseModel
-from .operators import Identity, Mask
+from .operators import Identity, Subset
 
 
 @dataclass
@@ -67,14 +68,13 @@ class Observation:
         operator: nn.Module | None = None,
         name: str = "",
     ) -> Observation:
-        """y = noise(A(truth)), drawn from a generator seeded by ``seed``; a float ``noise``
-        is the std of Gaussian noise."""
+        """y = noise(A(truth)), drawn from the noise stream of ``seed``
+        (:func:`pyrodip.seeding.generator`); a float ``noise`` is the std of Gaussian noise."""
         noise = _as_noise_model(noise)
         operator = operator if operator is not None else Identity()
-        generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             clean = operator(truth.unsqueeze(0))[0]
-        observation = noise.sample(clean, generator=generator)
+        observation = noise.sample(clean, generator=generator(seed, "noise"))
         return cls(observation, truth, tuple(truth.shape), noise, operator, name)
 
     @classmethod
@@ -101,38 +101,41 @@ def _as_noise_model(noise: NoiseModel | float) -> NoiseModel:
 def hold_out(
     observation: Observation, fraction: float = 0.1, seed: int = 0
 ) -> tuple[Observation, Tensor]:
-    """Hide a random ``fraction`` of the observed pixels from the fit (all channels of each).
+    """Hide a random ``fraction`` of the observed values from the fit: pixels for denoising and
+    inpainting, low-resolution pixels for super-resolution, sinogram bins for CT (all channels
+    of each position).
 
-    Returns the observation to fit, whose operator is a
-    :class:`~pyrodip.physics.operators.Mask` that
-    leaves the hidden pixels out of the likelihood, and the hidden pixels (bool, (1, H, W),
-    True = held out). Only pixel observations can be split so: denoising and inpainting.
+    Returns the observation to fit, whose operator (a
+    :class:`~pyrodip.physics.operators.Subset` of the observation's) leaves the hidden values
+    out of the likelihood, and the hidden positions (bool, (1, H', W') like y without its
+    channels, True = held out).
 
     >>> obs = Observation.simulate(torch.rand(1, 32, 32), noise=0.1, seed=0)
     >>> fit_obs, held = hold_out(obs, 0.1, seed=0)
     >>> int(held.sum()), int(fit_obs.operator.observed_mask.sum())
     (102, 922)
     """
-    operator = observation.operator
-    if isinstance(operator, Identity):
-        observed = torch.ones((1, *observation.image_shape[-2:]), dtype=torch.bool)
-    elif isinstance(operator, Mask):
-        observed = operator.observed_mask[0].cpu()
-    else:
-        raise InvalidInputError(
-            f"held-out pixels need an observation of the image's own pixels (denoise or "
-            f"inpaint), not through {type(operator).__name__}: use a truth-based objective"
-        )
     if not 0 < fraction < 1:
         raise InvalidInputError(f"the held-out fraction must be in (0, 1), got {fraction!r}")
-    known = observed.all(0, keepdim=True)
-    candidates = known.flatten().nonzero()[:, 0]
+    operator = observation.operator
+    mask = getattr(operator, "observed_mask", None)
+    if mask is None:
+        observed = torch.ones((1, *observation.observation.shape[-2:]), dtype=torch.bool)
+    else:
+        observed = mask[0].cpu().all(0, keepdim=True)
+    candidates = observed.flatten().nonzero()[:, 0]
     count = max(1, round(fraction * len(candidates)))
-    order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))
-    held = torch.zeros(known.numel(), dtype=torch.bool)
+    if count >= len(candidates):
+        raise InvalidInputError(
+            f"holding out {fraction:.0%} of {len(candidates)} observed values leaves none to "
+            "fit: use a larger image or a smaller held-out fraction"
+        )
+    order = torch.randperm(len(candidates), generator=generator(seed, "heldout"))
+    held = torch.zeros(observed.numel(), dtype=torch.bool)
     held[candidates[order[:count]]] = True
-    held = held.reshape(known.shape)
-    return replace(observation, operator=Mask(observed & ~held)), held
+    held = held.reshape(observed.shape)
+    inner = operator.operator if isinstance(operator, Subset) else operator
+    return replace(observation, operator=Subset(inner, observed & ~held)), held
 
 
 def resize_longer_side(image: Tensor, size: int) -> Tensor:

@@ -11,6 +11,8 @@ subclass gives a closed form), checked by :meth:`~LinearOperator.adjointness_err
   read by :mod:`pyrodip.physics.masks`.
 * :class:`~pyrodip.physics.radon.Radon`: sparse-view CT (parallel-beam projection), in
   :mod:`pyrodip.physics.radon`.
+* :class:`Subset`: any operator of which only some measured values reach the likelihood
+  (held-out values, :func:`pyrodip.physics.observation.hold_out`).
 
 >>> A = Identity()
 >>> x = torch.rand(1, 1, 4, 4)
@@ -38,6 +40,7 @@ __all__ = [
     "Identity",
     "LinearOperator",
     "Mask",
+    "Subset",
 ]
 
 SUPERRESOLUTION_FACTORS = (2, 4, 8)
@@ -300,3 +303,33 @@ class Mask(LinearOperator):
 
     def adjoint(self, y: Tensor, x_shape: Sequence[int] | None = None) -> Tensor:
         return self(y)
+
+
+class Subset(LinearOperator):
+    """A(x) = operator(x), of which the likelihood sees only the values where
+    :attr:`observed_mask` is True (the others are held out of the fit).
+
+    Args:
+        operator: the forward operator.
+        observed: bool, shaped like one measurement without its channels, (1, H', W') or
+            (H', W'): True = seen by the likelihood.
+
+    >>> A = Subset(Downsample(2), torch.tensor([[True, False], [True, True]]))
+    >>> A(torch.rand(1, 1, 4, 4)).shape, int(A.observed_mask.sum())
+    (torch.Size([1, 1, 2, 2]), 3)
+    """
+
+    observed_mask: Tensor
+
+    def __init__(self, operator: nn.Module, observed: Tensor) -> None:
+        super().__init__()
+        if not isinstance(observed, Tensor) or observed.dtype != torch.bool:
+            raise InvalidInputError("Subset needs a bool tensor of the observed values")
+        self.operator = operator
+        self.register_buffer("observed_mask", observed.reshape(1, 1, *observed.shape[-2:]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.operator(x)
+
+    def input_shape(self, output_shape: Sequence[int]) -> tuple[int, ...]:
+        return self.operator.input_shape(output_shape)

@@ -28,10 +28,11 @@ from torch import Tensor, nn
 from ..errors import InvalidInputError
 from ..io.images import center_crop
 from ..registry import Registry
+from ..seeding import generator
 from .masks import names_a_mask_file, parse_mask
 from .noise import NoiseModel, make_noise
 from .observation import Observation
-from .operators import Downsample, Identity, Mask
+from .operators import Downsample, Identity, Mask, Subset
 from .radon import Radon, default_ct_angles
 
 __all__ = [
@@ -207,7 +208,7 @@ class CTTask(Task):
         clean = operator(truth[None])[0]
         scale = float(clean.abs().max())
         noise = noise_model(settings, relative_to=scale)
-        observation = noise.sample(clean, torch.Generator().manual_seed(settings.seed))
+        observation = noise.sample(clean, generator(settings.seed, "noise"))
         return Observation(observation, truth, tuple(truth.shape), noise, operator, name, scale)
 
     def observe(self, settings, image, min_side, mask, name):
@@ -236,11 +237,12 @@ TASKS.register("ct", CTTask())
 
 def task_of(observation: Observation) -> Task:
     """The task whose operators observed ``observation`` (denoising for an operator no task
-    claims)."""
+    claims; a :class:`~pyrodip.physics.operators.Subset` is its operator's task)."""
+    operator = observation.operator
+    if isinstance(operator, Subset):
+        operator = operator.operator
     for task in TASKS.values():
-        if task.operator_type is not Identity and isinstance(
-            observation.operator, task.operator_type
-        ):
+        if task.operator_type is not Identity and isinstance(operator, task.operator_type):
             return task
     return TASKS["denoise"]
 

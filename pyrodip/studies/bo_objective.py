@@ -13,14 +13,13 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ..infer.recalibration import HELDOUT_FRACTION
 from ..plugins import load_plugins
 from .bo_study import OBJECTIVES
 from .config import RunConfig
 
-__all__ = ["HELDOUT_FRACTION", "OBJECTIVES", "FitObjective", "heldout_log_likelihood", "score"]
+__all__ = ["OBJECTIVES", "FitObjective", "heldout_log_likelihood", "score"]
 
-#: Share of the observed pixels the ``heldout`` objective hides from the fit.
-HELDOUT_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,9 @@ class FitObjective:
     """One trial: fit ``config`` with the trial's settings, return the ``objective``.
 
     Picklable, so that Dask can send it to the workers. Every trial uses ``config.seed``
-    for the fit (the same network initialisation and noise for every setting).
+    for the fit (the same network initialisation and noise for every setting). A trial's fit
+    is not recalibrated (``calibration=none``): no objective scores the std's scale, and the
+    ``heldout`` objective holds out its own values.
     """
 
     config: RunConfig
@@ -40,7 +41,7 @@ class FitObjective:
         from .run import fit
 
         load_plugins(self.config.plugins)  # on a worker: unpickling the config does not
-        config = self.config.replace(**params)
+        config = self.config.replace(**params, calibration="none")
         observation = prepare_observation(config)
         held = None
         if self.objective == "heldout":
@@ -84,14 +85,18 @@ def score(result, objective: str, held: Tensor | None = None) -> float:
 
 
 def heldout_log_likelihood(result, held: Tensor) -> float:
-    """Mean log N(y | mean, std_total^2 + sigma^2) over the held-out pixels (and channels):
-    the posterior predictive of a Gaussian likelihood with noise std sigma (heteroscedastic:
-    std_total already holds the per-pixel noise)."""
+    """Mean log N(y | m, s^2 + sigma^2) over the held-out values (and channels): m and s^2 the
+    mean and variance of A(x) over the posterior images, sigma^2 the noise's variance
+    (heteroscedastic: the network's per pixel), all in the domain where the noise is additive
+    (:meth:`pyrodip.bayes.likelihoods.Likelihood.additive`)."""
     prediction = result.prediction
-    variance = prediction.std_total.double() ** 2
-    if not result.model.likelihood.heteroscedastic:
-        variance = variance + float(result.model.likelihood.std()) ** 2
-    y = result.observation.observation.double().to(variance.device)
-    mean = prediction.mean.double()
+    likelihood = result.model.likelihood
+    mean = prediction.measured_mean.double()
+    if prediction.std_aleatoric is not None:
+        noise = prediction.std_aleatoric.double() ** 2
+    else:
+        noise = likelihood.noise_variance(mean)
+    variance = prediction.measured_std.double() ** 2 + noise
+    y = likelihood.additive(result.observation.observation.double().to(mean.device))
     log_density = -0.5 * ((y - mean) ** 2 / variance + torch.log(2 * math.pi * variance))
     return float(log_density[held.to(log_density.device).expand_as(log_density)].mean())

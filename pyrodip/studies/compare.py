@@ -49,7 +49,9 @@ from .execution import Executor, SyncExecutor
 #: they take there (the predictive mean's ``psnr`` and ``ssim`` would clash with the curves).
 RUN_SCALARS = {
     "psnr": "mean_psnr", "ssim": "mean_ssim", "uce": "uce", "coverage_68": "coverage_68",
-    "coverage_95": "coverage_95", "ause": "ause", "wall_time_s": "wall_time_s",
+    "coverage_95": "coverage_95", "uce_raw": "uce_raw", "coverage_68_raw": "coverage_68_raw",
+    "coverage_95_raw": "coverage_95_raw", "calibration_scale": "calibration_scale",
+    "ause": "ause", "wall_time_s": "wall_time_s",
     "mean_std_total": "mean_std_total", "baseline_psnr": "baseline_psnr",
     "psnr_missing": "psnr_missing",
 }
@@ -242,8 +244,10 @@ def _columns(study: xr.Dataset) -> dict[str, xr.DataArray]:
         columns["PSNR best"] = curve.max("step")
         columns["best step"] = curve.fillna(-np.inf).argmax("step") + 1
         columns["SSIM last"] = _last(study["ssim"])
-    for header, name in (("PSNR mean", "mean_psnr"), ("UCE", "uce"), ("cov 68", "coverage_68"),
-                         ("cov 95", "coverage_95"), ("AUSE", "ause")):
+    for header, name in (("PSNR mean", "mean_psnr"), ("UCE", "uce"), ("UCE raw", "uce_raw"),
+                         ("cov 68", "coverage_68"), ("cov 68 raw", "coverage_68_raw"),
+                         ("cov 95", "coverage_95"), ("cov 95 raw", "coverage_95_raw"),
+                         ("std scale", "calibration_scale"), ("AUSE", "ause")):
         if name in study.data_vars:
             columns[header] = study[name]
     if "loss" in study.data_vars:

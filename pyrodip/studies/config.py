@@ -30,6 +30,7 @@ from ..errors import InvalidInputError, MissingFileError
 from ..infer.elbo import ENGINES
 from ..infer.methods import METHODS, SGLD_VARIANTS
 from ..infer.optimizers import OPTIMIZERS
+from ..infer.recalibration import CALIBRATIONS, CONFORMAL_COVERAGE, HELDOUT_FRACTION
 from ..physics.noise import NOISE_MODELS
 from ..physics.operators import SUPERRESOLUTION_FACTORS
 from ..physics.tasks import TASKS
@@ -42,6 +43,7 @@ NOISE_LEVELS = ("known", "learned", "heteroscedastic")
 #: Settings whose default depends on the method (None in RunConfig: see pyrodip.infer.methods).
 METHOD_DEFAULTS = (
     "guide", "temperature", "optimizer", "weight_decay", "dropout", "lr", "init_loc", "init_scale",
+    "calibration",
 )
 
 
@@ -81,6 +83,10 @@ class RunConfig:
     sgld: str = "adam"  # sgld variant: adam (the papers') or textbook (see pyrodip.infer.methods)
     burn_in: int | None = None  # sgld: steps before sampling (None: min(7000, steps // 2))
     sample_every: int = 50  # sgld: steps between posterior samples
+    calibration: str | None = None  # none, scale or conformal (CALIBRATIONS); None: the method's
+    calibration_coverage: float = CONFORMAL_COVERAGE  # what conformal calibration targets
+    heldout_fraction: float = HELDOUT_FRACTION  # observed values held out to calibrate on
+    calibration_refit: bool = False  # fit again on all observed values after calibrating
     steps: int = 1000
     samples: int = 25
     ema: float = 0.99
@@ -121,6 +127,12 @@ class RunConfig:
             choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.guide is not None:
             choice("guide", self.guide.partition(":")[0], GUIDES)
+        if self.calibration is not None:
+            choice("calibration", self.calibration, CALIBRATIONS)
+        for key in ("calibration_coverage", "heldout_fraction"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+                raise InvalidInputError(f"{key} must be a number in (0, 1), got {value!r}")
         choice("sgld variant", self.sgld, SGLD_VARIANTS)
         choice("engine", self.engine, ENGINES)
         choice("noise", self.noise, NOISE_MODELS)
@@ -163,7 +175,7 @@ class RunConfig:
                 f"layer_priors must map layer-name patterns to prior specs, e.g. "
                 f"{{'net.head.*' = 'laplace:0.05'}}, got {self.layer_priors!r}"
             )
-        for key in ("bayesian_batchnorm", "observed", "local_reparam"):
+        for key in ("bayesian_batchnorm", "observed", "local_reparam", "calibration_refit"):
             if not isinstance(getattr(self, key), bool):
                 raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
         if self.slice_index is not None and (

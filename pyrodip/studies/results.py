@@ -3,7 +3,8 @@
 The schema (documented in ``docs/results.md``):
 
 - images over (``channel``, ``y``, ``x``): ``truth`` (when known), ``mean``,
-  ``std_epistemic``, ``std_aleatoric`` (heteroscedastic likelihood only), ``std_total``,
+  ``std_epistemic``, ``std_aleatoric`` (heteroscedastic likelihood only), ``std_total`` (the
+  recalibrated std), ``std_total_raw`` (before recalibration, when recalibrated),
   ``smoothed``; ``observation`` over (``channel``, ``obs_y``, ``obs_x``) (the same size as the
   image for denoising);
 - curves over ``step`` (1-based): ``loss``, ``psnr``, ``ssim``, ``psnr_current``,
@@ -16,7 +17,12 @@ The schema (documented in ``docs/results.md``):
 - calibration of ``mean`` +- ``std_total`` against the truth (when known,
   :mod:`pyrodip.evaluate.calibration`): ``reliability_*`` over ``calibration_bin``,
   ``sparsification_error`` and ``sparsification_oracle`` over ``sparsification_fraction``;
-  attributes ``uce``, ``coverage_68``, ``coverage_95``, ``ause``.
+  attributes ``uce``, ``coverage_50``, ``coverage_68``, ``coverage_90``, ``coverage_95``,
+  ``ause``, and the same with ``_raw`` for ``std_total_raw``; ``uce_observation`` (against y,
+  the paper's convention: denoising and inpainting, Gaussian or Poisson noise);
+- recalibration (:mod:`pyrodip.infer.recalibration`): ``calibration`` (none, scale or
+  conformal), ``calibration_scale``, ``calibration_coverage``, ``calibration_heldout`` and the
+  coverage of the held-out values before and after (``heldout_coverage_68_raw``, ...).
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 import xarray as xr
 
 from .. import __version__
-from ..evaluate.calibration import calibrate, calibration_variables
+from ..evaluate.calibration import calibrate, calibration_attrs, calibration_variables
 from ..evaluate.metrics import psnr, ssim
 from ..infer.loop import FitResult
 from ..io.files import atomic_path
@@ -49,6 +56,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "std_epistemic": pred.std_epistemic,
         "std_aleatoric": pred.std_aleatoric,
         "std_total": pred.std_total,
+        "std_total_raw": pred.std_total_raw,
         "smoothed": result.smoothed,
         "truth": obs.truth,
     }
@@ -78,17 +86,23 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     }
     attrs["noise"] = obs.noise.name
     attrs["noise_level"] = obs.noise.level
+    attrs.update(result.calibration.attrs() if result.calibration else {"calibration": "none"})
+    if obs.observation.shape == pred.mean.shape and obs.noise.name != "speckle":
+        attrs["uce_observation"] = observation_uce(result)
     if baseline:
         image, name = classical_baseline(obs)
         data_vars["baseline"] = (IMAGE_DIMS, _numpy(image), {"method": name})
         attrs["baseline"] = name
     if obs.has_truth:
         attrs.update(_quality(pred.mean, obs))
-        calibration_vars, calibration_attrs = calibration_variables(
+        calibration_vars, calibration_attributes = calibration_variables(
             calibrate(pred.mean, pred.std_total, obs.truth)
         )
         data_vars.update(calibration_vars)
-        attrs.update(calibration_attrs)
+        attrs.update(calibration_attributes)
+        if pred.std_total_raw is not None:
+            raw = calibrate(pred.mean, pred.std_total_raw, obs.truth)
+            attrs.update(calibration_attrs(raw, suffix="_raw"))
         if baseline:
             attrs.update(_quality(image, obs, prefix="baseline_"))
         if obs.observation.shape == obs.truth.shape:
@@ -96,6 +110,25 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     steps = result.history.steps
     coords = {"step": steps, "channel": np.arange(obs.image_shape[0])}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def observation_uce(result: FitResult) -> float:
+    """UCE of the predictive against the observation, as the paper's code scored it: the
+    squared error of the mean against y beside the predicted variance of y (the std plus the
+    noise's variance), over the observed pixels; for an observation of the image's own pixels.
+    NaN without uncertainty."""
+    obs, pred = result.observation, result.prediction
+    likelihood = result.model.likelihood
+    y = obs.observation.to(pred.mean.device)
+    variance = pred.std_total.square()
+    if pred.std_aleatoric is None:
+        variance = variance + likelihood.noise_variance(pred.mean)
+    if not bool((pred.std_total > 0).any()):
+        return float("nan")
+    known = getattr(obs.operator, "observed_mask", None)
+    keep = torch.ones_like(y, dtype=torch.bool) if known is None else known[0].expand_as(y)
+    cal = calibrate(pred.mean[keep], variance.sqrt()[keep], y[keep])
+    return cal.uce
 
 
 def write_dataset(dataset: xr.Dataset, path: str | os.PathLike) -> Path:

@@ -12,6 +12,7 @@ objects (model, guide, method, training settings) for :func:`pyrodip.infer.loop.
 from __future__ import annotations
 
 import threading
+import warnings
 
 import pyro
 import torch
@@ -23,7 +24,8 @@ from ..errors import InvalidInputError
 from ..infer.checkpoints import Checkpointing
 from ..infer.loop import FitResult, Training, fit_model
 from ..infer.methods import METHODS
-from ..physics.observation import Observation
+from ..infer.recalibration import censored_range, recalibrate, rescaled
+from ..physics.observation import Observation, hold_out
 from .config import RunConfig
 from .resources import check_memory
 
@@ -102,13 +104,50 @@ def fit(
     ``config.seed`` first, so equal configs give equal results (on the same device). The
     keyword arguments are those of :func:`pyrodip.infer.loop.fit_model`; a checkpoint is
     resumed only with the same config.
+
+    With a calibration (the method's, or ``config.calibration``), ``config.heldout_fraction``
+    of the observed values (drawn from ``config.seed``) are held out of the fit and the std is
+    rescaled on them (:mod:`pyrodip.infer.recalibration`); with ``config.calibration_refit``
+    the model is then fitted again on all of them (twice the time; the held-out fit keeps no
+    checkpoint, so a resumed run repeats it) and the scale is applied to that fit's std. The
+    result's ``observation`` is the whole one, its ``calibration`` says how.
     """
     config = config or RunConfig()
     device = resolve_device(config.device)
     check_memory(config, observation.image_shape, device)
-    settings = training(config)
-    method = METHODS[config.method]
-    sampler = method.sampler(
+    calibration = config.resolved("calibration")
+    if calibration == "none":
+        return _fit_once(observation, config, device, progress, validate, checkpoint, resume,
+                         stop)
+    fit_observation, held = hold_out(observation, config.heldout_fraction, config.seed)
+    scored = result = _fit_once(fit_observation, config, device, progress, validate,
+                                None if config.calibration_refit else checkpoint,
+                                resume and not config.calibration_refit, stop)
+    if config.calibration_refit:
+        # an interruption of the held-out fit left no checkpoint: then start the refit afresh
+        resume = resume and checkpoint is not None and checkpoint.path.exists()
+        result = _fit_once(observation, config, device, progress, validate, checkpoint, resume,
+                           stop)
+    result.observation = observation
+    if scored.prediction.measured_mean is None:
+        warnings.warn(
+            f"the {config.method} method's predictive has no measured summaries, so its std "
+            "was not recalibrated: give RunningMoments.add the measure(model, image) of each "
+            "image, or use `calibration=none`",
+            stacklevel=2,
+        )
+        return result
+    result.calibration = recalibrate(
+        scored.prediction, scored.model.likelihood, observation.observation, held,
+        calibration, config.calibration_coverage, censored_range(observation),
+    )
+    result.prediction = rescaled(result.prediction, result.calibration.scale)
+    return result
+
+
+def _fit_once(observation, config, device, progress, validate, checkpoint, resume, stop):
+    """One fit of ``config`` to ``observation``, seeded from ``config.seed``."""
+    sampler = METHODS[config.method].sampler(
         config.steps, config.resolved("lr"), variant=config.sgld, burn_in=config.burn_in,
         sample_every=config.sample_every,
     )
@@ -117,7 +156,7 @@ def fit(
     model.to(device)
     guide.to(device)
     return fit_model(
-        model, guide, observation, settings, sampler=sampler, progress=progress,
+        model, guide, observation, training(config), sampler=sampler, progress=progress,
         validate=validate, checkpoint=checkpoint, resume=resume, stop=stop,
         fingerprint=config.to_json(), config=config,
     )

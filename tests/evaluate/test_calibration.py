@@ -43,10 +43,14 @@ def test_empty_bins_are_nan_and_do_not_count():
 
 def test_coverage_by_hand():
     cal = calibrate(MEAN, STD, TRUTH)
+    # 50 %: |d| <= 0.674 std holds for 0.05 <= 0.067 and 0 <= 0.202, not 0.3, 0.6
+    assert cal.coverage["50"] == 0.5
     # 68 %: |d| <= 1.00002 std holds for 0.05 <= 0.1 and 0 <= 0.3, not 0.3 > 0.2, 0.6 > 0.4
-    assert cal.coverage_68 == 0.5
+    assert cal.coverage["68"] == 0.5
+    # 90 %: |d| <= 1.645 std holds for all four (0.3 <= 0.329, 0.6 <= 0.658)
+    assert cal.coverage["90"] == 1.0
     # 95 %: |d| <= 1.96 std holds for all four (0.3 <= 0.392, 0.6 <= 0.784)
-    assert cal.coverage_95 == 1.0
+    assert cal.coverage["95"] == 1.0
 
 
 def test_sparsification_and_ause_by_hand():
@@ -62,16 +66,17 @@ def test_sparsification_and_ause_by_hand():
     assert cal.ause == pytest.approx(0.25 * (0.045 + 0.0025 / 2) / MSE, rel=1e-12)
 
 
-def test_zero_std_is_a_point_estimate():
+def test_zero_std_has_no_calibration():
     mean = np.array([0.2, 0.5, 0.5, 0.9, 0.0, 0.3]).reshape(1, 2, 3)
     truth = np.array([0.2, 0.4, 0.5, 0.6, 0.0, 0.1]).reshape(1, 2, 3)
-    # e = [0, 0.01, 0, 0.09, 0, 0.04]: MSE = 0.14 / 6, three exact matches
+    # e = [0, 0.01, 0, 0.09, 0, 0.04]: MSE = 0.14 / 6
     cal = calibrate(mean, np.zeros((1, 2, 3)), truth, fractions=3)
     assert list(cal.bin_count) == [6] + [0] * 9
-    assert cal.uce == pytest.approx(0.14 / 6, rel=1e-12)  # |0 - MSE|
-    assert cal.coverage_68 == cal.coverage_95 == 0.5
-    # equal std: removal in pixel order, k = 0, 2, 4 -> mean of e[k:] / MSE
-    assert cal.sparsification == pytest.approx([1, 0.13 / 4 * 6 / 0.14, 0.04 / 2 * 6 / 0.14])
+    assert cal.bin_mse[0] == pytest.approx(0.14 / 6, rel=1e-12)  # the error is still there
+    # no ranking and no intervals: NaN, not numbers from the pixel order
+    assert np.isnan(cal.uce) and np.isnan(cal.ause)
+    assert all(np.isnan(value) for value in cal.coverage.values())
+    assert np.isnan(cal.sparsification).all()
     assert cal.oracle == pytest.approx([1, 0.01 / 4 * 6 / 0.14, 0])
 
 
@@ -80,7 +85,7 @@ def test_no_error_gives_flat_zero_curves():
     assert cal.sparsification.tolist() == cal.oracle.tolist() == [0.0] * 5
     assert cal.ause == 0.0
     assert cal.uce == pytest.approx(0.01)  # all v = 0.01 in the last bin, e = 0
-    assert cal.coverage_68 == 1.0
+    assert cal.coverage["68"] == 1.0
 
 
 def test_one_pixel_always_remains():
@@ -97,8 +102,8 @@ def test_calibrated_gaussian_sample():
     truth = mean + std * rng.standard_normal(std.shape)
     cal = calibrate(torch.from_numpy(mean), torch.from_numpy(std), torch.from_numpy(truth))
     # binomial std of a coverage over 200 000 pixels is about 0.001
-    assert cal.coverage_68 == pytest.approx(0.6827, abs=0.005)
-    assert cal.coverage_95 == pytest.approx(0.95, abs=0.003)
+    for name, level in {"50": 0.5, "68": 0.6827, "90": 0.9, "95": 0.95}.items():
+        assert cal.coverage[name] == pytest.approx(level, abs=0.005)
     assert cal.uce < 0.03 * np.mean(std**2)
     assert cal.ause > 0  # the ranking by std is informative but not the oracle's
     assert (cal.oracle <= cal.sparsification + 1e-12).all()
@@ -148,7 +153,11 @@ def test_invariants(data, bins, fractions):
     cal = calibrate(mean, std, truth, bins=bins, fractions=fractions)
     assert cal.bin_edges.shape == (bins + 1,) and cal.bin_count.sum() == mean.size
     assert cal.sparsification.shape == cal.oracle.shape == cal.fractions.shape == (fractions,)
-    assert 0 <= cal.coverage_68 <= cal.coverage_95 <= 1
+    if std.max() == 0:
+        assert np.isnan(cal.uce) and np.isnan(cal.coverage["68"])
+        return
+    coverage = cal.coverage
+    assert 0 <= coverage["50"] <= coverage["68"] <= coverage["90"] <= coverage["95"] <= 1
     assert cal.uce >= 0 and cal.ause >= -1e-12
     assert (cal.oracle <= cal.sparsification + 1e-12).all()
     if np.mean((mean - truth) ** 2) > 0:
@@ -166,7 +175,9 @@ def test_variables_and_plot(tmp_path):
     assert dataset["sparsification_fraction"].values == pytest.approx([0, 0.25, 0.5, 0.75])
     assert attrs == {
         "uce": cal.uce,
+        "coverage_50": 0.5,
         "coverage_68": 0.5,
+        "coverage_90": 1.0,
         "coverage_95": 1.0,
         "ause": cal.ause,
         "calibration_bins": 2,

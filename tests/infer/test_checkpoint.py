@@ -50,6 +50,19 @@ def test_resumed_fit_equals_uninterrupted_one(tiny, tmp_path, method):
     assert torch.equal(resumed.prediction.std_total, whole.prediction.std_total)
 
 
+@pytest.mark.parametrize("stop_at", [17, 40 + 17])  # in the held-out fit, in the refit
+def test_a_refit_resumes_to_the_uninterrupted_result(tiny, tmp_path, stop_at):
+    config = RunConfig(steps=40, samples=3, calibration_refit=True)
+    whole = fit(tiny, config, progress=False)
+    checkpoint = Checkpointing(tmp_path / "state.pt", every_steps=10)
+    with pytest.raises(Interrupted):
+        fit(tiny, config, progress=False, checkpoint=checkpoint, stop=StopAfter(stop_at))
+    assert checkpoint.path.exists() == (stop_at > 40)  # the held-out fit keeps no checkpoint
+    resumed = fit(tiny, config, progress=False, checkpoint=checkpoint, resume=True)
+    assert torch.equal(resumed.prediction.std_total, whole.prediction.std_total)
+    assert resumed.calibration == whole.calibration
+
+
 def test_resume_refuses_other_settings_and_missing_files(tiny, tmp_path):
     checkpoint = Checkpointing(tmp_path / "state.pt")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):

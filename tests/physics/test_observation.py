@@ -7,7 +7,7 @@ from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 from skimage.io import imsave
 
-from pyrodip import RunConfig, fit, make_guide, prepare_observation
+from pyrodip import Observation, RunConfig, fit, make_guide, prepare_observation
 from pyrodip.cli import main
 from pyrodip.physics.operators import Downsample, Mask
 from pyrodip.physics.radon import Radon
@@ -143,3 +143,20 @@ def test_ct_truth_lies_inside_the_scanned_circle(tiny_png):
     outside = ~observation.operator.circle.reshape(64, 64)
     assert observation.truth[0][outside].abs().max() == 0
     assert observation.truth[0][~outside].abs().max() > 0
+
+
+def test_the_noise_is_not_the_networks_random_numbers():
+    """Seeded alike, the noise once reused the uniforms that make the network's input: the
+    network could read the noise of every pixel from it. Now each has its own stream."""
+    import pyro
+
+    from pyrodip.bayes.model import BayesianDIP
+
+    truth = torch.full((1, 32, 32), 0.5)
+    noise = Observation.simulate(truth, noise=0.1, seed=3).observation - truth
+    pyro.set_rng_seed(3)
+    z = BayesianDIP((1, 32, 32)).z[0, 0].flatten()
+    correlation = torch.corrcoef(torch.stack([noise.flatten(), z]))[0, 1]
+    assert abs(float(correlation)) < 0.1  # independent: about 1 / sqrt(1024) = 0.03
+    same_stream = torch.randn(1, 32, 32, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(noise / 0.1, same_stream)

@@ -40,10 +40,11 @@ def test_each_task_builds_its_operator_and_chooses_its_baseline(name, operator, 
     assert image.dtype == torch.float32
 
 
-def test_held_out_pixels_make_a_masked_observation_whose_baseline_inpaints(noisy64):
+def test_an_observation_with_held_out_values_keeps_its_task(noisy64):
     fit_obs, _ = hold_out(noisy64, 0.1)
-    assert task_of(fit_obs) is TASKS["inpaint"]
-    assert classical_baseline(fit_obs)[1] == "biharmonic"
+    assert task_of(fit_obs) is TASKS["denoise"]
+    superres = Observation.simulate(noisy64.truth, 0.01, operator=Downsample(2))
+    assert task_of(hold_out(superres, 0.1)[0]) is TASKS["superres"]
 
 
 def test_ct_alone_adds_operator_memory():

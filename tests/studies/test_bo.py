@@ -10,6 +10,7 @@ from conftest import exit_code
 import pyrodip.studies.bo as bo
 import pyrodip.studies.bo_results as bo_results
 from pyrodip import Observation, RunConfig
+from pyrodip.bayes.likelihoods import GaussianLikelihood
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError, MissingFileError, PyrodipError
 from pyrodip.physics.observation import hold_out
@@ -268,8 +269,9 @@ def test_scores_of_a_fit():
 
 
 def test_heldout_log_likelihood_is_the_gaussian_predictive_density():
-    """Residual 0.1 and sigma 0.1 with std_total 0: log N = -0.5 (1 + log(2 pi 0.01)); with
-    std_total 0.1 the variance doubles: -0.5 (0.5 + log(2 pi 0.02)). Only held pixels count."""
+    """Residual 0.1 and sigma 0.1 with a measured std 0: log N = -0.5 (1 + log(2 pi 0.01));
+    with a measured std 0.1 the variance doubles: -0.5 (0.5 + log(2 pi 0.02)).
+    Only held pixels count."""
     y = torch.zeros(1, 4, 4)
     mean = torch.full((1, 4, 4), 0.1)
     mean[0, 0, 0] = 5.0  # a pixel the fit saw: ignored
@@ -277,10 +279,10 @@ def test_heldout_log_likelihood_is_the_gaussian_predictive_density():
     held[0, 1:, :] = True
 
     def result(std_total):
-        prediction = SimpleNamespace(mean=mean, std_total=torch.full((1, 4, 4), std_total))
-        likelihood = SimpleNamespace(heteroscedastic=False, std=lambda: torch.tensor(0.1))
+        prediction = SimpleNamespace(measured_mean=mean, std_aleatoric=None,
+                                     measured_std=torch.full((1, 4, 4), std_total))
         return SimpleNamespace(prediction=prediction, model=SimpleNamespace(
-            likelihood=likelihood), observation=SimpleNamespace(observation=y))
+            likelihood=GaussianLikelihood(0.1)), observation=SimpleNamespace(observation=y))
 
     expected = -0.5 * (1 + math.log(2 * math.pi * 0.01))
     assert heldout_log_likelihood(result(0.0), held) == pytest.approx(expected)
@@ -303,8 +305,10 @@ def test_hold_out_hides_a_tenth_of_the_observed_pixels(phantom64):
     assert not bool((held[0] & ~mask).any())  # only pixels that were observed
     assert int(fit_obs.operator.observed_mask.sum()) == int(mask.sum()) - int(held.sum())
     superres = Observation.simulate(phantom64, operator=Downsample(2))
-    with pytest.raises(InvalidInputError, match="denoise or inpaint"):
-        hold_out(superres)
+    fit_obs, held = hold_out(superres, 0.1)  # low-resolution pixels
+    assert held.shape == (1, 32, 32) and int(held.sum()) == round(0.1 * 32 * 32)
+    assert int(fit_obs.operator.observed_mask.sum()) == 32 * 32 - int(held.sum())
+    assert fit_obs.operator(phantom64[None]).shape == (1, 1, 32, 32)
 
 
 def test_fit_objective_runs_a_tiny_fit(tiny_png):
@@ -315,7 +319,6 @@ def test_fit_objective_runs_a_tiny_fit(tiny_png):
 
 
 @pytest.mark.parametrize("changes, objective, words", [
-    ({"task": "superres"}, "heldout", "denoise or inpaint"),
     ({"noise": "poisson"}, "heldout", "scores Gaussian noise"),
     ({"observed": True}, "psnr", "needs the truth"),
 ])
@@ -331,7 +334,7 @@ def test_fit_objective_refuses_what_it_cannot_score(tiny_png, changes, objective
 @pytest.mark.parametrize("args, words", [
     (["--param", "prior_scale=0.4:0.01"], "low 0.4 must be below high 0.01"),
     (["--param", "prior_scale=0:1:log"], "a log scale needs low > 0"),
-    (["--objective", "heldout", "--task", "superres"], "denoise or inpaint"),
+    (["--objective", "heldout", "--noise", "poisson"], "scores Gaussian noise"),
     (["--init", "0.05,0.1"], "one value per --param"),
     (["--init", "x"], "--init takes numbers"),
     (["--batch", "0"], "batch must be an integer >= 1"),

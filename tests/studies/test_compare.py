@@ -36,7 +36,9 @@ def test_compare_stacks_methods_images_seeds_and_reports(study_file, tmp_path, c
     assert list(study["method"].values) == ["dip", "mfvi"]
     assert study["psnr"].dims == ("method", "image", "seed", "step")
     assert study.sizes["step"] == 4 and study["mean"].shape[-2:] == (32, 32)
-    assert np.isfinite(study["mean_psnr"]).all() and np.isfinite(study["uce"]).all()
+    assert np.isfinite(study["mean_psnr"]).all()
+    assert np.isfinite(study["uce"].sel({"method": "mfvi"})).all()
+    assert np.isnan(study["uce"].sel({"method": "dip"})).all()  # no std, no calibration
     # each run keeps its own settings: the dip override, the seeds
     run = read_dataset(out / "runs" / "phantom-dip-seed1.nc")
     assert '"lr": 0.02' in run.attrs["config"] and run.attrs["seed"] == 1
@@ -47,6 +49,7 @@ def test_compare_stacks_methods_images_seeds_and_reports(study_file, tmp_path, c
     assert "| mfvi | phantom |" in table and " +- " in table and table.strip() in printed
     assert (out / "psnr_curves.png").stat().st_size > 0
     assert (out / "uncertainty_phantom.png").stat().st_size > 0
+    assert (out / "calibration.png").stat().st_size > 0  # error against std per method
 
     # the table again, from the saved results, whole study or single runs
     assert main(["report", str(out)]) == 0

@@ -1,0 +1,238 @@
+"""The predictive std rescaled without ground truth, on observed values the fit never saw.
+
+The fit holds out a random fraction of the observed values
+(:func:`pyrodip.physics.observation.hold_out`: pixels, low-resolution pixels or sinogram
+bins). For each held-out value i, in the domain where the noise is additive
+(:meth:`pyrodip.bayes.likelihoods.Likelihood.additive`):
+
+- ``r_i = y_i - m_i``, the residual of the observation against the mean ``m_i`` of A(x) over
+  the posterior images;
+- ``v_i``, the variance of A(x) over the posterior images, and ``n_i``, the noise's variance.
+
+If the posterior's std were right up to a factor s, ``r_i ~ N(0, s^2 v_i + n_i)``. Two ways to
+choose s (:data:`CALIBRATIONS`):
+
+- ``scale``: s by maximum likelihood of the held-out residuals under that model (the
+  sigma scaling of Laves et al., MIDL 2020, with the noise kept apart); every interval of the
+  Gaussian predictive is then targeted at once.
+- ``conformal``: the smallest s whose intervals ``|r_i| <= z sqrt(s^2 v_i + n_i)`` (z of the
+  target coverage c) cover ``ceil((n + 1) c)`` of the n held-out values (split conformal over
+  nested intervals): a new observed value exchangeable with the held-out ones is covered with
+  probability at least c. The guarantee is for observed values; in the image it is measured.
+
+Values at the end of the observation's range (a clipped observation) are censored: ``scale``
+scores them by the probability of lying beyond the end (a Tobit likelihood); ``conformal``
+counts them as covered when the interval reaches past the end.
+
+``std_total`` becomes ``s * std_total_raw`` (for a heteroscedastic likelihood only its
+epistemic part is scaled). A prediction without uncertainty (zero std) has no scale (NaN).
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> v = np.full(20000, 0.01)                  # predicted variance 0.1^2, truly 0.2^2
+>>> r = rng.normal(0, np.sqrt(4 * v + 0.0025))  # residuals with noise std 0.05
+>>> round(scale_by_likelihood(r, v, np.full_like(v, 0.0025)), 1)
+2.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+from scipy.stats import norm
+from torch import Tensor
+
+from ..errors import InvalidInputError
+from .predictive import Prediction
+
+#: ``--calibration``: none, or how the scale of the std is fitted on held-out values.
+CALIBRATIONS = ("none", "scale", "conformal")
+#: Share of the observed values held out of the fit to calibrate on (and for the BO's
+#: ``heldout`` objective).
+HELDOUT_FRACTION = 0.1
+#: The coverage ``conformal`` targets by default.
+CONFORMAL_COVERAGE = 0.9
+#: log(s^2) is searched in [-LOG_RANGE, LOG_RANGE].
+LOG_RANGE = 20.0
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """How the std was rescaled: ``method`` (of :data:`CALIBRATIONS`), the ``scale`` s,
+    the ``coverage`` it targets (NaN for ``scale``: every level), the number of held-out
+    values, and the share of them inside the 68 % and 95 % intervals before (``raw``) and
+    after."""
+
+    method: str
+    scale: float
+    coverage: float
+    heldout: int
+    heldout_coverage_68_raw: float
+    heldout_coverage_95_raw: float
+    heldout_coverage_68: float
+    heldout_coverage_95: float
+
+    def attrs(self) -> dict[str, float | int | str]:
+        """The result attributes (``calibration``, ``calibration_scale``, ...)."""
+        return {
+            "calibration": self.method,
+            "calibration_scale": self.scale,
+            "calibration_coverage": self.coverage,
+            "calibration_heldout": self.heldout,
+            "heldout_coverage_68_raw": self.heldout_coverage_68_raw,
+            "heldout_coverage_95_raw": self.heldout_coverage_95_raw,
+            "heldout_coverage_68": self.heldout_coverage_68,
+            "heldout_coverage_95": self.heldout_coverage_95,
+        }
+
+
+def scale_by_likelihood(
+    residual: np.ndarray,
+    variance: np.ndarray,
+    noise_variance: np.ndarray,
+    low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+) -> float:
+    """The s that maximises the likelihood of ``residual ~ N(0, s^2 variance +
+    noise_variance)`` (1-D arrays). ``low``/``high`` (bool) mark censored values: the
+    observation lies at or below (above) the end of its range, ``residual`` being the distance
+    of that end from the mean; they score ``P(r <= residual)`` (``P(r >= residual)``)."""
+    residual, variance, noise_variance = (np.asarray(a, dtype=np.float64)
+                                          for a in (residual, variance, noise_variance))
+    low = np.zeros(residual.shape, bool) if low is None else np.asarray(low, bool)
+    high = np.zeros(residual.shape, bool) if high is None else np.asarray(high, bool)
+    inside = ~(low | high)
+    if not (variance > 0).any():
+        return math.nan
+
+    def negative_log_likelihood(log_square: float) -> float:
+        sd = np.sqrt(math.exp(log_square) * variance + noise_variance)
+        z = residual / sd
+        return -float(
+            np.sum(-0.5 * z[inside] ** 2 - np.log(sd[inside]))
+            + np.sum(norm.logcdf(z[low])) + np.sum(norm.logsf(z[high]))
+        )
+
+    found = minimize_scalar(negative_log_likelihood, bounds=(-LOG_RANGE, LOG_RANGE),
+                            method="bounded", options={"xatol": 1e-6})
+    return math.exp(found.x / 2)
+
+
+def scale_by_conformal(
+    residual: np.ndarray,
+    variance: np.ndarray,
+    noise_variance: np.ndarray,
+    coverage: float,
+    low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+) -> float:
+    """The smallest s whose intervals ``|residual| <= z sqrt(s^2 variance + noise_variance)``
+    (z of the central ``coverage``) hold ``ceil((n + 1) coverage)`` of the n values; a
+    censored value (``low``/``high``) is covered as soon as the interval reaches past its
+    end. NaN when no s can (no variance, or too few values for the coverage).
+
+    >>> scale_by_conformal(np.array([0.1, 0.2, 0.3, 0.4]), np.full(4, 0.01), np.zeros(4), 0.5)
+    3.0
+    """
+    residual, variance, noise_variance = (np.asarray(a, dtype=np.float64)
+                                          for a in (residual, variance, noise_variance))
+    if not 0 < coverage < 1:
+        raise InvalidInputError(f"the target coverage must be in (0, 1), got {coverage!r}")
+    z = norm.ppf(0.5 + coverage / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        needed = np.where(
+            variance > 0, np.maximum((residual**2 / z**2 - noise_variance) / variance, 0),
+            np.where(residual**2 <= z**2 * noise_variance, 0.0, np.inf),
+        )
+    # A censored value is covered once the interval passes the end it lies beyond.
+    if low is not None:
+        needed[np.asarray(low, bool) & (residual >= 0)] = 0.0
+    if high is not None:
+        needed[np.asarray(high, bool) & (residual <= 0)] = 0.0
+    k = math.ceil((residual.size + 1) * coverage)
+    if k > residual.size or not (variance > 0).any():
+        return math.nan
+    value = float(np.sort(needed)[k - 1])
+    return math.sqrt(value) if math.isfinite(value) else math.nan
+
+
+def recalibrate(
+    prediction: Prediction,
+    likelihood,
+    observation: Tensor,
+    held: Tensor,
+    method: str = "scale",
+    coverage: float = CONFORMAL_COVERAGE,
+    value_range: tuple[float, float] | None = None,
+) -> Recalibration:
+    """Fit the scale of ``prediction``'s std on the ``held`` values (bool, (1, H', W')) of
+    ``observation`` (y, (C, H', W')) that the fit never saw (see the module docstring).
+    ``prediction`` must hold the measured summaries (:func:`pyrodip.infer.predictive.predict`
+    collects them); ``value_range``: the ends at which y is censored (None: not censored)."""
+    if method not in CALIBRATIONS[1:]:
+        raise InvalidInputError(
+            f"unknown calibration {method!r}: choose one of {', '.join(CALIBRATIONS[1:])}"
+        )
+    if prediction.measured_mean is None:
+        raise InvalidInputError("the prediction has no measured summaries: draw it with predict")
+    device = prediction.measured_mean.device
+    mask = held.to(device).expand_as(prediction.measured_mean)
+    y = observation.to(device)
+    mean = prediction.measured_mean
+    residual = (likelihood.additive(y) - mean)[mask]
+    variance = prediction.measured_std.square()[mask]
+    noise = likelihood.noise_variance(mean)[mask]
+    if prediction.std_aleatoric is not None:  # heteroscedastic: the network's own noise
+        noise = prediction.std_aleatoric.square().to(device).expand_as(mask)[mask]
+    low = high = None
+    if value_range is not None:
+        low, high = (y[mask] <= value_range[0]), (y[mask] >= value_range[1])
+        edge = torch.where(low, value_range[0], torch.where(high, value_range[1], y[mask]))
+        residual = likelihood.additive(edge) - mean[mask]
+        low, high = low.cpu().numpy(), high.cpu().numpy()
+    residual, variance, noise = (t.double().cpu().numpy() for t in (residual, variance, noise))
+    if method == "scale":
+        scale = scale_by_likelihood(residual, variance, noise, low, high)
+        target = math.nan
+    else:
+        scale = scale_by_conformal(residual, variance, noise, coverage, low, high)
+        target = coverage
+
+    def covered(s: float, level: float) -> float:
+        if not math.isfinite(s):
+            return math.nan
+        z = norm.ppf(0.5 + level / 2)
+        return float(np.mean(residual**2 <= z**2 * (s**2 * variance + noise)))
+
+    return Recalibration(
+        method=method, scale=scale, coverage=target, heldout=int(residual.size),
+        heldout_coverage_68_raw=covered(1.0, 0.6827), heldout_coverage_95_raw=covered(1.0, 0.95),
+        heldout_coverage_68=covered(scale, 0.6827), heldout_coverage_95=covered(scale, 0.95),
+    )
+
+
+def rescaled(prediction: Prediction, scale: float) -> Prediction:
+    """``prediction`` with its epistemic part of the total std multiplied by ``scale`` (the
+    aleatoric part, a heteroscedastic likelihood's noise, is the noise's, as in the held-out
+    model) and the std it had kept as ``std_total_raw`` (for NaN: the std unchanged)."""
+    factor = scale if math.isfinite(scale) else 1.0
+    if prediction.std_aleatoric is None:
+        total = prediction.std_total * factor
+    else:
+        total = ((factor * prediction.std_epistemic) ** 2 + prediction.std_aleatoric**2).sqrt()
+    return dataclasses.replace(prediction, std_total=total, std_total_raw=prediction.std_total)
+
+
+def censored_range(observation) -> tuple[float, float] | None:
+    """(0, 1) when ``observation`` (an :class:`~pyrodip.physics.observation.Observation`)
+    looks clipped to [0, 1]: Gaussian noise, every value inside, some exactly at an end
+    (continuous noise never lands there otherwise); else None."""
+    y = observation.observation
+    if observation.noise.name != "gaussian" or not bool(((y >= 0) & (y <= 1)).all()):
+        return None
+    return (0.0, 1.0) if bool(((y == 0) | (y == 1)).any()) else None
