@@ -136,8 +136,10 @@ def scale_by_conformal(
     censored value (``low``/``high``) is covered as soon as the interval reaches past its
     end. NaN when no s can (no variance, or too few values for the coverage).
 
-    >>> scale_by_conformal(np.array([0.1, 0.2, 0.3, 0.4]), np.full(4, 0.01), np.zeros(4), 0.5)
-    3.0
+    >>> # z = 1 at 68.27 %: value i needs s = 10 |r_i|; ceil(5 * 0.6827) = 4 of the 4 values
+    >>> r = np.array([0.1, 0.2, 0.3, 0.4])
+    >>> round(scale_by_conformal(r, np.full(4, 0.01), np.zeros(4), 0.6827), 3)
+    4.0
     """
     residual, variance, noise_variance = (np.asarray(a, dtype=np.float64)
                                           for a in (residual, variance, noise_variance))

@@ -36,7 +36,8 @@ def record(domain, method, seed, psnr, settings=(), scale=2.0, coverage=0.6):
                                        ("conformal0.9", scale, coverage))}
     job = Job("goal", domain, DOMAINS[domain][0], method, seed, settings)
     result = {"job": {**job.__dict__, "settings": [list(s) for s in settings]},
-              "psnr": psnr, "status": "completed", "uce_observation": 2e-3}
+              "psnr": psnr, "status": "completed", "uce_observation": 2e-3,
+              "config": {"noise": "gaussian"}}
     if not settings:
         result["calibrations"] = calibrations
     return result
