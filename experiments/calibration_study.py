@@ -172,6 +172,7 @@ def calibration_record(result, config, obs) -> dict:
     from pyrodip.evaluate.calibration import calibrate
     from pyrodip.infer.recalibration import censored_range, recalibrate
     from pyrodip.physics.observation import hold_out
+    from pyrodip.studies.results import observation_uce
 
     pred = result.prediction
     mean, raw, truth = (t.double().numpy() for t in (pred.mean, pred.std_total_raw, obs.truth))
@@ -202,17 +203,8 @@ def calibration_record(result, config, obs) -> dict:
         "rms_ratio": float(np.sqrt(np.mean(error**2) / np.mean(raw**2))),
         "binned_std": [float(np.sqrt(np.mean(raw.ravel()[b] ** 2))) for b in bins],
         "binned_error": [float(np.sqrt(np.mean(error[b] ** 2))) for b in bins],
-        "uce_observation": result_uce_observation(result),
+        "uce_observation": observation_uce(result),
     }
-
-
-def result_uce_observation(result) -> float | None:
-    from pyrodip.studies.results import observation_uce
-
-    obs = result.observation
-    if obs.observation.shape != result.prediction.mean.shape or obs.noise.name == "speckle":
-        return None
-    return observation_uce(result)
 
 
 def run_stage(stage: str, out: Path, workers: int, smoke: bool = False,

@@ -42,7 +42,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 from torch import Tensor
@@ -175,7 +174,8 @@ def recalibrate(
     """Fit the scale of ``prediction``'s std on the ``held`` values (bool, (1, H', W')) of
     ``observation`` (y, (C, H', W')) that the fit never saw (see the module docstring).
     ``prediction`` must hold the measured summaries (:func:`pyrodip.infer.predictive.predict`
-    collects them); ``value_range``: the ends at which y is censored (None: not censored)."""
+    collects them); ``value_range``: the ends y was clipped to, so that a value at an end is
+    censored (None: not clipped; :func:`censored_range`)."""
     if method not in CALIBRATIONS[1:]:
         raise InvalidInputError(
             f"unknown calibration {method!r}: choose one of {', '.join(CALIBRATIONS[1:])}"
@@ -193,10 +193,8 @@ def recalibrate(
         noise = prediction.std_aleatoric.square().to(device).expand_as(mask)[mask]
     low = high = None
     if value_range is not None:
-        low, high = (y[mask] <= value_range[0]), (y[mask] >= value_range[1])
-        edge = torch.where(low, value_range[0], torch.where(high, value_range[1], y[mask]))
-        residual = likelihood.additive(edge) - mean[mask]
-        low, high = low.cpu().numpy(), high.cpu().numpy()
+        bottom, top = value_range
+        low, high = (y[mask] <= bottom).cpu().numpy(), (y[mask] >= top).cpu().numpy()
     residual, variance, noise = (t.double().cpu().numpy() for t in (residual, variance, noise))
     if method == "scale":
         scale = scale_by_likelihood(residual, variance, noise, low, high)

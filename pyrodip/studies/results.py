@@ -87,8 +87,9 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     attrs["noise"] = obs.noise.name
     attrs["noise_level"] = obs.noise.level
     attrs.update(result.calibration.attrs() if result.calibration else {"calibration": "none"})
-    if obs.observation.shape == pred.mean.shape and obs.noise.name != "speckle":
-        attrs["uce_observation"] = observation_uce(result)
+    uce_observation = observation_uce(result)
+    if uce_observation is not None:
+        attrs["uce_observation"] = uce_observation
     if baseline:
         image, name = classical_baseline(obs)
         data_vars["baseline"] = (IMAGE_DIMS, _numpy(image), {"method": name})
@@ -112,12 +113,15 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
-def observation_uce(result: FitResult) -> float:
+def observation_uce(result: FitResult) -> float | None:
     """UCE of the predictive against the observation, as the paper's code scored it: the
     squared error of the mean against y beside the predicted variance of y (the std plus the
-    noise's variance), over the observed pixels; for an observation of the image's own pixels.
-    NaN without uncertainty."""
+    noise's variance), over the observed pixels. Only for an observation of the image's own
+    pixels with noise that adds in the image (Gaussian, Poisson), else None; NaN without
+    uncertainty."""
     obs, pred = result.observation, result.prediction
+    if obs.observation.shape != pred.mean.shape or obs.noise.name == "speckle":
+        return None
     likelihood = result.model.likelihood
     y = obs.observation.to(pred.mean.device)
     variance = pred.std_total.square()
