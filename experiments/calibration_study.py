@@ -42,16 +42,18 @@ from pathlib import Path
 import numpy as np
 
 from experiments.study_jobs import (
+    DATA,
+    SEEDS,
+    clipped_observation,
     interval,
     load_records,
     pending,
     run_jobs,
     study_main,
+    table,
     write_record,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SEEDS = (0, 1, 2)
 SIZE = 128
 #: domain -> (report image, tuning image, the run settings of the domain).
 DOMAINS = {
@@ -125,17 +127,6 @@ def jobs(stage: str, smoke: bool = False) -> list[Job]:
     return found
 
 
-def observation(config):
-    """The observation of a run config, Gaussian noise clipped to [0, 1] as the paper did
-    (not a CT sinogram, which is no image)."""
-    from pyrodip.studies.observe import prepare_observation
-
-    obs = prepare_observation(config)
-    if config.noise == "gaussian" and config.task != "ct":
-        obs = dataclasses.replace(obs, observation=obs.observation.clamp(0, 1))
-    return obs
-
-
 def run_job(job: Job, out: Path) -> str:
     """Fit ``job`` and write its record; returns its name."""
     import torch
@@ -145,7 +136,7 @@ def run_job(job: Job, out: Path) -> str:
 
     torch.set_num_threads(1)
     config = job.config()
-    obs = observation(config)
+    obs = clipped_observation(config)
     result = fit(obs, config, progress=False)
     pred = result.prediction
     record = {
@@ -212,11 +203,6 @@ def run_stage(stage: str, out: Path, workers: int, smoke: bool = False,
     """Run the fits of ``stage`` that ``out`` lacks (only those whose name contains one of
     ``match``, when given)."""
     run_jobs(stage, pending(jobs(stage, smoke), out, match), run_job, out, workers)
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
-            *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
 def groups(records: list[dict], stage: str) -> dict[tuple, list[dict]]:

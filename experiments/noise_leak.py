@@ -21,11 +21,11 @@ import json
 import sys
 from pathlib import Path
 
-from experiments.study_jobs import interval
+from experiments.study_jobs import DATA as SHARED_DATA
+from experiments.study_jobs import SEEDS, interval
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "denoising"
+DATA = SHARED_DATA / "denoising"
 IMAGES = ("xray2.png", "oct2.png")
-SEEDS = (0, 1, 2)
 
 
 def measure(image: str, seed: int, stream: str, steps: int, size: int) -> float:

@@ -32,7 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.study_jobs import DATA as SHARED_DATA
 from experiments.study_jobs import (
+    SEEDS,
+    clipped_observation,
     interval,
     load_records,
     pending,
@@ -41,10 +44,9 @@ from experiments.study_jobs import (
     write_record,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "denoising"
+DATA = SHARED_DATA / "denoising"
 TUNING_IMAGES = {"oct": "oct2.png", "xray": "xray2.png"}
 REPORT_IMAGES = {"oct": "oct.png", "xray": "xray.jpg"}
-SEEDS = (0, 1, 2)
 #: The fixed temperature of the prior-scale sweep and the fixed scale of the temperature sweep.
 SWEEP_TEMPERATURE, SWEEP_SCALE = 0.3, 0.1
 PRIOR_SCALES = {"batch": (0.01, 0.03, 0.1, 0.3, 1.0), "scaled": (0.3, 1.0, 3.0), "none": (0.1,)}
@@ -109,15 +111,6 @@ def jobs(stage: str, smoke: bool = False) -> list[Job]:
             for settings in grid for domain, image in images.items() for seed in SEEDS]
 
 
-def observation(config):
-    """The noisy observation of a job's run config (its image and seed), clipped to [0, 1] as
-    the paper did."""
-    from pyrodip.studies.observe import prepare_observation
-
-    obs = prepare_observation(config)
-    return dataclasses.replace(obs, observation=obs.observation.clamp(0, 1))
-
-
 def run_job(job: Job, out: Path) -> str:
     """Fit ``job`` and write its record; returns its name."""
     import torch
@@ -127,7 +120,7 @@ def run_job(job: Job, out: Path) -> str:
 
     torch.set_num_threads(1)
     config = job.config()
-    obs = observation(config)
+    obs = clipped_observation(config)
     result = fit(obs, config, progress=False)
     curves = result.history.curves
     psnr_curve, loss = curves["psnr"], curves["loss"]

@@ -19,6 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+#: The shared test images (see their README), beside the checkout.
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: The seeds of every study: a claim needs at least three.
+SEEDS = (0, 1, 2)
+
 
 def write_record(out: Path, name: str, record: dict) -> None:
     """Write one finished fit's record, atomically."""
@@ -58,6 +63,19 @@ def run_jobs(stage: str, todo: list, run_job: Callable, out: Path, workers: int)
             print(f"[{index}/{len(todo)}, {minutes:.1f} min] {future.result()}", flush=True)
 
 
+def clipped_observation(config):
+    """The observation of a run config, Gaussian noise clipped to [0, 1] as the paper did
+    (not a CT sinogram, which is no image)."""
+    import dataclasses
+
+    from pyrodip.studies.observe import prepare_observation
+
+    obs = prepare_observation(config)
+    if config.noise == "gaussian" and config.task != "ct":
+        obs = dataclasses.replace(obs, observation=obs.observation.clamp(0, 1))
+    return obs
+
+
 def interval(values, digits: int = 2) -> str:
     """Mean +- half-width of the 95 % t-interval (``n`` < 2: the value alone).
 
@@ -70,6 +88,12 @@ def interval(values, digits: int = 2) -> str:
     t = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(values), 2.0)
     half = t * values.std(ddof=1) / math.sqrt(len(values))
     return f"{values.mean():.{digits}f} ± {half:.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table's lines (and an empty line after it)."""
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
 def study_main(argv: list[str] | None, module: str, doc: str, stages: tuple[str, ...],

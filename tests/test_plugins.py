@@ -100,7 +100,8 @@ def test_run_with_a_plugin_uses_its_prior_noise_and_task(plugin, tmp_path, capsy
     assert (config["task"], config["noise"], config["prior"]) == (
         "test_mirror", "test_quiet", "test_wide")
     assert config["plugins"] == [PLUGIN]
-    assert result.attrs["baseline"] == "tv"  # the base task's baseline: the default denoiser
+    # the base task's baselines: the denoisers, with a std estimated for the plugin's noise
+    assert result["classical"].values.tolist() == ["bm3d", "tv", "wavelet", "nlm"]
 
 
 def test_the_help_lists_what_a_plugin_registers(plugin, capsys):

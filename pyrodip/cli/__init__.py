@@ -28,6 +28,7 @@ from ..errors import PyrodipError
 from ..infer.methods import METHODS
 from ..infer.optimizers import OPTIMIZERS
 from ..infer.recalibration import CALIBRATIONS
+from ..infer.stopping import STOP_RULES
 from ..physics.noise import NOISE_MODELS
 from ..physics.tasks import TASKS
 from ..plugins import load_entry_points, load_plugins
@@ -263,6 +264,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help=f"share of the observed values held out to calibrate on [{d.heldout_fraction}]")
     add("--calibration-refit", action="store_true",
         help="after calibrating, fit again on all observed values (twice the time) [off]")
+    add("--stop-rule", help=f"dip, map: stop without ground truth by {listing(STOP_RULES)} "
+        "(ES-WMV's window variance, or the held-out residual) and keep the image of the chosen "
+        "step [the method's: wmv for dip-es, else none]")
+    add("--stop-patience", type=int, metavar="N",
+        help=f"steps without a new minimum before the rule stops [{d.stop_patience}]")
     add("--steps", type=int, help=f"fitting steps [{d.steps}]")
     add("--samples", type=int, help=f"posterior samples for the predictive [{d.samples}]")
     add("--ema", type=float, help=f"smoothing of the tracked image [{d.ema}]")

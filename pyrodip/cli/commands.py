@@ -299,6 +299,10 @@ def summary(dataset, out: Path) -> str:
         f"pyrodip {a['task']}: {a['image']} ({channels}x{height}x{width}), {a['method']} "
         f"({a['guide']} guide, prior {a['prior']}), {a['steps']} steps",
     ]
+    if "chosen_step" in a:
+        ran = dataset.sizes["step"]
+        how = f"stopped after {ran} steps" if a["status"] == "stopped" else f"ran all {ran} steps"
+        lines.append(f"  stop rule       {a['stop_rule']}: {how}, kept step {a['chosen_step']}")
     if "psnr_input" in a:
         psnr_in, ssim_in = a["psnr_input"], a["ssim_input"]
         lines.append(f"  observation     PSNR {psnr_in:6.2f} dB  SSIM {ssim_in:.3f}")
@@ -306,9 +310,13 @@ def summary(dataset, out: Path) -> str:
         gain = f"  ({a['psnr'] - a['psnr_input']:+.2f} dB)" if "psnr_input" in a else ""
         lines.append(f"  reconstruction  PSNR {a['psnr']:6.2f} dB  SSIM {a['ssim']:.3f}{gain}")
     if "baseline_psnr" in a:
+        others = ""
+        if "classical_psnr" in dataset and dataset.sizes["classical"] > 1:
+            scores = dataset["classical_psnr"].to_series().drop(a["baseline"])
+            others = "; " + ", ".join(f"{name} {value:.2f}" for name, value in scores.items())
         lines.append(
-            f"  baseline        PSNR {a['baseline_psnr']:6.2f} dB  SSIM {a['baseline_ssim']:.3f}"
-            f"  ({a['baseline']})"
+            f"  best baseline   PSNR {a['baseline_psnr']:6.2f} dB  SSIM {a['baseline_ssim']:.3f}"
+            f"  ({a['baseline']}{others})"
         )
     if "psnr_missing" in a:
         lines.append(

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..bayes.guides import MAPGuide
 from ..errors import InvalidInputError
 from ..io.files import atomic_path
 from ..physics.observation import Observation
@@ -47,8 +48,9 @@ from .elbo import ENGINES, make_loss
 from .local_reparam import LocalReparameterization
 from .methods import Sampler
 from .optimizers import OPTIMIZERS
-from .predictive import Prediction, predict
+from .predictive import Prediction, RunningMoments, measure, predict
 from .recalibration import Recalibration
+from .stopping import STOP_PATIENCE, STOP_RULES, EarlyStopping
 from .tracking import History, Tracker
 
 #: Pyro's distribution and trace checks in :func:`fit_model` when its ``validate`` is None.
@@ -62,7 +64,11 @@ class Training:
 
     ``engine``: see :data:`pyrodip.infer.elbo.ENGINES`; ``ema``: the weight of the running
     image in the smoothed one; ``samples``: posterior images drawn for the predictive;
-    ``local_reparam``: local reparameterisation as the gradient estimator (pyro engine).
+    ``local_reparam``: local reparameterisation as the gradient estimator (pyro engine);
+    ``stop_rule``: stop a point-estimate fit without ground truth
+    (:data:`~pyrodip.infer.stopping.STOP_RULES`) ``patience`` steps after its curve's minimum,
+    and return the image of that step (a fit too short for the rule's curve to have a value
+    keeps its last step).
     """
 
     steps: int = 1000
@@ -73,12 +79,15 @@ class Training:
     ema: float = 0.99
     samples: int = 25
     local_reparam: bool = False
+    stop_rule: str = "none"
+    patience: int = STOP_PATIENCE
 
     def __post_init__(self) -> None:
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("engine", self.engine, ENGINES)
+        choice("stop_rule", self.stop_rule, STOP_RULES)
         positive("lr", self.lr)
-        for key in ("steps", "samples"):
+        for key in ("steps", "samples", "patience"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"`{key}` must be a positive integer, got {value!r}")
@@ -106,9 +115,10 @@ class FitResult:
     wall_time_s: float
     engine: str
     events: list[dict] = field(default_factory=list)  # divergences: step, rolled_back_to, lr
-    status: str = "completed"  # or "diverged" (stopped early, see fit_model)
+    status: str = "completed"  # "stopped" by training.stop_rule, or "diverged" (see fit_model)
     config: Any = None
     calibration: Recalibration | None = None  # how the std was rescaled (pyrodip.fit)
+    chosen_step: int | None = None  # a stop rule's step (1-based), whose image is the result
 
 
 def fit_model(
@@ -125,6 +135,7 @@ def fit_model(
     stop: threading.Event | None = None,
     fingerprint: str | None = None,
     config: Any = None,
+    heldout: Tensor | None = None,
 ) -> FitResult:
     """Fit ``guide`` (and the model's own parameters) to ``observation`` and summarise the
     posterior predictive. Model and guide must already be on the fit's device; seed the
@@ -149,11 +160,15 @@ def fit_model(
         fingerprint: the settings a checkpoint must have been written with to be resumed
             (default: ``training``'s).
         config: kept as ``FitResult.config``.
+        heldout: the observed values held out of the fit (True; shaped like y without its
+            channels, see :func:`~pyrodip.physics.observation.hold_out`): their residual is
+            tracked as the ``mse_heldout`` curve, which ``stop_rule="heldout"`` watches.
     """
     training = training or Training()
     if fingerprint is None:
         fingerprint = json.dumps(dataclasses.asdict(training), sort_keys=True)
-    fitting = _Fitting(model, guide, observation, training, sampler, fingerprint)
+    _check_stop_rule(training, guide, sampler, heldout)
+    fitting = _Fitting(model, guide, observation, training, sampler, fingerprint, heldout)
     if resume:
         if checkpoint is None:
             raise InvalidInputError("resume needs checkpoint=Checkpointing(path) to read")
@@ -161,7 +176,12 @@ def fit_model(
     with pyro.validation_enabled(VALIDATE if validate is None else validate):
         fitting.run(progress=progress, checkpoint=checkpoint, stop=stop)
         start = time.perf_counter()
-        if sampler is not None:
+        chosen = None if fitting.stopping is None else fitting.stopping.best_step
+        if chosen is not None:  # None too when the rule's curve never had a value (short fit)
+            moments = RunningMoments()
+            moments.add(fitting.stopping.image[0], None, measure(model, fitting.stopping.image[0]))
+            prediction = moments.prediction()
+        elif sampler is not None:
             prediction = sampler.prediction()
         else:
             prediction = predict(model, guide, num_samples=training.samples)
@@ -181,7 +201,23 @@ def fit_model(
         events=fitting.events,
         status=fitting.status,
         config=config,
+        chosen_step=None if chosen is None else chosen + 1,
     )
+
+
+def _check_stop_rule(training: Training, guide, sampler, heldout) -> None:
+    if training.stop_rule == "none":
+        return
+    if sampler is not None or not isinstance(guide, MAPGuide):
+        raise InvalidInputError(
+            f"stop_rule={training.stop_rule!r} stops a point-estimate fit: use method dip or "
+            "map, or `stop_rule=none`"
+        )
+    if training.stop_rule == "heldout" and heldout is None:
+        raise InvalidInputError(
+            "stop_rule='heldout' needs held-out values: pass heldout= (see "
+            "pyrodip.physics.observation.hold_out)"
+        )
 
 
 def model_device(model) -> torch.device:
@@ -222,7 +258,7 @@ class _Fitting:
     method's sampler; it runs steps, checks them, rolls back, and saves and restores itself."""
 
     def __init__(self, model, guide, observation: Observation, training: Training,
-                 sampler: Sampler | None, fingerprint: str) -> None:
+                 sampler: Sampler | None, fingerprint: str, heldout: Tensor | None) -> None:
         self.model, self.guide, self.training = model, guide, training
         self.fingerprint = fingerprint
         device = model_device(model)
@@ -236,10 +272,12 @@ class _Fitting:
         self.optimizer = make_optimizer(
             self.loss_fn, training.optimizer, training.lr, training.weight_decay
         )
+        rule = training.stop_rule
         self.tracker = Tracker(
             training.steps, self.y, truth, model.operator, training.ema, device,
-            observation.observation_range,
+            observation.observation_range, heldout, window_variance=rule != "none",
         )
+        self.stopping = EarlyStopping(rule, training.patience) if rule != "none" else None
         self.sampler = sampler
         if sampler is not None:
             sampler.start(model, guide)
@@ -269,6 +307,9 @@ class _Fitting:
                     break
                 bar.n = self.step
                 continue
+            if self.stopping is not None and self.stopping.due(self.step - 1):
+                self.status = "stopped"
+                break
             good = self._snapshot()
             if progress:
                 bar.set_postfix(tracker.summary(self.step - 1), refresh=False)
@@ -294,7 +335,11 @@ class _Fitting:
             loss = self.loss_fn(self.y)
         loss.backward()
         self.optimizer.step()
-        self.tracker.update(self.step, loss.detach(), self.model.last_image)
+        image = self.model.last_image
+        self.tracker.update(self.step, loss.detach(), image)
+        if self.stopping is not None:
+            value = self.tracker.curves[self.stopping.curve][self.step]
+            self.stopping.observe(self.step, value, image)
         if self.sampler is not None:
             self.sampler.after_step(self.step)
 
@@ -340,7 +385,8 @@ class _Fitting:
             "model": self.model.state_dict(),
             "guide": self.guide.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "smoothed": self.tracker.smoothed,
+            "tracker": self.tracker.state_dict(),
+            "stopping": self.stopping.state_dict() if self.stopping is not None else None,
             "sampler": self.sampler.state_dict() if self.sampler is not None else None,
         }
 
@@ -349,7 +395,9 @@ class _Fitting:
         self.model.load_state_dict(state["model"])
         self.guide.load_state_dict(state["guide"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.tracker.smoothed = state["smoothed"]
+        self.tracker.load_state_dict(state["tracker"])
+        if self.stopping is not None:
+            self.stopping.load_state_dict(state["stopping"])
         if self.sampler is not None:
             self.sampler.load_state_dict(state["sampler"])
 

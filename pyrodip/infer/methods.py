@@ -6,6 +6,11 @@
 - ``sgld``: SGLD-DIP (Cheng et al. 2019): the DIP fit with Gaussian noise added to the weights
   after every step; images rendered every ``sample_every`` steps after ``burn_in`` are the
   posterior samples (see :class:`SGLDNoise` for the two variants).
+- ``dip-es``: plain DIP that stops itself by ES-WMV (Wang et al. 2023, see
+  :mod:`pyrodip.infer.stopping`) and returns the image of its chosen step.
+- ``map``: DIP with mfvi's prior and temperature: the posterior's mode (a point estimate, MAP
+  guide), the weights' log-prior weighted by T = 0.1. Beside mfvi it separates what the prior
+  does from what the posterior's spread does.
 - ``mcdropout``: MC-dropout DIP: Dropout2d after each conv of the encoder and decoder, kept on
   at prediction time; AdamW with weight decay 1e-4.
 - ``mfvi-paper``: the MIDL 2021 paper's MFVI as written: "MSE + beta KL" with beta = 1e-6 (a
@@ -54,6 +59,7 @@ class Method:
     init_scale: float = 0.01
     beta: float | None = None  # "MSE + beta KL": when set, the temperature follows from it
     calibration: str = "scale"  # how the std is recalibrated (pyrodip.infer.recalibration)
+    stop_rule: str = "none"  # early stopping without ground truth (pyrodip.infer.stopping)
     description: str = ""
 
     def temperature_for(self, observed_values: int, noise_std: float | None) -> float:
@@ -128,6 +134,13 @@ METHODS.register("mfvi-paper", Method(
     "meanfield", 1.0, optimizer="adamw", weight_decay=0.01, lr=5e-3, init_loc="normal:0.1",
     init_scale=math.log1p(math.exp(-3.0)), beta=1e-6,
     description="the MIDL 2021 paper's MFVI (MSE + 1e-6 KL, AdamW, its initialisation)",
+))
+METHODS.register("dip-es", Method(
+    "map", 0.0, calibration="none", stop_rule="wmv",
+    description="plain DIP stopped by ES-WMV (no ground truth needed)",
+))
+METHODS.register("map", Method(
+    "map", 0.1, calibration="none", description="MAP: DIP with mfvi's prior and temperature",
 ))
 
 #: The two SGLD variants (see :class:`SGLDNoise`).

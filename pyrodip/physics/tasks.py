@@ -2,10 +2,11 @@
 
 A :class:`Task` knows everything that depends on the kind of inverse problem: its forward
 operator, how its noise is scaled, its mask, what an ``--observed`` image means for it, its
-classical baseline and what its operator adds to a fit's memory. The settings it reads (``settings``
-below) are any object with the attributes of :class:`pyrodip.studies.config.RunConfig` it
-uses (``factor``, ``mask``, ``angles``, ``noise``, ``noise_std``, ``photons``, ``seed``,
-``observed``); :func:`pyrodip.studies.observe.prepare_observation` drives them.
+classical baselines and what its operator adds to a fit's memory. The settings it reads
+(``settings`` below) are any object with the attributes of
+:class:`pyrodip.studies.config.RunConfig` it uses (``factor``, ``mask``, ``angles``,
+``noise``, ``noise_std``, ``photons``, ``seed``, ``observed``);
+:func:`pyrodip.studies.observe.prepare_observation` drives them.
 
 >>> sorted(TASKS)
 ['ct', 'denoise', 'inpaint', 'superres']
@@ -36,7 +37,7 @@ from .operators import Downsample, Identity, Mask, Subset
 from .radon import Radon, default_ct_angles
 
 __all__ = [
-    "TASKS", "CTTask", "DenoiseTask", "InpaintTask", "SuperresTask", "Task", "classical_baseline",
+    "TASKS", "CTTask", "DenoiseTask", "InpaintTask", "SuperresTask", "Task", "classical_baselines",
     "task_of",
 ]
 
@@ -98,17 +99,23 @@ class Task:
         """The image is the observation y itself (``--observed``): no truth."""
         raise InvalidInputError(f"`observed` is not supported for the {self.name} task")
 
-    def baseline(self, observation: Observation) -> tuple[np.ndarray | Tensor, str]:
-        """The classical reconstruction of ``observation``, (C, H, W) in [0, 1], and its name."""
+    def baselines(self, observation: Observation) -> dict[str, np.ndarray | Tensor]:
+        """Every classical reconstruction of ``observation`` this task has, by name, each
+        (C, H, W) in [0, 1]; the first is the task's default. Denoising: every denoiser of
+        :data:`~pyrodip.physics.baselines.DENOISERS` with the known noise level, through a
+        variance-stabilising transform for speckle and Poisson noise (for other noise models,
+        with a Gaussian std estimated from the image)."""
         from skimage import restoration
 
-        from .baselines import denoise
+        from .baselines import DEFAULT_DENOISER, DENOISERS, STABILIZED, denoise_stabilized
 
-        array = _array(observation)
-        noise = observation.noise
-        std = noise.level if noise.name == "gaussian" else float(
-            np.mean(restoration.estimate_sigma(array, channel_axis=0)))
-        return denoise(array.clip(0, 1), std)
+        array, noise = _array(observation), observation.noise
+        name, level = noise.name, noise.level
+        if name not in STABILIZED:
+            level = float(np.mean(restoration.estimate_sigma(array, channel_axis=0)))
+            name = "gaussian"
+        names = [DEFAULT_DENOISER, *(key for key in DENOISERS if key != DEFAULT_DENOISER)]
+        return {key: denoise_stabilized(array, name, level, key) for key in names}
 
     def operator_floats(self, settings: Any, pixels: int) -> int:
         """float32 values the operator adds to a fit's memory (see
@@ -153,10 +160,11 @@ class SuperresTask(Task):
         shape = (channels, height * factor, width * factor)
         return Observation.observed(y, self.noise(settings), Downsample(factor), shape, name)
 
-    def baseline(self, observation):
+    def baselines(self, observation):
         from .baselines import superresolve
 
-        return superresolve(_array(observation).clip(0, 1), observation.operator.factor)
+        image, name = superresolve(_array(observation).clip(0, 1), _inner(observation).factor)
+        return {name: image}
 
 
 class InpaintTask(Task):
@@ -183,11 +191,12 @@ class InpaintTask(Task):
         mask = center_crop(mask, min_side)
         return Observation.observed(y, self.noise(settings), Mask(mask), tuple(y.shape), name)
 
-    def baseline(self, observation):
+    def baselines(self, observation):
         from .baselines import inpaint
 
-        known = observation.operator.observed_mask[0, 0].cpu().numpy()
-        return inpaint(_array(observation).clip(0, 1), known)
+        known = _inner(observation).observed_mask[0, 0].cpu().numpy()
+        image, name = inpaint(_array(observation).clip(0, 1), known)
+        return {name: image}
 
 
 class CTTask(Task):
@@ -217,11 +226,14 @@ class CTTask(Task):
             "simulates its sinogram"
         )
 
-    def baseline(self, observation):
-        operator = observation.operator
+    def baselines(self, observation):
+        from .baselines import sart
+
+        operator = _inner(observation)
         y = observation.observation.detach().cpu()
         device = operator.ramp.device  # the operator may have moved with a fitted model
-        return operator.fbp(y[None].to(device))[0].clamp(0, 1).cpu(), "filtered back projection"
+        fbp = operator.fbp(y[None].to(device))[0].clamp(0, 1).cpu()
+        return {"fbp": fbp, "sart": sart(y.numpy(), np.array(operator.angles))}
 
     def operator_floats(self, settings, pixels):
         return CT_FLOATS_PER_ANGLE * settings.angles * pixels
@@ -247,6 +259,12 @@ def task_of(observation: Observation) -> Task:
     return TASKS["denoise"]
 
 
+def _inner(observation: Observation) -> nn.Module:
+    """The observation's operator, inside a held-out :class:`Subset` if it is one."""
+    operator = observation.operator
+    return operator.operator if isinstance(operator, Subset) else operator
+
+
 def _array(observation: Observation) -> np.ndarray:
     return observation.observation.detach().cpu().numpy().astype(np.float64)
 
@@ -265,14 +283,16 @@ def _square(image: Tensor) -> Tensor:
     return image[..., top : top + side, left : left + side]
 
 
-def classical_baseline(observation) -> tuple[torch.Tensor, str]:
-    """The classical reconstruction for an
-    :class:`~pyrodip.physics.observation.Observation`, chosen by its task
-    (:func:`pyrodip.physics.tasks.task_of`, by the operator): the default denoiser (with the
-    known Gaussian std, or one estimated from the image for other noise), bicubic
-    super-resolution, biharmonic inpainting, or filtered back projection for CT. Returns a
-    (C, H, W) tensor in [0, 1] and the method's name."""
-    image, name = task_of(observation).baseline(observation)
-    if isinstance(image, torch.Tensor):
-        return image, name
-    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), name
+def classical_baselines(observation) -> dict[str, torch.Tensor]:
+    """Every classical reconstruction of an
+    :class:`~pyrodip.physics.observation.Observation` its task has
+    (:func:`pyrodip.physics.tasks.task_of`, by the operator), by name, the task's default
+    first: the denoisers (TV, wavelet, NLM, BM3D) with the known noise level (variance-
+    stabilised for speckle and Poisson), bicubic super-resolution, biharmonic inpainting, or
+    filtered back projection and SART for CT. Each a (C, H, W) tensor in [0, 1]."""
+    images = task_of(observation).baselines(observation)
+    return {
+        name: image if isinstance(image, torch.Tensor)
+        else torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        for name, image in images.items()
+    }

@@ -31,6 +31,7 @@ from ..infer.elbo import ENGINES
 from ..infer.methods import METHODS, SGLD_VARIANTS
 from ..infer.optimizers import OPTIMIZERS
 from ..infer.recalibration import CALIBRATIONS, CONFORMAL_COVERAGE, HELDOUT_FRACTION
+from ..infer.stopping import STOP_PATIENCE, STOP_RULES
 from ..physics.noise import NOISE_MODELS
 from ..physics.operators import SUPERRESOLUTION_FACTORS
 from ..physics.tasks import TASKS
@@ -43,7 +44,7 @@ NOISE_LEVELS = ("known", "learned", "heteroscedastic")
 #: Settings whose default depends on the method (None in RunConfig: see pyrodip.infer.methods).
 METHOD_DEFAULTS = (
     "guide", "temperature", "optimizer", "weight_decay", "dropout", "lr", "init_loc", "init_scale",
-    "calibration",
+    "calibration", "stop_rule",
 )
 
 
@@ -87,6 +88,8 @@ class RunConfig:
     calibration_coverage: float = CONFORMAL_COVERAGE  # what conformal calibration targets
     heldout_fraction: float = HELDOUT_FRACTION  # observed values held out to calibrate on
     calibration_refit: bool = False  # fit again on all observed values after calibrating
+    stop_rule: str | None = None  # none, wmv or heldout (STOP_RULES); None: the method's
+    stop_patience: int = STOP_PATIENCE  # steps without a new minimum before the rule stops
     steps: int = 1000
     samples: int = 25
     ema: float = 0.99
@@ -133,6 +136,13 @@ class RunConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
                 raise InvalidInputError(f"{key} must be a number in (0, 1), got {value!r}")
+        if self.stop_rule is not None:
+            choice("stop_rule", self.stop_rule, STOP_RULES)
+        if self.resolved("stop_rule") == "heldout" and self.calibration_refit:
+            raise InvalidInputError(
+                "stop_rule=heldout watches held-out values, which a refit on all values lacks: "
+                "drop calibration_refit"
+            )
         choice("sgld variant", self.sgld, SGLD_VARIANTS)
         choice("engine", self.engine, ENGINES)
         choice("noise", self.noise, NOISE_MODELS)
@@ -148,7 +158,7 @@ class RunConfig:
             if getattr(self, key) is not None:
                 positive_setting(key, getattr(self, key))
         optional = tuple(key for key in ("size", "burn_in") if getattr(self, key) is not None)
-        for key in ("steps", "samples", "angles", "sample_every", *optional):
+        for key in ("steps", "samples", "angles", "sample_every", "stop_patience", *optional):
             value = getattr(self, key)
             lowest, what = (0, "an integer >= 0") if key == "burn_in" else (1, "a positive integer")
             if isinstance(value, bool) or not isinstance(value, int) or value < lowest:

@@ -40,15 +40,17 @@ from ..evaluate.calibration import calibrate, calibration_attrs, calibration_var
 from ..evaluate.metrics import psnr, ssim
 from ..infer.loop import FitResult
 from ..io.files import atomic_path
-from ..physics.tasks import classical_baseline
+from ..physics.tasks import classical_baselines
 
 IMAGE_DIMS = ("channel", "y", "x")
 
 
 def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     """Collect images, curves and settings of ``result`` into one dataset, with the task's
-    classical baseline (:func:`pyrodip.physics.tasks.classical_baseline`) unless ``baseline`` is
-    False."""
+    classical baselines (:func:`pyrodip.physics.tasks.classical_baselines`) unless ``baseline``
+    is False: all of them in ``baselines`` (dimension ``classical``), their PSNR and SSIM in
+    ``classical_psnr`` and ``classical_ssim``, and the best of them by PSNR (the task's default
+    without a truth) as ``baseline`` with its ``baseline_*`` metrics."""
     obs = result.observation
     pred = result.prediction
     images = {
@@ -82,16 +84,33 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "mean_std_total": float(pred.std_total.mean()),
         "temperature": result.config.resolved("temperature"),
         "status": result.status,
+        "stop_rule": result.config.resolved("stop_rule"),
         "divergences": json.dumps(result.events),
     }
+    if result.chosen_step is not None:
+        attrs["chosen_step"] = result.chosen_step
     attrs["noise"] = obs.noise.name
     attrs["noise_level"] = obs.noise.level
     attrs.update(result.calibration.attrs() if result.calibration else {"calibration": "none"})
     uce_observation = observation_uce(result)
     if uce_observation is not None:
         attrs["uce_observation"] = uce_observation
+    coords = {"step": result.history.steps, "channel": np.arange(obs.image_shape[0])}
     if baseline:
-        image, name = classical_baseline(obs)
+        baselines = classical_baselines(obs)
+        coords["classical"] = list(baselines)
+        data_vars["baselines"] = (
+            ("classical", *IMAGE_DIMS), np.stack([_numpy(b) for b in baselines.values()])
+        )
+        name = next(iter(baselines))
+        if obs.has_truth:
+            qualities = {key: _quality(image, obs) for key, image in baselines.items()}
+            name = max(qualities, key=lambda key: qualities[key]["psnr"])
+            for metric in ("psnr", "ssim"):
+                values = [quality[metric] for quality in qualities.values()]
+                data_vars[f"classical_{metric}"] = ("classical", values)
+            attrs.update({f"baseline_{k}": v for k, v in qualities[name].items()})
+        image = baselines[name]
         data_vars["baseline"] = (IMAGE_DIMS, _numpy(image), {"method": name})
         attrs["baseline"] = name
     if obs.has_truth:
@@ -104,12 +123,8 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         if pred.std_total_raw is not None:
             raw = calibrate(pred.mean, pred.std_total_raw, obs.truth)
             attrs.update(calibration_attrs(raw, suffix="_raw"))
-        if baseline:
-            attrs.update(_quality(image, obs, prefix="baseline_"))
         if obs.observation.shape == obs.truth.shape:
             attrs.update(_quality(obs.observation.clamp(0, 1), obs, suffix="_input"))
-    steps = result.history.steps
-    coords = {"step": steps, "channel": np.arange(obs.image_shape[0])}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
@@ -150,14 +165,16 @@ def read_dataset(path: str | os.PathLike) -> xr.Dataset:
 
 def _quality(image, obs, prefix: str = "", suffix: str = "") -> dict[str, float]:
     """PSNR and SSIM of ``image`` against the truth; for inpainting also the PSNR over the
-    missing pixels alone (``psnr_missing``)."""
+    missing pixels alone (``psnr_missing``) and over the known ones (``psnr_known``: where the
+    truth under the mask is not known, as for real hair, only these are scored)."""
     truth = obs.truth.to(image.device)
     quality = {"psnr": float(psnr(image, truth)), "ssim": float(ssim(image, truth))}
     known = getattr(obs.operator, "observed_mask", None)
     if known is not None and not bool(known.all()):
         missing = ~known[0].to(image.device).expand_as(truth)
-        mse = float(((image - truth)[missing] ** 2).mean())
-        quality["psnr_missing"] = float(10 * np.log10(1 / mse)) if mse > 0 else float("inf")
+        for key, pixels in (("psnr_missing", missing), ("psnr_known", ~missing)):
+            mse = float(((image - truth)[pixels] ** 2).mean())
+            quality[key] = float(10 * np.log10(1 / mse)) if mse > 0 else float("inf")
     return {f"{prefix}{key}{suffix}": value for key, value in quality.items()}
 
 

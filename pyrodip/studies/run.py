@@ -86,6 +86,8 @@ def training(config: RunConfig) -> Training:
         ema=config.ema,
         samples=config.samples,
         local_reparam=config.local_reparam,
+        stop_rule=config.resolved("stop_rule"),
+        patience=config.stop_patience,
     )
 
 
@@ -110,25 +112,28 @@ def fit(
     rescaled on them (:mod:`pyrodip.infer.recalibration`); with ``config.calibration_refit``
     the model is then fitted again on all of them (twice the time; the held-out fit keeps no
     checkpoint, so a resumed run repeats it) and the scale is applied to that fit's std. The
-    result's ``observation`` is the whole one, its ``calibration`` says how.
+    result's ``observation`` is the whole one, its ``calibration`` says how. The values are
+    held out too for ``stop_rule="heldout"``, which watches them.
     """
     config = config or RunConfig()
     device = resolve_device(config.device)
     check_memory(config, observation.image_shape, device)
     calibration = config.resolved("calibration")
-    if calibration == "none":
+    if calibration == "none" and config.resolved("stop_rule") != "heldout":
         return _fit_once(observation, config, device, progress, validate, checkpoint, resume,
                          stop)
     fit_observation, held = hold_out(observation, config.heldout_fraction, config.seed)
     scored = result = _fit_once(fit_observation, config, device, progress, validate,
                                 None if config.calibration_refit else checkpoint,
-                                resume and not config.calibration_refit, stop)
+                                resume and not config.calibration_refit, stop, held)
     if config.calibration_refit:
         # an interruption of the held-out fit left no checkpoint: then start the refit afresh
         resume = resume and checkpoint is not None and checkpoint.path.exists()
         result = _fit_once(observation, config, device, progress, validate, checkpoint, resume,
                            stop)
     result.observation = observation
+    if calibration == "none":
+        return result
     if scored.prediction.measured_mean is None:
         warnings.warn(
             f"the {config.method} method's predictive has no measured summaries, so its std "
@@ -145,7 +150,8 @@ def fit(
     return result
 
 
-def _fit_once(observation, config, device, progress, validate, checkpoint, resume, stop):
+def _fit_once(observation, config, device, progress, validate, checkpoint, resume, stop,
+              heldout=None):
     """One fit of ``config`` to ``observation``, seeded from ``config.seed``."""
     sampler = METHODS[config.method].sampler(
         config.steps, config.resolved("lr"), variant=config.sgld, burn_in=config.burn_in,
@@ -158,5 +164,5 @@ def _fit_once(observation, config, device, progress, validate, checkpoint, resum
     return fit_model(
         model, guide, observation, training(config), sampler=sampler, progress=progress,
         validate=validate, checkpoint=checkpoint, resume=resume, stop=stop,
-        fingerprint=config.to_json(), config=config,
+        fingerprint=config.to_json(), config=config, heldout=heldout,
     )

@@ -54,23 +54,29 @@ def test_missing_pixels_do_not_reach_the_likelihood(tiny_png):
     assert trace.nodes["obs"]["is_observed"]
 
 
-@pytest.mark.parametrize("args, baseline", [
-    (["--task", "denoise"], "tv"),
-    (["--task", "denoise", "--noise", "speckle"], "tv"),
-    (["--task", "denoise", "--noise", "poisson", "--photons", "200"], "tv"),
-    (["--task", "superres", "--factor", "2"], "bicubic"),
-    (["--task", "inpaint", "--mask", "strokes"], "biharmonic"),
-    (["--task", "ct", "--angles", "20"], "filtered back projection"),
+@pytest.mark.parametrize("args, baselines", [
+    (["--task", "denoise"], ["bm3d", "tv", "wavelet", "nlm"]),
+    (["--task", "denoise", "--noise", "speckle"], ["bm3d", "tv", "wavelet", "nlm"]),
+    (["--task", "denoise", "--noise", "poisson", "--photons", "200"],
+     ["bm3d", "tv", "wavelet", "nlm"]),
+    (["--task", "superres", "--factor", "2"], ["bicubic"]),
+    (["--task", "inpaint", "--mask", "strokes"], ["biharmonic"]),
+    (["--task", "ct", "--angles", "20"], ["fbp", "sart"]),
 ])
-def test_every_task_runs_from_the_cli(args, baseline, tiny_png, tmp_path, capsys):
+def test_every_task_runs_from_the_cli(args, baselines, tiny_png, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", "--image", str(tiny_png), *args, "--out", str(out), *FAST]) == 0
     dataset = read_dataset(out / "result.nc")
     assert dataset["mean"].shape == (1, 64, 64) and dataset["baseline"].shape == (1, 64, 64)
-    assert dataset.attrs["baseline"] == baseline == dataset["baseline"].attrs["method"]
+    assert dataset["classical"].values.tolist() == baselines
+    assert dataset["baselines"].shape == (len(baselines), 1, 64, 64)
+    best = baselines[int(dataset["classical_psnr"].argmax())]
+    assert dataset.attrs["baseline"] == best == dataset["baseline"].attrs["method"]
+    assert dataset.attrs["baseline_psnr"] == float(dataset["classical_psnr"].max())
     assert np.isfinite(dataset.attrs["psnr"]) and np.isfinite(dataset.attrs["baseline_psnr"])
     assert ("psnr_missing" in dataset.attrs) == ("inpaint" in args)
-    assert "baseline        PSNR" in capsys.readouterr().out
+    assert ("psnr_known" in dataset.attrs) == ("inpaint" in args)
+    assert f"best baseline   PSNR {dataset.attrs['baseline_psnr']:6.2f}" in capsys.readouterr().out
 
 
 def test_observed_image_has_no_truth_metrics(tiny_png, tmp_path):

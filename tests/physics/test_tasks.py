@@ -12,7 +12,13 @@ from pyrodip.errors import InvalidInputError
 from pyrodip.physics.observation import Observation, hold_out
 from pyrodip.physics.operators import Downsample, Identity, Mask
 from pyrodip.physics.radon import Radon
-from pyrodip.physics.tasks import CT_FLOATS_PER_ANGLE, TASKS, Task, classical_baseline, task_of
+from pyrodip.physics.tasks import (
+    CT_FLOATS_PER_ANGLE,
+    TASKS,
+    Task,
+    classical_baselines,
+    task_of,
+)
 from pyrodip.studies.resources import FLOAT_BYTES, estimate_memory
 
 PACKAGE = Path(__file__).parents[2] / "pyrodip"
@@ -25,19 +31,23 @@ def test_every_task_is_a_registered_task_object():
         assert isinstance(task, Task) and task.name == name
 
 
-@pytest.mark.parametrize("name, operator, baseline", [
-    ("denoise", Identity, "tv"),
-    ("superres", Downsample, "bicubic"),
-    ("inpaint", Mask, "biharmonic"),
-    ("ct", Radon, "filtered back projection"),
+@pytest.mark.parametrize("name, operator, baselines", [
+    ("denoise", Identity, ["bm3d", "tv", "wavelet", "nlm"]),
+    ("superres", Downsample, ["bicubic"]),
+    ("inpaint", Mask, ["biharmonic"]),
+    ("ct", Radon, ["fbp", "sart"]),
 ])
-def test_each_task_builds_its_operator_and_chooses_its_baseline(name, operator, baseline):
+def test_each_task_builds_its_operator_and_has_its_baselines(name, operator, baselines):
     observation = prepare_observation(RunConfig(task=name, **SMALL))
     assert type(observation.operator) is operator
     assert task_of(observation) is TASKS[name]
-    image, used = classical_baseline(observation)
-    assert used == baseline and image.shape == observation.truth.shape
-    assert image.dtype == torch.float32
+    images = classical_baselines(observation)
+    assert list(images) == baselines
+    for image in images.values():
+        assert image.shape == observation.truth.shape and image.dtype == torch.float32
+        assert 0 <= float(image.min()) and float(image.max()) <= 1
+    held_out, _ = hold_out(observation, 0.1)  # the baselines of a Subset are the operator's
+    assert list(classical_baselines(held_out)) == baselines
 
 
 def test_an_observation_with_held_out_values_keeps_its_task(noisy64):
