@@ -24,7 +24,7 @@ from pyrodip.physics.baselines import (
 )
 from pyrodip.physics.noise import GaussianNoise
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 HAVE_PYWT = importlib.util.find_spec("pywt") is not None
 # Each denoiser that can run here ("wavelet" needs PyWavelets).
 RUNNABLE = [
