@@ -71,8 +71,8 @@ class Tracker:
             if self.truth is not None:
                 c[f"psnr{suffix}"][step] = psnr(estimate, self.truth)[0]
                 c[f"ssim{suffix}"][step] = ssim(estimate, self.truth)[0]
-        if self.heldout is not None:
-            residual = self.operator(image) - self.observation
+        if self.heldout is not None:  # ``predicted`` is A(image) from the loop's last pass
+            residual = predicted - self.observation
             c["mse_heldout"][step] = (residual.square() * self.heldout).sum()
         if self.window is not None:
             c["window_variance"][step] = self.window.update(image)
