@@ -85,7 +85,7 @@ class PyrodipStep:
         ).to(y.device)
         self.loss_fn = make_loss(self.model, self.guide, config.engine)
         self.optimizer = make_optimizer(
-            self.loss_fn, config.resolved("optimizer"), config.resolved("lr"),
+            self.loss_fn.named_parameters(), config.resolved("optimizer"), config.resolved("lr"),
             config.resolved("weight_decay"),
         )
         self.y = y

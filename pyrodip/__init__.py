@@ -27,7 +27,7 @@ from .physics.operators import Downsample, Identity, Mask
 from .physics.radon import Radon
 from .studies.config import RunConfig
 from .studies.observe import prepare_observation
-from .studies.run import fit
+from .studies.run import fit, fit_batch
 
 __all__ = [
     "BayesianDIP",
@@ -58,6 +58,7 @@ __all__ = [
     "Training",
     "center_crop",
     "fit",
+    "fit_batch",
     "fit_model",
     "load_image",
     "make_guide",

@@ -51,6 +51,19 @@ def positive(name: str, value: object, *, within_float32: bool = False) -> float
     return number
 
 
+def positive_int(name: str, value: object) -> int:
+    """``value`` when it is an ``int`` >= 1 (not a bool), else an error naming ``name``.
+
+    >>> positive_int("batch", 0)
+    Traceback (most recent call last):
+    ...
+    pyrodip.errors.InvalidInputError: batch must be a positive integer, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def positive_setting(name: str, value: object) -> float:
     """A positive number from a settings file or the command line: a real ``int`` or
     ``float`` (a string is refused), within :data:`POSITIVE_RANGE`.

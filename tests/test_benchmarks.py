@@ -56,3 +56,19 @@ def test_fit_curves_smoke_run_compares_with_itself(tmp_path, capsys):
     curves = json.loads(first.read_text())
     assert set(curves) == set(module.CASES)
     assert all(len(case["psnr"]) == 3 and len(case["loss"]) == 2 for case in curves.values())
+
+
+def test_batched_fits_smoke_run_reports_each_batch_against_one_fit(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("batched_fits",
+                                                  SCRIPT.parent / "batched_fits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = tmp_path / "batched.json"
+    module.main(["--smoke", "--json", str(path)])
+    printed = capsys.readouterr().out
+    rows = json.loads(path.read_text())["results"]
+    assert [row["batch"] for row in rows] == [1, 2]
+    assert all(set(module.KEYS) <= row.keys() for row in rows)
+    assert rows[0]["ratio_to_one"] == 1.0 and rows[1]["ratio_to_one"] > 0
+    assert (rows[0]["device"], rows[0]["size"]) == ("cpu", 32)
+    assert printed == module.table(rows) + "\n"

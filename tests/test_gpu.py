@@ -37,3 +37,36 @@ def test_each_task_on_cuda(task, tmp_path):
     assert main([*args, "--quiet", "--out", str(out)]) == 0
     dataset = read_dataset(out / "result.nc")
     assert dataset.attrs["psnr"] > 0 and dataset.attrs["baseline_psnr"] > 0
+
+
+def test_batched_fits_on_cuda_take_the_single_fits_first_step():
+    from pyrodip import fit_batch, prepare_observation
+
+    configs = [RunConfig(size=64, steps=3, samples=2, device="cuda", seed=s) for s in (0, 1)]
+    observations = [prepare_observation(config) for config in configs]
+    together = fit_batch(observations, configs, progress=False)
+    for observation, config, many in zip(observations, configs, together, strict=True):
+        one = fit(observation, config, progress=False)
+        assert many.prediction.mean.is_cuda
+        assert abs(many.history.curves["loss"][0] / one.history.curves["loss"][0] - 1) < 1e-4
+
+
+def test_a_fit_step_never_waits_for_the_device(noisy64):
+    from pyrodip.infer.loop import _Fitting
+    from pyrodip.studies.run import build, training
+
+    config = RunConfig(steps=10, device="cuda", calibration="none")
+    model, guide = build(config, noisy64)
+    model.cuda()
+    guide.cuda()
+    fitting = _Fitting(model, guide, noisy64, training(config), None, "", None)
+    model.train()
+    fitting._one_step()  # the first step sets up the optimiser's state
+    fitting.step += 1
+    torch.cuda.set_sync_debug_mode("error")  # any host synchronisation raises
+    try:
+        for _ in range(3):
+            fitting._one_step()
+            fitting.step += 1
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -179,16 +179,19 @@ class BayesianDIP(PyroModule):
                     for site in self.site_priors}
 
     def render(
-        self, weights: dict[str, Tensor] | None = None, jitter: bool = False
+        self, weights: dict[str, Tensor] | None = None, jitter: bool = False,
+        noise: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """One pass of the network with ``weights`` (site name -> value; drawn by
         :meth:`sample_weights` when None): the image (1, C, H, W) in (0, 1) and, for a
-        heteroscedastic likelihood, the per-pixel log-variance (else None)."""
+        heteroscedastic likelihood, the per-pixel log-variance (else None). ``jitter``: add
+        ``self.jitter`` times ``noise`` (standard normal, shaped like z; drawn when None)
+        to the input."""
         if weights is None:
             weights = self.sample_weights()
         z = self.z
         if jitter and self.jitter > 0:
-            z = z + self.jitter * torch.randn_like(z)
+            z = z + self.jitter * (torch.randn_like(z) if noise is None else noise)
         values = {site[4:]: value for site, value in weights.items()}  # strip "net."
         out = functional_call(self.net, values, (z,))
         channels = self.image_shape[0]

@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--scheduler", metavar="ADDRESS",
                          help="fit the runs on this Dask scheduler (image paths must be "
                          "readable by its workers)")
+    compare.add_argument("--batch", type=int, default=1, metavar="B",
+                         help="fit up to B runs that differ only in their seed as one batched "
+                         "computation (pays on a GPU; see docs/performance.md) [1]")
     compare.add_argument("--plugin", action="append", default=[], dest="plugins",
                          metavar="MODULE", help="import MODULE first, here and on the workers "
                          "(repeatable; added to the study's plugins setting)")
@@ -188,6 +191,9 @@ def add_bo_parser(commands) -> None:
     add("--rounds", type=int, help=f"rounds of candidates after the initial design [{d.rounds}]")
     add("--batch", type=int, metavar="Q", help=f"candidates per round = trials run at once "
         f"[{d.batch}]")
+    add("--batched", action="store_true", help="fit the trials proposed together (the "
+        "initial design, a round's Q candidates) as one batched computation on one worker "
+        "(pays on a GPU; tunes prior_scale and temperature only)")
     add("--out", type=Path, help="study folder [a new folder under runs/]")
     add("--resume", type=Path, metavar="DIR",
         help="continue the interrupted study in DIR (--rounds: to a new number of rounds)")

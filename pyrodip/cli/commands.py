@@ -27,7 +27,7 @@ CHECKPOINT = "checkpoint.pt"
 def compare_command(args: argparse.Namespace) -> int:
     from ..io.files import atomic_path
     from ..plots import comparison_figures
-    from ..studies.compare import Comparison, run_comparison, summary_table
+    from ..studies.compare import Comparison, check_batch, run_comparison, summary_table
 
     comparison = Comparison.from_toml(args.study)
     settings = parse_settings(args.overrides)
@@ -35,6 +35,7 @@ def compare_command(args: argparse.Namespace) -> int:
         given = settings.get("plugins", comparison.settings.get("plugins", []))
         settings["plugins"] = list(dict.fromkeys([*given, *args.plugins]))
     comparison = comparison.with_settings(**settings)
+    check_batch(comparison, args.batch)
     out = prepare_output(args.out, "compare", overwrite=True)
     with contextlib.ExitStack() as stack:
         executor = None
@@ -43,7 +44,8 @@ def compare_command(args: argparse.Namespace) -> int:
 
             device = comparison.settings.get("device", "cpu")
             executor = stack.enter_context(dask_executor(args.scheduler, args.workers, device))
-        dataset = run_comparison(comparison, out, progress=not args.quiet, executor=executor)
+        dataset = run_comparison(comparison, out, progress=not args.quiet, executor=executor,
+                                 batch=args.batch)
     table = summary_table(dataset)
     with atomic_path(out / "table.md") as tmp:
         tmp.write_text(table + "\n")
@@ -217,14 +219,15 @@ def bo_command(args: argparse.Namespace) -> int:
             rounds=args.__dict__.get("rounds", d.rounds),
             batch=args.__dict__.get("batch", d.batch),
             seed=config.seed,
+            batched="batched" in args,
         )
-        bo.FitObjective(config, study.objective).check()
+        bo.FitObjective(config, study.objective).check(study.fits_at_once)
         folder = prepare_output(args.__dict__.get("out"), "bo", overwrite=False)
         bo.create_study(study, folder)
     try:
         with dask_executor(
             args.__dict__.get("scheduler"), args.__dict__.get("workers"), study.config.device,
-            concurrency=study.batch,
+            concurrency=1 if study.batched else study.batch,
         ) as executor:
             dataset = bo.resume(
                 folder, rounds=args.__dict__.get("rounds"), executor=executor,

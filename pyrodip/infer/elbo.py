@@ -161,18 +161,28 @@ class FastELBO(nn.Module):
             return None
         return _take(self.guide.locs, self._loc_index), self.guide.scales()
 
-    def draw(self, variational: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
-        """Every weight by site, drawn as the guide draws it: ``loc + eps * scale`` with eps
-        drawn site by site in the guide's order (the numbers Pyro draws), locations at the
-        point-estimate sites."""
+    def draw_noise(self, generator: torch.Generator | None = None) -> Tensor | None:
+        """The standard-normal eps of every Normal site, flat, drawn site by site in the
+        guide's order (the numbers Pyro draws), from ``generator`` (default: the global one);
+        None when the guide has no Normal site."""
+        if not self._normal:
+            return None
+        eps = torch.empty(sum(self._sizes), device=self.guide.locs.device)
+        for chunk in eps.split(self._sizes):
+            chunk.normal_(generator=generator)
+        return eps
+
+    def draw(
+        self, variational: tuple[Tensor, Tensor] | None = None, eps: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Every weight by site, drawn as the guide draws it: ``loc + eps * scale`` (eps from
+        :meth:`draw_noise` unless given), locations at the point-estimate sites."""
         weights = {site: self.guide.loc(site) for site in self._points}
         if variational is None:
             variational = self.variational()
         if variational is not None:
             loc, scale = variational
-            eps = torch.empty_like(loc)
-            for chunk in eps.split(self._sizes):
-                chunk.normal_()
+            eps = self.draw_noise() if eps is None else eps
             values = (loc + eps * scale).split(self._sizes)
             for (site, shape), value in zip(self._normal, values, strict=True):
                 weights[site] = value.view(shape)
@@ -195,17 +205,28 @@ class FastELBO(nn.Module):
 
     def loss(self, y: Tensor, weights: dict[str, Tensor], variational=None) -> Tensor:
         """The negative ELBO for the observation ``y`` (shaped like A(x), batch dim 1) with
-        these weights (e.g. from :meth:`draw`, or a trace of the guide)."""
+        these weights (e.g. from :meth:`draw`, or a trace of the guide); the rendered image
+        is kept, detached, as the model's ``last_image``."""
+        loss, image = self.loss_and_image(y, weights, variational, self.model.temperature)
+        self.model.last_image = image.detach()
+        return loss
+
+    def loss_and_image(
+        self, y: Tensor, weights: dict[str, Tensor], variational, temperature: float | Tensor,
+        jitter_noise: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The negative ELBO at temperature ``temperature`` and the rendered image, with no
+        side effect (what :mod:`pyrodip.infer.batched` maps over fits); ``jitter_noise``: the
+        standard-normal noise of the input jitter (drawn when None)."""
         model = self.model
-        image, log_variance = model.render(weights, jitter=model.training)
-        model.last_image = image.detach()
+        image, log_variance = model.render(weights, jitter=model.training, noise=jitter_noise)
         mask = getattr(model.operator, "observed_mask", None)
         loss = -model.likelihood.log_prob(model.operator(image), y, log_variance, mask)
-        if model.temperature > 0:  # temperature 0: the model masks the prior out
+        if isinstance(temperature, Tensor) or temperature > 0:  # 0: the model masks the prior
             if variational is None:
                 variational = self.variational()
-            loss = loss + model.temperature * self.kl(variational)
-        return loss
+            loss = loss + temperature * self.kl(variational)
+        return loss, image
 
     def forward(self, y: Tensor) -> Tensor:
         variational = self.variational()

@@ -25,10 +25,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import inspect
 import json
 import threading
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,34 +177,7 @@ def fit_model(
         fitting.load_state_dict(read_checkpoint(checkpoint.path, model_device(model)))
     with pyro.validation_enabled(VALIDATE if validate is None else validate):
         fitting.run(progress=progress, checkpoint=checkpoint, stop=stop)
-        start = time.perf_counter()
-        chosen = None if fitting.stopping is None else fitting.stopping.best_step
-        if chosen is not None:  # None too when the rule's curve never had a value (short fit)
-            moments = RunningMoments()
-            moments.add(fitting.stopping.image[0], None, measure(model, fitting.stopping.image[0]))
-            prediction = moments.prediction()
-        elif sampler is not None:
-            prediction = sampler.prediction()
-        else:
-            prediction = predict(model, guide, num_samples=training.samples)
-    device = model_device(model)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    smoothed = fitting.tracker.smoothed
-    return FitResult(
-        observation=observation,
-        model=model,
-        guide=guide,
-        history=History(fitting.tracker.numpy(fitting.step)),
-        prediction=prediction,
-        smoothed=smoothed[0] if smoothed is not None else prediction.mean,
-        wall_time_s=fitting.elapsed + time.perf_counter() - start,
-        engine=fitting.loss_fn.engine,
-        events=fitting.events,
-        status=fitting.status,
-        config=config,
-        chosen_step=None if chosen is None else chosen + 1,
-    )
+        return fitting.result(config)
 
 
 def _check_stop_rule(training: Training, guide, sampler, heldout) -> None:
@@ -229,20 +204,28 @@ def model_device(model) -> torch.device:
 
 
 def make_optimizer(
-    loss_fn: torch.nn.Module, optimizer: str, lr: float, weight_decay: float = 0.0
+    parameters: Iterable[tuple[str, Tensor]], optimizer: str, lr: float,
+    weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over the loss module's parameters (the guide's and the model's).
-    Weight decay (if any) acts on locations and deterministic parameters, never on the
-    guide's scales (``rhos``): decaying those would pull the posterior standard deviation
-    towards softplus(0) = 0.69."""
+    """Adam, AdamW or SGD over named parameters (``loss_fn.named_parameters()``: the guide's
+    and the model's). Weight decay (if any) acts on locations and deterministic parameters,
+    never on the guide's scales (``rhos``): decaying those would pull the posterior standard
+    deviation towards softplus(0) = 0.69."""
     decay, no_decay = [], []
-    for name, param in loss_fn.named_parameters():
+    for name, param in parameters:
         (no_decay if name.rsplit(".", 1)[-1] == "rhos" else decay).append(param)
     groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return OPTIMIZERS[optimizer]([g for g in groups if g["params"]], lr=lr)
+    cls = OPTIMIZERS[optimizer]
+    fused = {"fused": True} if FUSED and "fused" in inspect.signature(cls).parameters else {}
+    return cls([g for g in groups if g["params"]], lr=lr, **fused)
+
+
+#: Whether :func:`make_optimizer` asks for the optimiser's fused kernel (one kernel over all
+#: parameters; Adam, AdamW and SGD have one on CPU and CUDA). Measured in docs/performance.md.
+FUSED = True
 
 
 #: Steps between the divergence checks (each syncs with the device once).
@@ -260,7 +243,7 @@ class _Fitting:
     def __init__(self, model, guide, observation: Observation, training: Training,
                  sampler: Sampler | None, fingerprint: str, heldout: Tensor | None) -> None:
         self.model, self.guide, self.training = model, guide, training
-        self.fingerprint = fingerprint
+        self.observation, self.fingerprint = observation, fingerprint
         device = model_device(model)
         self.y = observation.observation.unsqueeze(0).to(device)
         truth = observation.truth.unsqueeze(0).to(device) if observation.has_truth else None
@@ -270,7 +253,7 @@ class _Fitting:
             self.local_reparam, engine = LocalReparameterization(model, guide), "pyro"
         self.loss_fn = make_loss(model, guide, engine)
         self.optimizer = make_optimizer(
-            self.loss_fn, training.optimizer, training.lr, training.weight_decay
+            self.loss_fn.named_parameters(), training.optimizer, training.lr, training.weight_decay
         )
         rule = training.stop_rule
         self.tracker = Tracker(
@@ -285,6 +268,39 @@ class _Fitting:
         self.elapsed = 0.0  # seconds of fitting before this process (resumed fits)
         self.events: list[dict] = []
         self.status = "completed"
+
+    def result(self, config: Any = None) -> FitResult:
+        """The fit's result: the posterior predictive (the sampler's, or the stop rule's
+        image) and the curves."""
+        model, training = self.model, self.training
+        start = time.perf_counter()
+        chosen = None if self.stopping is None else self.stopping.best_step
+        if chosen is not None:  # None too when the rule's curve never had a value (short fit)
+            moments = RunningMoments()
+            moments.add(self.stopping.image[0], None, measure(model, self.stopping.image[0]))
+            prediction = moments.prediction()
+        elif self.sampler is not None:
+            prediction = self.sampler.prediction()
+        else:
+            prediction = predict(model, self.guide, num_samples=training.samples)
+        device = model_device(model)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        smoothed = self.tracker.smoothed
+        return FitResult(
+            observation=self.observation,
+            model=model,
+            guide=self.guide,
+            history=History(self.tracker.numpy(self.step)),
+            prediction=prediction,
+            smoothed=smoothed[0] if smoothed is not None else prediction.mean,
+            wall_time_s=self.elapsed + time.perf_counter() - start,
+            engine=self.loss_fn.engine,
+            events=self.events,
+            status=self.status,
+            config=config,
+            chosen_step=None if chosen is None else chosen + 1,
+        )
 
     def run(self, progress: bool, checkpoint: Checkpointing | None, stop) -> None:
         steps, tracker = self.training.steps, self.tracker

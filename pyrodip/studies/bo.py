@@ -53,6 +53,7 @@ from .bo_study import (
     Study,
     Trial,
     _append,
+    _outcomes,
     _record,
     _result_record,
     _write_study,
@@ -62,7 +63,7 @@ from .bo_study import (
     read_trials,
     tunable_settings,
 )
-from .execution import Executor, SyncExecutor, run_trial
+from .execution import Executor, SyncExecutor, run_trial, run_trials
 from .results import write_dataset
 
 __all__ = [
@@ -105,7 +106,7 @@ def optimize(
         json.loads(bo.attrs["best"])["params"]  # {'prior_scale': 0.05...}
     """
     if evaluate is None:
-        FitObjective(study.config, study.objective).check()
+        FitObjective(study.config, study.objective).check(study.fits_at_once)
     create_study(study, folder)
     return resume(folder, executor=executor, evaluate=evaluate, progress=progress, figures=figures)
 
@@ -134,48 +135,58 @@ def _run(study, folder, trials, executor, evaluate, progress, figures) -> xr.Dat
     if evaluate is None:
         evaluate = FitObjective(study.config, study.objective)
     executor = executor if executor is not None else SyncExecutor()
-    running: dict = {}  # future -> Trial
+    running: dict = {}  # future -> its trials
+    together = study.batched and isinstance(evaluate, FitObjective)
 
-    def submit(trial: Trial) -> None:
-        running[executor.submit(run_trial, evaluate, trial.params)] = trial
+    def submit(group: list[Trial]) -> None:
+        if together and len(group) > 1:
+            future = executor.submit(run_trials, evaluate.scores, [t.params for t in group])
+            running[future] = group
+            return
+        for trial in group:
+            running[executor.submit(run_trial, evaluate, trial.params)] = [trial]
 
     def propose() -> None:
         first = len(trials)
+        busy = sum(map(len, running.values()))
         if first < study.initial:  # the whole initial design at once
             count = study.initial - first
         else:  # keep ``batch`` trials running, within the budget
-            count = min(study.budget - first, study.batch - len(running))
+            count = min(study.budget - first, study.batch - busy)
         if count <= 0:
             return
-        candidates, gp = _candidates(study, trials, running.values(), first, count)
+        pending = [t for group in running.values() for t in group]
+        candidates, gp = _candidates(study, trials, pending, first, count)
         if figures and gp is not None and len(study.params) <= 2:
             from ..plots import plot_bo_surface
 
-            surface = _proposal_dataset(study, trials, *gp, candidates, len(running))
+            surface = _proposal_dataset(study, trials, *gp, candidates, busy)
             plot_bo_surface(surface, folder / f"gp_trial{first:03d}.png")
+        group = []
         for offset, settings in enumerate(candidates):
             number = first + offset
             trial = Trial(number, study.round_of(number), settings)
             trials[number] = trial
             _append(folder, {"event": "submitted", "trial": number, "round": trial.round,
                              "params": trial.params})
-            submit(trial)
+            group.append(trial)
+        submit(group)
 
     finished = [t for t in trials.values() if t.status != "running"]
     with tqdm(
         total=study.budget, initial=len(finished), desc="trials", unit="trial",
         disable=not progress,
     ) as bar:
-        for trial in sorted(trials.values(), key=lambda t: t.trial):
-            if trial.status == "running":
-                submit(trial)
+        submit(sorted((t for t in trials.values() if t.status == "running"),
+                      key=lambda t: t.trial))
         propose()
         while running:
             for future in executor.next_completed():
-                trial = running.pop(future)
-                _record(trial, future)
-                _append(folder, {"event": "finished", **_result_record(trial)})
-                bar.update()
+                group = running.pop(future)
+                for trial, outcome in zip(group, _outcomes(future, len(group)), strict=True):
+                    _record(trial, outcome)
+                    _append(folder, {"event": "finished", **_result_record(trial)})
+                    bar.update()
                 bar.set_postfix(best=_best_observed_text(trials), refresh=False)
             propose()
     dataset = study_dataset(study, trials)

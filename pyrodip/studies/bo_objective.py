@@ -51,12 +51,43 @@ class FitObjective:
             raise RuntimeError(f"the fit diverged and stopped at step {len(result.history.steps)}")
         return score(result, self.objective, held)
 
-    def check(self) -> None:
-        """Refuse, before any fit, an objective that this config cannot give."""
+    def scores(self, trials: list[dict[str, float]]) -> list[tuple[float, str]]:
+        """Each trial's (objective, error), the fits run as one batch (:func:`pyrodip.fit_batch`;
+        the trials may differ only in :data:`~pyrodip.studies.run.BATCH_VARIES`)."""
         from ..physics.observation import hold_out
         from .observe import prepare_observation
+        from .run import fit_batch
+
+        load_plugins(self.config.plugins)
+        configs = [self.config.replace(**params, calibration="none") for params in trials]
+        observations, helds = [], []
+        for config in configs:
+            observation, held = prepare_observation(config), None
+            if self.objective == "heldout":
+                observation, held = hold_out(observation, HELDOUT_FRACTION, seed=config.seed)
+            observations.append(observation)
+            helds.append(held)
+        outcomes = []
+        for result, held in zip(fit_batch(observations, configs, progress=False), helds,
+                                strict=True):
+            if result.status == "diverged":
+                steps = len(result.history.steps)
+                outcomes.append((math.nan, f"RuntimeError: the fit diverged and stopped at step "
+                                           f"{steps}"))
+            else:
+                outcomes.append((score(result, self.objective, held), ""))
+        return outcomes
+
+    def check(self, fits: int = 1) -> None:
+        """Refuse, before any fit, an objective that this config cannot give, or ``fits``
+        fits at once (a batch) that the memory estimate says will not fit."""
+        from ..physics.observation import hold_out
+        from .observe import prepare_observation
+        from .resources import check_memory
 
         observation = prepare_observation(self.config)
+        if fits > 1:
+            check_memory(self.config, observation.image_shape, fits=fits)
         if self.objective == "heldout":
             if observation.noise.name != "gaussian":
                 raise InvalidInputError(

@@ -149,6 +149,9 @@ class Study:
     The budget is ``init_points`` (or ``len(init)``) initial trials plus ``rounds`` rounds of
     ``batch`` candidates; ``batch`` is also how many trials run at once. ``seed`` seeds the
     Sobol design and each proposal (with the trial count), so a study is reproducible.
+    ``batched``: the trials proposed together (the initial design, a round's candidates) are
+    fitted as one batched computation (:func:`pyrodip.fit_batch`) on one worker; the study
+    may then tune only :data:`~pyrodip.studies.run.BATCH_VARIES`.
     """
 
     params: tuple[Param, ...] | None = None  # None: default_search(config)
@@ -159,6 +162,7 @@ class Study:
     rounds: int = 10
     batch: int = 3
     seed: int = 0
+    batched: bool = False
 
     def __post_init__(self) -> None:
         if self.params is None:
@@ -192,11 +196,31 @@ class Study:
         for p in self.params:  # the bounds must make valid run settings
             self.config.replace(**{p.name: p.low})
             self.config.replace(**{p.name: p.high})
+        if self.batched:
+            self._check_batched()
+
+    def _check_batched(self) -> None:
+        from .run import BATCH_VARIES, batchable
+
+        reason = batchable(self.config)
+        if reason is not None:
+            raise InvalidInputError(f"`batched`: {reason}; drop --batched")
+        other = [p.name for p in self.params if p.name not in BATCH_VARIES]
+        if other:
+            raise InvalidInputError(
+                f"`batched`: a batch's fits may differ only in {', '.join(BATCH_VARIES)}, and "
+                f"the study tunes {other[0]}: drop --batched or that `param`"
+            )
 
     @property
     def initial(self) -> int:
         """Trials in the initial design."""
         return len(self.init) or self.init_points
+
+    @property
+    def fits_at_once(self) -> int:
+        """The most fits one batch holds: 1 unless ``batched``."""
+        return max(self.initial, self.batch) if self.batched else 1
 
     @property
     def budget(self) -> int:
@@ -309,12 +333,23 @@ def _append(folder: Path, record: dict) -> None:
         os.fsync(log.fileno())
 
 
-def _record(trial: Trial, future) -> None:
-    """Fill in ``trial`` from its finished future: ok, or failed with the error."""
+def _outcomes(future, count: int) -> list[tuple[float, float, str] | Exception]:
+    """The (value, wall time, error) of each of the ``count`` trials a finished future
+    evaluated (one, or a batch), or the exception that ended it (the worker died, or the call
+    never ran) for each."""
     try:
-        value, trial.wall_time_s, error = future.result()
-    except Exception as exc:  # the worker died, or the call never ran
-        value, error = math.nan, " ".join(f"{type(exc).__name__}: {exc}".split())
+        outcome = future.result()
+    except Exception as exc:
+        return [exc] * count
+    return outcome if isinstance(outcome, list) else [outcome]
+
+
+def _record(trial: Trial, outcome: tuple[float, float, str] | Exception) -> None:
+    """Fill in ``trial`` from its outcome: ok, or failed with the error."""
+    if isinstance(outcome, Exception):
+        value, error = math.nan, " ".join(f"{type(outcome).__name__}: {outcome}".split())
+    else:
+        value, trial.wall_time_s, error = outcome
     if not error and not math.isfinite(value):
         error = f"diverged: the objective is {value}"
     trial.status, trial.error = ("failed", error) if error else ("ok", "")

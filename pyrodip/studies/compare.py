@@ -42,6 +42,7 @@ from ..errors import InvalidInputError, MissingFileError
 from ..infer.methods import METHODS
 from ..physics.masks import names_a_mask_file
 from ..plugins import load_plugins
+from ..validation import positive_int
 from .config import RunConfig, read_toml
 from .execution import Executor, SyncExecutor
 
@@ -154,16 +155,20 @@ def _relative_to(folder: Path, image: str) -> str:
 
 def run_comparison(
     comparison: Comparison, out: str | Path, progress: bool = True,
-    executor: Executor | None = None,
+    executor: Executor | None = None, batch: int = 1,
 ) -> xr.Dataset:
     """Fit every run of ``comparison`` (skipping runs already written to ``out/runs``), then
     stack them into ``out/comparison.nc`` and return that dataset.
 
     ``executor`` runs the fits (default: one after another in this process); with
     :func:`pyrodip.studies.execution.dask_executor` they run in parallel, locally or on a cluster.
+    ``batch``: runs that differ only in their seed are fitted up to ``batch`` at a time as one
+    batched computation (:func:`pyrodip.fit_batch`; one executor task per batch), where their
+    method allows it (:func:`~pyrodip.studies.run.batchable`).
     """
     from .results import read_dataset, write_dataset
 
+    check_batch(comparison, batch)
     runs_dir = Path(out) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     runs = [
@@ -171,20 +176,21 @@ def run_comparison(
         for method, image, seed, config in comparison.runs()
     ]
     missing = [(config, path) for *_, config, path in runs if not path.exists()]
-    if executor is None and len(missing) == 1:  # a single fit shows its own progress bar
-        fit_run(*missing[0], progress=progress)
-    elif missing:
+    tasks = _batches(missing, batch)
+    if executor is None and len(tasks) == 1 and len(missing) == 1:
+        fit_run(*missing[0], progress=progress)  # a single fit shows its own progress bar
+    elif tasks:
         executor = executor or SyncExecutor()
-        for config, path in missing:
-            executor.submit(fit_run, config, path)
+        for configs, paths in tasks:
+            executor.submit(fit_runs, configs, paths)
         pending = len(missing)
         with tqdm(total=len(runs), initial=len(runs) - pending, desc="comparison",
                   unit="run", disable=not progress) as bar:
             while pending:
                 for future in executor.next_completed():
-                    future.result()  # a failed fit stops the study with its error
-                    pending -= 1
-                    bar.update()
+                    done = len(future.result())  # a failed fit stops the study with its error
+                    pending -= done
+                    bar.update(done)
     datasets = {}
     for method, image, seed, config, path in runs:
         run = read_dataset(path)
@@ -199,16 +205,68 @@ def run_comparison(
     return stacked
 
 
+def _batches(
+    runs: list[tuple[RunConfig, Path]], size: int
+) -> list[tuple[list[RunConfig], list[Path]]]:
+    """The runs in groups of at most ``size`` that differ only in their seed (runs that
+    cannot be batched alone), in the runs' order."""
+    from .run import batchable
+
+    groups: dict[str, list[tuple[RunConfig, Path]]] = {}
+    for config, path in runs:
+        key = config.replace(seed=0).to_json() if batchable(config) is None else str(path)
+        groups.setdefault(key, []).append((config, path))
+    tasks = []
+    for members in groups.values():
+        for start in range(0, len(members), size):
+            configs, paths = zip(*members[start : start + size], strict=True)
+            tasks.append((list(configs), list(paths)))
+    return tasks
+
+
+def check_batch(comparison: Comparison, batch: int) -> None:
+    """Refuse, before any fit, a ``batch`` that is not a positive integer or whose fits the
+    memory estimate says will not fit together."""
+    from .observe import prepare_observation
+    from .resources import check_memory
+    from .run import batchable
+
+    positive_int("batch", batch)
+    fits = min(batch, len(comparison.seeds))
+    if fits == 1:
+        return
+    checked = set()
+    for _, _, _, config in comparison.runs():
+        key = config.replace(seed=0).to_json()
+        if batchable(config) is None and key not in checked:
+            checked.add(key)
+            check_memory(config, prepare_observation(config).image_shape, fits=fits)
+
+
 def fit_run(config: RunConfig, path: str | Path, progress: bool = False) -> Path:
     """Fit one run of a study and write its dataset to ``path`` (whole or not at all). On a
     worker, the config's plugins are imported first (unpickling it does not)."""
+    return fit_runs([config], [path], progress)[0]
+
+
+def fit_runs(configs: list[RunConfig], paths: list[str | Path],
+             progress: bool = False) -> list[Path]:
+    """Fit runs of a study, more than one as a batch (:func:`pyrodip.fit_batch`), and write
+    each dataset to its path (whole or not at all)."""
     from .observe import prepare_observation
     from .results import to_dataset, write_dataset
-    from .run import fit
+    from .run import fit, fit_batch
 
-    load_plugins(config.plugins)
-    write_dataset(to_dataset(fit(prepare_observation(config), config, progress=progress)), path)
-    return Path(path)
+    for config in configs:
+        load_plugins(config.plugins)
+    observations = [prepare_observation(config) for config in configs]
+    if len(configs) == 1:
+        results = [fit(observations[0], configs[0], progress=progress)]
+    else:
+        results = fit_batch(observations, configs, progress=progress)
+    for result, path in zip(results, paths, strict=True):
+        write_dataset(to_dataset(result), path)
+    return [Path(path) for path in paths]
 
 
 def stack(datasets: dict[tuple[str, str, int], xr.Dataset]) -> xr.Dataset:

@@ -60,6 +60,22 @@ def run_trial(fn: Callable[[Any], float], params: Any) -> tuple[float, float, st
     return value, time.perf_counter() - start, error
 
 
+def run_trials(
+    fn: Callable[[list[Any]], list[tuple[float, str]]], params: list[Any]
+) -> list[tuple[float, float, str]]:
+    """``fn(params)`` for trials evaluated together (one batched fit), timed as a whole:
+    (value, wall time of the batch in s, error) per trial; a raised exception fails every
+    trial with it."""
+    start = time.perf_counter()
+    try:
+        outcomes = fn(params)
+    except Exception as exc:  # a failed batch is recorded, not raised
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())
+        outcomes = [(math.nan, error)] * len(params)
+    elapsed = time.perf_counter() - start
+    return [(float(value), elapsed, error) for value, error in outcomes]
+
+
 class SyncExecutor:
     """Runs every submitted call in this process when :meth:`next_completed` is called."""
 

@@ -201,20 +201,34 @@ def cuda_available_bytes(free: int, reserved: int, allocated: int) -> int:
 
 
 def check_memory(
-    config: RunConfig, image_shape: tuple[int, int, int], device: torch.device | str | None = None
+    config: RunConfig, image_shape: tuple[int, int, int], device: torch.device | str | None = None,
+    fits: int = 1,
 ) -> MemoryEstimate:
-    """Refuse (:class:`InvalidInputError`) a fit whose estimated memory exceeds what
-    ``device`` (default ``config.device``) has available, naming a smaller net or size that
-    fits; return the estimate otherwise (also when the available memory is unknown)."""
+    """Refuse (:class:`InvalidInputError`) a fit, or a batch of ``fits`` fits, whose estimated
+    memory exceeds what ``device`` (default ``config.device``) has available, naming a
+    smaller batch, net or size that fits; return one fit's estimate otherwise (also when the
+    available memory is unknown).
+
+    >>> from pyrodip.studies.config import RunConfig
+    >>> check_memory(RunConfig(), (1, 64, 64), fits=2**40)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pyrodip.errors.InvalidInputError: a batch of 1099511627776 fits needs about ...
+    """
     device = torch.device(config.device if device is None else device)
     estimate = estimate_memory(config, image_shape)
     available = available_memory(device)
-    if available is None or estimate.total <= available:
+    if available is None or estimate.total * fits <= available:
         return estimate
     if device.type == "cpu":
         where = "this machine"
     else:
         where = f"cuda:{torch.cuda.current_device() if device.index is None else device.index}"
+    if fits > 1 and estimate.total <= available:
+        raise InvalidInputError(
+            f"a batch of {fits} fits needs about {_gib(estimate.total * fits)} of memory but "
+            f"{where} has {_gib(available)} available: use `batch={available // estimate.total}`"
+        )
     raise InvalidInputError(
         f"this fit needs about {_gib(estimate.total)} of memory ({config.net} network, "
         f"{image_shape[1]}x{image_shape[2]} image) but {where} has {_gib(available)} "

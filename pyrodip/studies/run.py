@@ -21,6 +21,7 @@ from ..bayes.guides import WeightGuide, make_guide
 from ..bayes.model import BayesianDIP
 from ..bayes.networks import NetConfig
 from ..errors import InvalidInputError
+from ..infer.batched import fit_generator, fit_models
 from ..infer.checkpoints import Checkpointing
 from ..infer.loop import FitResult, Training, fit_model
 from ..infer.methods import METHODS
@@ -132,6 +133,14 @@ def fit(
         result = _fit_once(observation, config, device, progress, validate, checkpoint, resume,
                            stop)
     result.observation = observation
+    return _recalibrated(result, scored, observation, held, config)
+
+
+def _recalibrated(result: FitResult, scored: FitResult, observation: Observation, held,
+                  config: RunConfig) -> FitResult:
+    """``result`` with its std rescaled by ``config``'s calibration, scored on the values
+    ``held`` out of the fit ``scored``."""
+    calibration = config.resolved("calibration")
     if calibration == "none":
         return result
     if scored.prediction.measured_mean is None:
@@ -139,7 +148,7 @@ def fit(
             f"the {config.method} method's predictive has no measured summaries, so its std "
             "was not recalibrated: give RunningMoments.add the measure(model, image) of each "
             "image, or use `calibration=none`",
-            stacklevel=2,
+            stacklevel=3,
         )
         return result
     result.calibration = recalibrate(
@@ -148,6 +157,86 @@ def fit(
     )
     result.prediction = rescaled(result.prediction, result.calibration.scale)
     return result
+
+
+#: The settings in which the fits of one batch may differ.
+BATCH_VARIES = ("seed", "prior_scale", "temperature")
+
+
+def batchable(config: RunConfig) -> str | None:
+    """Why fits of ``config`` cannot run in a batch (:func:`fit_batch`), or None."""
+    if METHODS[config.method].sampler(config.steps, 0.01) is not None:
+        return f"method {config.method} samples with its own optimiser steps (SGLD)"
+    if config.local_reparam or config.engine == "pyro":
+        return "a batch runs the fast engine (no local reparameterisation, not `engine=pyro`)"
+    return None
+
+
+def fit_batch(
+    observations: list[Observation], configs: list[RunConfig], *, progress: bool = True,
+    stop: threading.Event | None = None,
+) -> list[FitResult]:
+    """:func:`fit` of each observation with its config, the fits run as one batched
+    computation (:mod:`pyrodip.infer.batched`): on a GPU, many small fits cost little more
+    than one. The configs may differ in ``seed``, ``prior_scale`` and ``temperature`` (and the
+    observations in their values); everything else must be equal. A fit that diverges in the
+    batch is fitted again on its own (where it is rolled back), so every result is the one
+    :func:`fit` gives, up to float rounding. Each result's ``wall_time_s`` is the batch's. A
+    batch keeps no checkpoint.
+
+    >>> import torch
+    >>> from pyrodip import Observation, RunConfig
+    >>> configs = [RunConfig(steps=3, samples=2, seed=seed) for seed in (0, 1)]
+    >>> observations = [Observation.simulate(torch.rand(1, 32, 32), noise=0.1, seed=config.seed)
+    ...                 for config in configs]
+    >>> [result.config.seed for result in fit_batch(observations, configs, progress=False)]
+    [0, 1]
+    """
+    if len(observations) != len(configs) or not configs:
+        raise InvalidInputError("a batch needs one observation per config, and at least one")
+    first = configs[0]
+    for config in configs:
+        reason = batchable(config)
+        if reason is not None:
+            raise InvalidInputError(f"these fits cannot run in a batch: {reason}; use `batch=1`")
+        if config.replace(**{key: getattr(first, key) for key in BATCH_VARIES}) != first:
+            raise InvalidInputError(
+                "the batch's configs differ in more than seed, prior_scale and temperature: "
+                "batch only fits of one kind"
+            )
+    device = resolve_device(first.device)
+    check_memory(first, observations[0].image_shape, device, fits=len(configs))
+    calibration = first.resolved("calibration")
+    holds = calibration != "none" or first.resolved("stop_rule") == "heldout"
+    held = [hold_out(obs, config.heldout_fraction, config.seed) if holds else (obs, None)
+            for obs, config in zip(observations, configs, strict=True)]
+    fitted = [obs for obs, _ in held]
+    heldouts = [values for _, values in held]
+    scored = results = _fit_batch_once(fitted, configs, device, progress, stop, heldouts)
+    if holds and first.calibration_refit:
+        results = _fit_batch_once(observations, configs, device, progress, stop)
+    final = []
+    for index, (observation, config) in enumerate(zip(observations, configs, strict=True)):
+        if results[index].status == "diverged" or scored[index].status == "diverged":
+            final.append(fit(observation, config, progress=False))
+            continue
+        result = results[index]
+        result.observation = observation
+        final.append(_recalibrated(result, scored[index], observation, heldouts[index], config))
+    return final
+
+
+def _fit_batch_once(observations, configs, device, progress, stop, heldouts=None):
+    """One batched fit of each config to its observation, each built under its seed."""
+    models, guides, generators = [], [], []
+    for observation, config in zip(observations, configs, strict=True):
+        pyro.set_rng_seed(config.seed)
+        model, guide = build(config, observation)
+        models.append(model.to(device))
+        guides.append(guide.to(device))
+        generators.append(fit_generator(device))
+    return fit_models(models, guides, observations, generators, training(configs[0]),
+                      progress=progress, stop=stop, configs=configs, heldouts=heldouts)
 
 
 def _fit_once(observation, config, device, progress, validate, checkpoint, resume, stop,

@@ -72,7 +72,7 @@ def test_weight_decay_spares_the_guide_scales(noisy64):
     model, guide = build(config, noisy64)
     loss_fn = torch.nn.Module()
     loss_fn.model, loss_fn.guide = model, guide
-    groups = make_optimizer(loss_fn, "adamw", 0.01, 0.1).param_groups
+    groups = make_optimizer(loss_fn.named_parameters(), "adamw", 0.01, 0.1).param_groups
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     spared = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
     assert spared == {id(guide.rhos)}

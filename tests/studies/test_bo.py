@@ -395,3 +395,30 @@ def test_default_search_is_the_temperature_and_the_prior_scale_where_it_acts():
     scaled = Study(config=RunConfig(normalization="scaled"))
     assert [(p.name, p.log) for p in scaled.params] == [("temperature", True),
                                                          ("prior_scale", True)]
+
+
+def test_batched_study_fits_each_round_together(tiny_png, tmp_path, monkeypatch):
+    config = RunConfig(image=str(tiny_png), steps=3, samples=2)
+    study = Study(params=(LOG_PRIOR, Param("temperature", 0.01, 1.0, log=True)), config=config,
+                  init_points=3, rounds=1, batch=2, batched=True)
+    assert study.fits_at_once == 3
+    calls = []
+    scores = FitObjective.scores
+    monkeypatch.setattr(FitObjective, "scores",
+                        lambda self, trials: calls.append(len(trials)) or scores(self, trials))
+    dataset = optimize(study, tmp_path / "s", figures=False)
+    assert calls == [3, 2]  # the initial design, then the round's candidates: one batch each
+    assert set(dataset["status"].values) == {"ok"}
+    times = dataset["wall_time_s"].values
+    assert times[0] == times[1] == times[2] and times[3] == times[4]  # a batch's wall time
+    # a trial of the batch scores what the same trial alone scores (3 steps: to rounding)
+    params = read_trials(tmp_path / "s")[3].params
+    alone = FitObjective(config, "psnr")(params)
+    assert dataset["objective"].values[3] == pytest.approx(alone, abs=0.05)
+
+
+def test_batched_study_tunes_only_what_a_batch_may_vary(tiny_png):
+    with pytest.raises(InvalidInputError, match="tunes lr"):
+        Study(params=(Param("lr", 0.001, 0.1, log=True),), batched=True)
+    with pytest.raises(InvalidInputError, match="SGLD"):
+        Study(params=(LOG_PRIOR,), config=RunConfig(method="sgld"), batched=True)

@@ -5,7 +5,13 @@ import pytest
 
 import pyrodip.studies.execution as execution
 from pyrodip.errors import InvalidInputError
-from pyrodip.studies.execution import SyncExecutor, dask_executor, run_trial, worker_environments
+from pyrodip.studies.execution import (
+    SyncExecutor,
+    dask_executor,
+    run_trial,
+    run_trials,
+    worker_environments,
+)
 
 
 def test_run_trial_times_the_call_and_turns_errors_into_data():
@@ -95,3 +101,15 @@ def test_local_cluster_runs_trials_in_processes_with_their_threads():
     assert results[0][0] == len(os.sched_getaffinity(0))
     assert results[1][2] == "ValueError: math domain error"
     assert results[2][0] == 0.0  # Dask's malloc setting would slow torch down
+
+
+def test_run_trials_times_the_batch_and_fails_every_trial_with_its_error():
+    outcomes = run_trials(lambda params: [(p * 2, "") for p in params], [1.0, 2.0])
+    assert [(value, error) for value, _, error in outcomes] == [(2.0, ""), (4.0, "")]
+    assert outcomes[0][1] == outcomes[1][1] >= 0  # one wall time: the batch's
+
+    def broken(params):
+        raise RuntimeError("out of memory")
+
+    outcomes = run_trials(broken, [1.0, 2.0, 3.0])
+    assert all(math.isnan(v) and e == "RuntimeError: out of memory" for v, _, e in outcomes)
