@@ -29,12 +29,11 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from step_time import interleaved, paired_ratio  # noqa: E402
+from step_time import interleaved, paired_ratio, show  # noqa: E402
 
 from pyrodip import RunConfig, prepare_observation  # noqa: E402
 from pyrodip.infer.batched import _Batch, fit_generator  # noqa: E402
 from pyrodip.infer.loop import _Fitting  # noqa: E402
-from pyrodip.io.files import atomic_path  # noqa: E402
 from pyrodip.studies.run import build, training  # noqa: E402
 
 KEYS = ("device", "size", "batch", "step_ms", "ratio_to_one")
@@ -177,16 +176,11 @@ def main(argv: list[str] | None = None) -> dict:
         result = {"results": agreement(args.agreement, [0, 1, 2], args.size, args.fit_steps)}
         print(json.dumps(result, indent=2))
         return result
-    rows = measure(args.device, args.size, sorted(set(args.batch)), args.steps, args.repeats,
-                   args.warmup)
+    with pyro.validation_enabled(False):  # as in pyrodip.fit
+        rows = measure(args.device, args.size, sorted(set(args.batch)), args.steps,
+                       args.repeats, args.warmup)
     result = {"threads": torch.get_num_threads(), "torch": torch.__version__, "results": rows}
-    if args.json == "-":
-        print(json.dumps(result, indent=2))
-    else:
-        print(table(rows))
-        if args.json:
-            with atomic_path(args.json) as tmp:
-                tmp.write_text(json.dumps(result, indent=2) + "\n")
+    show(result, table(rows), args.json)
     return result
 
 

@@ -364,14 +364,20 @@ def main(argv: list[str] | None = None) -> dict:
                     args.predictive_repeats, channels, args.engine,
                 ))
     result = {"results": rows}
-    if args.json == "-":
-        print(json.dumps(result, indent=2))
-    else:
-        print(table(rows))
-        if args.json:
-            with atomic_path(args.json) as tmp:
-                tmp.write_text(json.dumps(result, indent=2) + "\n")
+    show(result, table(rows), args.json)
     return result
+
+
+def show(result: dict, text: str, json_path: str | None) -> None:
+    """Print ``text`` (and write the JSON of ``result`` to ``json_path``), or print the JSON
+    alone when ``json_path`` is "-"."""
+    if json_path == "-":
+        print(json.dumps(result, indent=2))
+        return
+    print(text)
+    if json_path:
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
