@@ -148,9 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--scheduler", metavar="ADDRESS",
                          help="fit the runs on this Dask scheduler (image paths must be "
                          "readable by its workers)")
-    compare.add_argument("--batch", type=int, default=1, metavar="B",
+    compare.add_argument("--batch", default="1", metavar="B",
                          help="fit up to B runs that differ only in their seed as one batched "
-                         "computation (pays on a GPU; see docs/performance.md) [1]")
+                         "computation (for a GPU; see docs/performance.md); auto: as many as "
+                         "the memory estimate admits on a GPU, 1 on a CPU [1]")
     compare.add_argument("--plugin", action="append", default=[], dest="plugins",
                          metavar="MODULE", help="import MODULE first, here and on the workers "
                          "(repeatable; added to the study's plugins setting)")

@@ -35,7 +35,7 @@ def compare_command(args: argparse.Namespace) -> int:
         given = settings.get("plugins", comparison.settings.get("plugins", []))
         settings["plugins"] = list(dict.fromkeys([*given, *args.plugins]))
     comparison = comparison.with_settings(**settings)
-    check_batch(comparison, args.batch)
+    batch = check_batch(comparison, batch_option(args.batch))
     out = prepare_output(args.out, "compare", overwrite=True)
     with contextlib.ExitStack() as stack:
         executor = None
@@ -45,7 +45,7 @@ def compare_command(args: argparse.Namespace) -> int:
             device = comparison.settings.get("device", "cpu")
             executor = stack.enter_context(dask_executor(args.scheduler, args.workers, device))
         dataset = run_comparison(comparison, out, progress=not args.quiet, executor=executor,
-                                 batch=args.batch)
+                                 batch=batch)
     table = summary_table(dataset)
     with atomic_path(out / "table.md") as tmp:
         tmp.write_text(table + "\n")
@@ -53,6 +53,23 @@ def compare_command(args: argparse.Namespace) -> int:
     print(table)
     print(f"wrote {out / 'comparison.nc'}, table.md and {len(figures)} figures")
     return 0
+
+
+def batch_option(text: str) -> int | str:
+    """``--batch``: ``auto`` or an integer (:func:`~pyrodip.studies.compare.check_batch`
+    checks it).
+
+    >>> batch_option("4"), batch_option("auto")
+    (4, 'auto')
+    """
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"--batch must be a positive integer or auto, got {text!r}"
+        ) from None
 
 
 def parse_settings(texts: list[str]) -> dict[str, object]:

@@ -155,7 +155,7 @@ def _relative_to(folder: Path, image: str) -> str:
 
 def run_comparison(
     comparison: Comparison, out: str | Path, progress: bool = True,
-    executor: Executor | None = None, batch: int = 1,
+    executor: Executor | None = None, batch: int | str = 1,
 ) -> xr.Dataset:
     """Fit every run of ``comparison`` (skipping runs already written to ``out/runs``), then
     stack them into ``out/comparison.nc`` and return that dataset.
@@ -164,11 +164,12 @@ def run_comparison(
     :func:`pyrodip.studies.execution.dask_executor` they run in parallel, locally or on a cluster.
     ``batch``: runs that differ only in their seed are fitted up to ``batch`` at a time as one
     batched computation (:func:`pyrodip.fit_batch`; one executor task per batch), where their
-    method allows it (:func:`~pyrodip.studies.run.batchable`).
+    method allows it (:func:`~pyrodip.studies.run.batchable`); ``"auto"``: see
+    :func:`check_batch`.
     """
     from .results import read_dataset, write_dataset
 
-    check_batch(comparison, batch)
+    batch = check_batch(comparison, batch)
     runs_dir = Path(out) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     runs = [
@@ -224,23 +225,37 @@ def _batches(
     return tasks
 
 
-def check_batch(comparison: Comparison, batch: int) -> None:
-    """Refuse, before any fit, a ``batch`` that is not a positive integer or whose fits the
-    memory estimate says will not fit together."""
+def check_batch(comparison: Comparison, batch: int | str) -> int:
+    """The batch size for ``comparison``'s runs: ``batch``, checked before any fit against the
+    memory estimate, or for ``"auto"`` the largest the estimate admits on a GPU, up to the
+    seeds (1 on a CPU, where a batch pays little: docs/performance.md). Refuses a ``batch``
+    that is neither a positive integer nor ``"auto"``, or that will not fit.
+
+    >>> check_batch(Comparison(methods=["mfvi"], images=["sample:ct"], seeds=[0, 1]), "auto")
+    1
+    """
     from .observe import prepare_observation
-    from .resources import check_memory
+    from .resources import available_memory, check_memory, estimate_memory
     from .run import batchable
 
-    positive_int("batch", batch)
-    fits = min(batch, len(comparison.seeds))
-    if fits == 1:
-        return
-    checked = set()
+    auto = batch == "auto"
+    if not auto:
+        positive_int("batch", batch)
+    configs = {}  # one config per kind of batch
     for _, _, _, config in comparison.runs():
-        key = config.replace(seed=0).to_json()
-        if batchable(config) is None and key not in checked:
-            checked.add(key)
-            check_memory(config, prepare_observation(config).image_shape, fits=fits)
+        if batchable(config) is None:
+            configs.setdefault(config.replace(seed=0).to_json(), config)
+    fits = len(comparison.seeds) if auto else min(batch, len(comparison.seeds))
+    for config in configs.values():
+        shape = prepare_observation(config).image_shape
+        if auto:
+            available = available_memory(config.device)
+            if config.device == "cpu" or available is None:
+                return 1
+            fits = min(fits, max(1, available // estimate_memory(config, shape).total))
+        elif fits > 1:
+            check_memory(config, shape, fits=fits)
+    return fits if configs else 1
 
 
 def fit_run(config: RunConfig, path: str | Path, progress: bool = False) -> Path:

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from pyrodip.cli import main
+from pyrodip.errors import InvalidInputError
 from pyrodip.studies.compare import Comparison, load_results, summary_table
 from pyrodip.studies.results import read_dataset
 
@@ -161,3 +162,21 @@ def test_batched_study_groups_runs_by_seed_and_matches_single_fits(study_file, t
     assert main(["compare", str(study_file), "--out", str(tmp_path / "bad"), "--batch", "0"]) == 2
     assert "batch must be a positive integer" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_auto_batch_is_what_the_memory_estimate_admits_on_a_gpu(monkeypatch):
+    from pyrodip.studies import resources
+    from pyrodip.studies.compare import check_batch
+
+    comparison = Comparison(methods=["mfvi", "sgld"], images=["sample:ct"], seeds=[0, 1, 2, 3],
+                            settings={"size": 64})
+    assert check_batch(comparison, "auto") == 1  # a CPU: batches pay little there
+    gpu = comparison.with_settings(device="cuda")
+    per_fit = resources.estimate_memory(next(gpu.runs())[3], (1, 64, 64)).total
+    for available, batch in ((1.5 * per_fit, 1), (2.5 * per_fit, 2), (100 * per_fit, 4)):
+        monkeypatch.setattr(resources, "available_memory", lambda device, a=available: int(a))
+        assert check_batch(gpu, "auto") == batch
+    assert check_batch(gpu, 3) == 3
+    monkeypatch.setattr(resources, "available_memory", lambda device: int(1.5 * per_fit))
+    with pytest.raises(InvalidInputError, match="a batch of 3 fits .* use `batch=1`"):
+        check_batch(comparison, 3)  # a given batch is checked on a CPU too
