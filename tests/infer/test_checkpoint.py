@@ -77,6 +77,35 @@ def test_resume_refuses_other_settings_and_missing_files(tiny, tmp_path):
             resume=True, progress=False)
 
 
+class RunsCode:
+    """What a tampered checkpoint could hold: unpickling it calls a function."""
+
+    def __reduce__(self):
+        return (os.system, ("echo tampered > tampered.txt",))
+
+
+def test_a_tampered_checkpoint_is_refused_and_runs_nothing(tiny, tmp_path, monkeypatch, capsys):
+    from pyrodip.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    checkpoint = Checkpointing(tmp_path / "state.pt")
+    config = RunConfig(steps=5)
+    with pytest.raises(Interrupted):
+        fit(tiny, config, checkpoint=checkpoint, stop=StopAfter(2), progress=False)
+    state = torch.load(checkpoint.path, weights_only=True)  # pyrodip's own: plain values only
+    state["events"] = [RunsCode()]
+    torch.save(state, checkpoint.path)
+    with pytest.raises(ValueError, match="is refused: besides tensors and plain values it "
+                                         "holds posix.system"):
+        fit(tiny, config, checkpoint=checkpoint, resume=True, progress=False)
+    out = tmp_path / "run"
+    assert main(["run", "--steps", "5", "--samples", "2", "--out", str(out), "--quiet"]) == 0
+    torch.save({"config": "{}", "evil": RunsCode()}, out / "checkpoint.pt")
+    assert main(["run", "--resume", str(out), "--quiet"]) == 2
+    assert "is refused" in capsys.readouterr().err
+    assert not (tmp_path / "tampered.txt").exists()
+
+
 # Pyro's validation (on in tests) raises at the first NaN; divergence handling is for the
 # unvalidated runs users make.
 def test_absurd_learning_rate_stops_cleanly_with_its_events(tiny):
