@@ -239,21 +239,21 @@ def check_batch(comparison: Comparison, batch: int | str) -> int:
     from .run import batchable
 
     auto = batch == "auto"
-    if not auto:
-        positive_int("batch", batch)
+    if not auto and min(positive_int("batch", batch), len(comparison.seeds)) == 1:
+        return 1
     configs = {}  # one config per kind of batch
     for _, _, _, config in comparison.runs():
         if batchable(config) is None:
             configs.setdefault(config.replace(seed=0).to_json(), config)
     fits = len(comparison.seeds) if auto else min(batch, len(comparison.seeds))
     for config in configs.values():
+        available = available_memory(config.device) if auto else None
+        if auto and (config.device == "cpu" or available is None):
+            return 1
         shape = prepare_observation(config).image_shape
         if auto:
-            available = available_memory(config.device)
-            if config.device == "cpu" or available is None:
-                return 1
             fits = min(fits, max(1, available // estimate_memory(config, shape).total))
-        elif fits > 1:
+        else:
             check_memory(config, shape, fits=fits)
     return fits if configs else 1
 

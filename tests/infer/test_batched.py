@@ -23,6 +23,7 @@ from pyrodip import (
     fit_batch,
     fit_model,
     make_guide,
+    prepare_observation,
 )
 from pyrodip.infer.batched import fit_generator, fit_models
 from pyrodip.studies import resources
@@ -125,8 +126,6 @@ def test_fit_batch_refits_a_diverged_fit_on_its_own(monkeypatch):
     configs = [RunConfig(size=32, steps=4, samples=2),
                RunConfig(size=32, steps=4, samples=2, seed=1, prior_scale=1e-15,
                          temperature=1e10)]
-    from pyrodip import prepare_observation
-
     observations = [prepare_observation(config) for config in configs]
     results = fit_batch(observations, configs, progress=False)
     alone = fit(observations[1], configs[1], progress=False)
@@ -140,8 +139,6 @@ def test_fit_batch_refits_a_diverged_fit_on_its_own(monkeypatch):
 def test_fit_batch_gives_what_fit_gives_on_every_task():
     for task in ("superres", "inpaint", "ct"):
         configs = [RunConfig(size=32, task=task, steps=3, samples=2, seed=s) for s in (0, 1)]
-        from pyrodip import prepare_observation
-
         observations = [prepare_observation(config) for config in configs]
         together = fit_batch(observations, configs, progress=False)
         for observation, config, many in zip(observations, configs, together, strict=True):
@@ -160,8 +157,6 @@ def test_fit_batch_gives_what_fit_gives_on_every_task():
 )
 def test_fit_batch_refuses_fits_it_cannot_batch(change, message):
     configs = [RunConfig(size=32, steps=3), RunConfig(size=32, steps=3, seed=1).replace(**change)]
-    from pyrodip import prepare_observation
-
     observations = [prepare_observation(config) for config in configs]
     with pytest.raises(InvalidInputError, match=message):
         fit_batch(observations, configs, progress=False)
