@@ -25,3 +25,8 @@ class InvalidInputError(PyrodipError, ValueError):
 
 class MissingFileError(PyrodipError, FileNotFoundError):
     """A file or folder that the user named does not exist."""
+
+
+class OutputError(PyrodipError, OSError):
+    """A file that pyrodip could not write (no space left, a read-only or forbidden folder);
+    nothing partial is left behind."""

@@ -26,6 +26,7 @@ import contextlib
 import copy
 import dataclasses
 import inspect
+import io
 import json
 import threading
 import time
@@ -441,5 +442,7 @@ class _Fitting:
         set_rng_state(state["rng"])
 
     def save(self, path: Path) -> None:
+        buffer = io.BytesIO()  # encoded in memory, so that a full disk fails as a plain write
+        torch.save(self.state_dict(), buffer)
         with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+            tmp.write_bytes(buffer.getbuffer())

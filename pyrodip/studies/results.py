@@ -151,9 +151,12 @@ def observation_uce(result: FitResult) -> float | None:
 
 
 def write_dataset(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``dataset`` as NetCDF4 (h5netcdf), atomically."""
+    """Write ``dataset`` as NetCDF4 (h5netcdf), atomically. It is encoded in memory first: HDF5
+    writing straight to a disk that fills up can crash the process (measured: a segmentation
+    fault on a full tmpfs), where a plain write raises a clear error."""
+    data = dataset.to_netcdf(engine="h5netcdf")
     with atomic_path(path) as tmp:
-        dataset.to_netcdf(tmp, engine="h5netcdf")
+        tmp.write_bytes(data)
     return Path(path)
 
 

@@ -192,3 +192,42 @@ def test_kill_9_during_writes_never_leaves_a_partial_file(tmp_path):
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "result.nc"]
     write_dataset(xr.Dataset({"y": ("i", [1.0])}), target)  # leftovers do not block writing
     assert read_dataset(target)["y"].size == 1 and len(leftovers) <= 5
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of 4.5 MB (room for one checkpoint of a 32 x 32 fit, 3.1 MB, not two)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4608k", "tmpfs", str(folder)],
+                             capture_output=True)
+    if mounted.returncode:
+        pytest.skip("mounting a tmpfs is not allowed here (needs root)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_fails_in_one_line_and_keeps_the_last_checkpoint(tiny, small_disk, tmp_path,
+                                                                     capsys):
+    from pyrodip.cli import main
+    from pyrodip.errors import OutputError
+
+    config = RunConfig(steps=60, samples=2)
+    checkpoint = Checkpointing(small_disk / "state.pt", every_steps=25)  # steps 25 and 50
+    with pytest.raises(OutputError, match="state.pt: no space left on the device"):
+        fit(tiny, config, checkpoint=checkpoint, progress=False)
+    assert [p.name for p in small_disk.iterdir()] == ["state.pt"]  # no partial file
+    usable = tmp_path / "state.pt"  # the step-25 checkpoint, resumed where there is room
+    usable.write_bytes(checkpoint.path.read_bytes())
+    resumed = fit(tiny, config, checkpoint=Checkpointing(usable), resume=True, progress=False)
+    whole = fit(tiny, config, progress=False)
+    np.testing.assert_array_equal(resumed.history.curves["loss"], whole.history.curves["loss"])
+
+    checkpoint.path.unlink()
+    (small_disk / "filler").write_bytes(b"\0" * (4608 * 1024 - 64 * 1024))
+    out = small_disk / "out"
+    assert main(["run", "--size", "64", "--steps", "3", "--samples", "2", "--out", str(out),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "result.nc: no space left on the device" in err
+    assert list(out.iterdir()) == []  # nothing written half-way
