@@ -17,7 +17,7 @@ from .bayes.likelihoods import GaussianLikelihood, Likelihood, PoissonLikelihood
 from .bayes.model import BayesianDIP
 from .bayes.networks import NetConfig, SkipNet
 from .bayes.priors import NormalPrior, Prior, make_prior, register_prior
-from .errors import InvalidInputError, MissingFileError, PyrodipError
+from .errors import InvalidInputError, MissingFileError, OutputError, PyrodipError
 from .infer.loop import FitResult, Training, fit_model
 from .infer.predictive import Prediction, predict
 from .io.images import center_crop, load_image
@@ -50,6 +50,7 @@ __all__ = [
     "NetConfig",
     "NormalPrior",
     "Observation",
+    "OutputError",
     "Prediction",
     "Prior",
     "PyrodipError",
