@@ -9,6 +9,15 @@ or ```noise_level=known``` for a value to use. The CLI shows each as its flag (`
 """
 
 
+def error_line(error: BaseException) -> str:
+    """An exception as one line: its type and message, whitespace collapsed.
+
+    >>> error_line(ValueError("bad   value"))
+    'ValueError: bad value'
+    """
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
 class PyrodipError(Exception):
     """Base class of pyrodip's user-facing errors: the message names the problem and the fix."""
 

@@ -27,7 +27,7 @@ import importlib
 import importlib.metadata
 from collections.abc import Iterable
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, error_line
 
 __all__ = ["ENTRY_POINT_GROUP", "load_entry_points", "load_plugins"]
 
@@ -46,7 +46,7 @@ def load_plugins(modules: Iterable[str] = ()) -> None:
             importlib.import_module(name.strip())
         except Exception as error:  # whatever the module raises while it is imported
             raise InvalidInputError(
-                f"plugin {name!r} cannot be imported ({_describe(error)}): check the module "
+                f"plugin {name!r} cannot be imported ({error_line(error)}): check the module "
                 "name and that it is on the Python path"
             ) from None
 
@@ -63,10 +63,6 @@ def load_entry_points() -> None:
         except Exception as error:
             raise InvalidInputError(
                 f"plugin {entry_point.name!r} ({entry_point.value}, entry point group "
-                f"{ENTRY_POINT_GROUP}) cannot be loaded ({_describe(error)}): fix or uninstall "
+                f"{ENTRY_POINT_GROUP}) cannot be loaded ({error_line(error)}): fix or uninstall "
                 "the package that declares it"
             ) from None
-
-
-def _describe(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())

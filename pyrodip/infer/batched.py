@@ -39,6 +39,7 @@ checkpoint: interrupted, it starts again.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -102,7 +103,7 @@ def _settings(module: nn.Module) -> list[tuple[str, str, object]]:
         for path, sub in module.named_modules()
         for key, value in vars(sub).items()
         if not key.startswith("_") and key not in ("temperature", "last_image")
-        and (isinstance(value, plain) or hasattr(value, "__dataclass_fields__"))
+        and (isinstance(value, plain) or dataclasses.is_dataclass(value))
     ]
 
 

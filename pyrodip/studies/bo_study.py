@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..errors import InvalidInputError, MissingFileError
+from ..errors import InvalidInputError, MissingFileError, error_line
 from ..io.files import atomic_path
 from .config import RunConfig
 
@@ -347,7 +347,7 @@ def _outcomes(future, count: int) -> list[tuple[float, float, str] | Exception]:
 def _record(trial: Trial, outcome: tuple[float, float, str] | Exception) -> None:
     """Fill in ``trial`` from its outcome: ok, or failed with the error."""
     if isinstance(outcome, Exception):
-        value, error = math.nan, " ".join(f"{type(outcome).__name__}: {outcome}".split())
+        value, error = math.nan, error_line(outcome)
     else:
         value, trial.wall_time_s, error = outcome
     if not error and not math.isfinite(value):

@@ -215,7 +215,7 @@ def _batches(
 
     groups: dict[str, list[tuple[RunConfig, Path]]] = {}
     for config, path in runs:
-        key = config.replace(seed=0).to_json() if batchable(config) is None else str(path)
+        key = _batch_kind(config) if batchable(config) is None else str(path)
         groups.setdefault(key, []).append((config, path))
     tasks = []
     for members in groups.values():
@@ -223,6 +223,11 @@ def _batches(
             configs, paths = zip(*members[start : start + size], strict=True)
             tasks.append((list(configs), list(paths)))
     return tasks
+
+
+def _batch_kind(config: RunConfig) -> str:
+    """What runs batched together share: everything but the seed."""
+    return config.replace(seed=0).to_json()
 
 
 def check_batch(comparison: Comparison, batch: int | str) -> int:
@@ -244,7 +249,7 @@ def check_batch(comparison: Comparison, batch: int | str) -> int:
     configs = {}  # one config per kind of batch
     for _, _, _, config in comparison.runs():
         if batchable(config) is None:
-            configs.setdefault(config.replace(seed=0).to_json(), config)
+            configs.setdefault(_batch_kind(config), config)
     fits = len(comparison.seeds) if auto else min(batch, len(comparison.seeds))
     for config in configs.values():
         available = available_memory(config.device) if auto else None

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, error_line
 
 #: Seconds to wait for a remote scheduler to answer.
 CONNECT_TIMEOUT_S = 30
@@ -56,7 +56,7 @@ def run_trial(fn: Callable[[Any], float], params: Any) -> tuple[float, float, st
     try:
         value, error = float(fn(params)), ""
     except Exception as exc:  # a failed trial is recorded, not raised
-        value, error = math.nan, " ".join(f"{type(exc).__name__}: {exc}".split())
+        value, error = math.nan, error_line(exc)
     return value, time.perf_counter() - start, error
 
 
@@ -70,7 +70,7 @@ def run_trials(
     try:
         outcomes = fn(params)
     except Exception as exc:  # a failed batch is recorded, not raised
-        error = " ".join(f"{type(exc).__name__}: {exc}".split())
+        error = error_line(exc)
         outcomes = [(math.nan, error)] * len(params)
     elapsed = time.perf_counter() - start
     return [(float(value), elapsed, error) for value, error in outcomes]
