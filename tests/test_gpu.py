@@ -1,5 +1,6 @@
 """GPU runs (``pytest -m gpu`` on a machine with CUDA); CI has none and skips them."""
 
+import pyro
 import pytest
 import torch
 
@@ -15,7 +16,9 @@ pytestmark = [
 
 
 def test_fit_on_cuda_keeps_everything_on_the_device(noisy64):
-    result = fit(noisy64, RunConfig(steps=200, samples=4, device="cuda"), progress=False)
+    # 1000 steps: at 200 the mean is still below the noisy image's PSNR (16.1 against 20.0 dB
+    # on the CPU, 15.5 on an H200)
+    result = fit(noisy64, RunConfig(steps=1000, samples=4, device="cuda"), progress=False)
     assert result.model.z.is_cuda and all(p.is_cuda for p in result.guide.parameters())
     assert result.prediction.mean.is_cuda
     truth = noisy64.truth.cuda()
@@ -39,9 +42,12 @@ def test_each_task_on_cuda(task, tmp_path):
     assert dataset.attrs["psnr"] > 0 and dataset.attrs["baseline_psnr"] > 0
 
 
-def test_batched_fits_on_cuda_take_the_single_fits_first_step():
+def test_batched_fits_on_cuda_take_the_single_fits_first_step(monkeypatch):
     from pyrodip import fit_batch, prepare_observation
 
+    # cuDNN's convolutions round to TF32 by default, differently for the batched shapes (the
+    # first losses then differ by 2.4e-4 on an H200): compare in full float32
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     configs = [RunConfig(size=64, steps=3, samples=2, device="cuda", seed=s) for s in (0, 1)]
     observations = [prepare_observation(config) for config in configs]
     together = fit_batch(observations, configs, progress=False)
@@ -64,9 +70,10 @@ def test_a_fit_step_never_waits_for_the_device(noisy64):
     fitting._one_step()  # the first step sets up the optimiser's state
     fitting.step += 1
     torch.cuda.set_sync_debug_mode("error")  # any host synchronisation raises
-    try:
-        for _ in range(3):
-            fitting._one_step()
-            fitting.step += 1
+    try:  # as fit_model runs it: without Pyro's checks, which look at values on the host
+        with pyro.validation_enabled(False):
+            for _ in range(3):
+                fitting._one_step()
+                fitting.step += 1
     finally:
         torch.cuda.set_sync_debug_mode("default")

@@ -56,6 +56,7 @@ from . import loop
 from .checkpoints import Interrupted
 from .elbo import FastELBO, unsupported_reason
 from .loop import CHECK_EVERY, FitResult, Training, _check_stop_rule, _Fitting, make_optimizer
+from .tracking import TrackerBatch
 
 __all__ = ["fit_generator", "fit_models"]
 
@@ -154,6 +155,32 @@ class _Batch:
         in_dims = (0, 0, 0, 0 if self.has_normal else None, 0 if self.jittered else None,
                    0 if isinstance(self.temperature, Tensor) else None)
         self.step_fn = vmap(self._one, in_dims=in_dims, randomness="different")
+        trackers = [fitting.tracker for fitting in fittings]
+        self.tracking = TrackerBatch(trackers, self._observe) if TrackerBatch.supports(
+            trackers) else None
+        self._running: tuple[tuple[int, ...], Tensor] | None = None
+
+    def _observe(self, images: Tensor) -> Tensor:
+        """Each fit's operator applied to its image, (B, C, H, W) in and out."""
+        prefix = "elbo.model.operator."
+        state = {name[len(prefix):]: value for name, value in self.buffers.items()
+                 if name.startswith(prefix)}
+        operator = self.base.elbo.model.operator
+
+        def one(buffers: dict[str, Tensor], image: Tensor) -> Tensor:
+            return functional_call(operator, buffers, (image[None],))[0]
+
+        return vmap(one)(state, images)
+
+    def _running_mask(self, running: Iterable[int]) -> Tensor:
+        """1 for the ``running`` fits, 0 for the others, on the device (made anew only when
+        the running fits change, so a step copies nothing to the device)."""
+        key = tuple(sorted(running))
+        if self._running is None or self._running[0] != key:
+            mask = torch.zeros(len(self.fittings), device=self.y.device, dtype=self.y.dtype)
+            mask[list(key)] = 1
+            self._running = (key, mask)
+        return self._running[1]
 
     def _one(self, params, buffers, y, eps, jitter_noise, temperature):
         return functional_call(self.base, (params, buffers), (y, eps, jitter_noise, temperature))
@@ -189,9 +216,12 @@ class _Batch:
         """Step ``step`` (0-based) of every fit, recorded by the ``running`` fits' trackers
         and stop rules."""
         losses, images = self.step()
+        if self.tracking is not None:
+            self.tracking.update(step, losses, images[:, 0], self._running_mask(running))
         for index in running:
             fitting = self.fittings[index]
-            fitting.tracker.update(step, losses[index], images[index])
+            if self.tracking is None:
+                fitting.tracker.update(step, losses[index], images[index])
             if fitting.stopping is not None:
                 value = fitting.tracker.curves[fitting.stopping.curve][step]
                 fitting.stopping.observe(step, value, images[index])

@@ -3,6 +3,7 @@ images, kept on the device until the fit ends."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,3 +94,61 @@ class Tracker:
     def numpy(self, steps: int) -> dict[str, np.ndarray]:
         """The curves of the first ``steps`` steps."""
         return {name: values[:steps].cpu().numpy() for name, values in self.curves.items()}
+
+
+class TrackerBatch:
+    """The trackers of a batch of fits (:mod:`pyrodip.infer.batched`) updated together: one
+    metric computation per curve for all fits, where one tracker each would launch the same
+    kernels once per fit. Each tracker's curves and smoothed image become rows of the batch's
+    tensors, so it reads as before. ``operator`` maps the fits' images (B, C, H, W) to what
+    each fit's operator observes of its image."""
+
+    def __init__(self, trackers: Sequence[Tracker], operator: Callable[[Tensor], Tensor]) -> None:
+        first = trackers[0]
+        self.trackers, self.operator, self.ema = list(trackers), operator, first.ema
+        self.data_range = first.data_range
+        self.observation = torch.cat([t.observation for t in trackers])
+        self.truth = None if first.truth is None else torch.cat([t.truth for t in trackers])
+        self.heldout = None if first.heldout is None else torch.cat([t.heldout for t in trackers])
+        self.curves = {name: torch.stack([t.curves[name] for t in trackers])
+                       for name in first.curves}
+        for index, tracker in enumerate(trackers):
+            tracker.curves = {name: values[index] for name, values in self.curves.items()}
+        self.smoothed: Tensor | None = None
+
+    @staticmethod
+    def supports(trackers: Sequence[Tracker]) -> bool:
+        """Whether the trackers record alike: the same curves, smoothing and data range, and
+        no stop rule's window variance (which keeps a state per fit)."""
+        first = trackers[0]
+        return all(
+            t.curves.keys() == first.curves.keys() and t.ema == first.ema
+            and t.data_range == first.data_range and t.window is None
+            and t.smoothed is None for t in trackers
+        )
+
+    @torch.no_grad()
+    def update(self, step: int, losses: Tensor, images: Tensor, running: Tensor) -> None:
+        """Record step ``step`` of every fit: ``losses`` (B,), ``images`` (B, C, H, W);
+        ``running`` (B,) is 1 for the fits still running, 0 for those held (their smoothed
+        image stays as it is)."""
+        if self.smoothed is None:
+            self.smoothed = images.clone()
+            for index, tracker in enumerate(self.trackers):
+                tracker.smoothed = self.smoothed[index : index + 1]
+        else:
+            self.smoothed.lerp_(images, (1 - self.ema) * running.view(-1, 1, 1, 1))
+        c = self.curves
+        c["loss"][:, step] = losses
+        for suffix, estimate in (("", self.smoothed), ("_current", images)):
+            predicted = self.operator(estimate)
+            y, data_range = self.observation, self.data_range
+            c[f"psnr{suffix}_observation"][:, step] = psnr(predicted, y, data_range)
+            c[f"ssim{suffix}_observation"][:, step] = ssim(predicted, y, data_range)
+            if self.truth is not None:
+                c[f"psnr{suffix}"][:, step] = psnr(estimate, self.truth)
+                c[f"ssim{suffix}"][:, step] = ssim(estimate, self.truth)
+        if self.heldout is not None:  # ``predicted`` is A(image) from the loop's last pass
+            residual = predicted - self.observation
+            c["mse_heldout"][:, step] = (residual.square() * self.heldout).sum((-3, -2, -1))
+

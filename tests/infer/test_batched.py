@@ -75,7 +75,9 @@ def test_a_batch_takes_the_steps_each_fit_takes_alone(float64, varied):
     training = Training(steps=2, samples=3)
     for one, many in zip(singles(specs, training), batched(specs, training), strict=True):
         assert relative(one.history.curves["loss"], many.history.curves["loss"]) < 1e-10
-        assert relative(one.history.curves["psnr"], many.history.curves["psnr"]) < 1e-10
+        for name, values in one.history.curves.items():  # recorded for all fits at once
+            assert relative(values, many.history.curves[name]) < 1e-10, name
+        assert torch.allclose(one.smoothed, many.smoothed, atol=1e-10)
         # the predictive draws the same weights (each fit's own generator)
         assert torch.allclose(one.prediction.mean, many.prediction.mean, atol=1e-8)
         assert torch.allclose(one.prediction.std_total, many.prediction.std_total, atol=1e-8)
@@ -144,6 +146,11 @@ def test_fit_batch_gives_what_fit_gives_on_every_task():
         for observation, config, many in zip(observations, configs, together, strict=True):
             one = fit(observation, config, progress=False)
             assert relative(one.history.curves["loss"][:1], many.history.curves["loss"][:1]) < 1e-5
+            # every curve the batch's trackers record together (held-out values included)
+            assert one.history.curves.keys() == many.history.curves.keys()
+            for name, values in one.history.curves.items():
+                assert np.allclose(values[:1], many.history.curves[name][:1], rtol=1e-4,
+                                   atol=1e-5), (task, name)
             assert many.prediction.mean.shape == one.prediction.mean.shape
             assert many.calibration.method == one.calibration.method
 
