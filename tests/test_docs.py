@@ -63,7 +63,7 @@ RUN_ELSEWHERE = {
     "mkdocs": "`make test` builds the site with --strict",
     "cd": "moves to the checkout",
 }
-IMAGE_FILE = re.compile(r"^[\w./-]+\.(png|jpg|jpeg|dcm|npy)$")
+IMAGE_FILE = re.compile(r"^[\w./-]+\.(png|jpg|jpeg|dcm|npy|nii|nii\.gz)$")
 #: A snippet or command that starts a Dask cluster or runs a study, a comparison or the
 #: reproduction (these run with ``-m slow``).
 SLOW = re.compile(r"\bpyrodip (compare|bo)\b|experiments\.reproduce|\bLocalCluster\b|\boptimize\(")
@@ -164,7 +164,16 @@ def make_image(path: Path) -> None:
         mask[10:14, :] = 0
         imsave(path, mask, check_contrast=False)
         return
-    image = (resize(load_image("sample:phantom")[0], (64, 64)) * 255).astype(np.uint8)
+    image = resize(load_image("sample:phantom")[0], (64, 64))
+    if "scan" in path.name:  # stands for a real scan: noisy, for --observed to estimate
+        image = np.clip(image + np.random.default_rng(0).normal(0, 0.05, image.shape), 0, 1)
+    image = (image * 255).astype(np.uint8)
+    if path.name.endswith((".nii", ".nii.gz")):  # a volume of 3 slices
+        import nibabel
+
+        volume = np.repeat(image.T[..., None] / 255, 3, axis=2).astype(np.float32)
+        nibabel.save(nibabel.Nifti1Image(volume, np.diag([0.8, 0.8, 2.0, 1])), path)
+        return
     if path.suffix == ".npy":
         np.save(path, image / 255.0)
     else:

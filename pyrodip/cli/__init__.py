@@ -30,7 +30,7 @@ from ..infer.optimizers import OPTIMIZERS
 from ..infer.recalibration import CALIBRATIONS
 from ..infer.stopping import STOP_RULES
 from ..physics.noise import NOISE_MODELS
-from ..physics.tasks import TASKS
+from ..physics.tasks import DEFAULT_NOISE_STD, DEFAULT_PHOTONS, TASKS
 from ..plugins import load_entry_points, load_plugins
 from ..studies.config import RunConfig
 from .commands import (
@@ -126,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="save the fit's state every N steps [every 5 minutes]")
     run.add_argument("--resume", type=Path, metavar="DIR",
                      help="continue the interrupted run in DIR from its checkpoint")
+    run.add_argument("--slices", metavar="all|A:B",
+                     help="a NIfTI volume or DICOM series: reconstruct these slices, each an "
+                     "independent fit, into one result (the same --out again continues an "
+                     "interrupted volume)")
+    run.add_argument("--batch", metavar="B", help="--slices: fit B slices at once as one batched "
+                     "computation (for a GPU); auto: as many as the memory estimate admits on "
+                     "a GPU, 1 on a CPU [1]")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="--slices: fit N slices (or batches) at once on a local Dask cluster")
     run.add_argument("--prior-from", type=Path, metavar="BO_NC",
                      help="take the best settings of a study (its bo.nc or folder); options "
                      "given here win over it, it wins over --config")
@@ -217,17 +226,22 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--size", type=int, metavar="N",
         help="resize the image so that its longer side has N pixels [its own size]")
     add("--slice", type=int, dest="slice_index", metavar="N",
-        help="NIfTI volumes: the slice [the middle]")
+        help="NIfTI volumes and DICOM series (a folder): the slice [the middle]")
+    add("--volume", type=int, dest="volume_index", metavar="T",
+        help="4-D NIfTI: the volume (needed when the file holds several)")
     add("--observed", action="store_true",
-        help="the image is the observation itself: nothing simulated, no truth metrics")
+        help="the image is the observation itself (ct: a sinogram, detectors x angles, .npy "
+        "or an image): nothing simulated, no truth metrics, the noise level estimated unless "
+        "given")
     add("--plugin", action="append", dest="plugins", metavar="MODULE",
         help="import MODULE first: what it registers (priors, tasks, ...) can be named here "
         "(repeatable; recorded in the run's settings)")
     add("--task", help=f"{listing(TASKS)} [{d.task}]")
     add("--noise", help=f"noise model: {listing(NOISE_MODELS)} [{d.noise}]")
     add("--noise-std", type=float, help="std of gaussian or speckle noise (ct: relative to the "
-        f"largest projection) [{d.noise_std}]")
-    add("--photons", type=float, help=f"poisson: expected counts at intensity 1 [{d.photons:g}]")
+        f"largest projection) [{DEFAULT_NOISE_STD}; --observed: estimated from the image]")
+    add("--photons", type=float, help="poisson: expected counts at intensity 1 "
+        f"[{DEFAULT_PHOTONS:g}; --observed: estimated from the image]")
     add("--factor", type=int, help=f"superres: downsampling factor, 2, 4 or 8 [{d.factor}]")
     add("--mask", help=f"inpaint: mask file (255 = known), random:FRACTION, strokes or text "
         f"[{d.mask}]")

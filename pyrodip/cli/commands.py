@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import shutil
 import signal
 import sys
 import threading
@@ -152,8 +153,14 @@ def run_command(args: argparse.Namespace) -> int:
     from ..studies.observe import prepare_observation
     from ..studies.results import to_dataset, write_dataset
     from ..studies.run import fit, resolve_device
+    from ..studies.volume import VOLUME_FILE
 
     resume = args.__dict__.get("resume")
+    if "slices" in args or (resume is not None and (resume / VOLUME_FILE).exists()):
+        return volume_command(args)
+    for option in ("batch", "workers"):
+        if option in args:
+            raise InvalidInputError(f"--{option} fits the slices of a volume: add --slices")
     if resume is not None:
         config, out = resumed_config(args)
     else:
@@ -183,13 +190,162 @@ def run_command(args: argparse.Namespace) -> int:
     dataset = to_dataset(result)
     write_dataset(dataset, out / "result.nc")
     plot_panel(dataset, out / "panel.png")
+    scanner = scanner_outputs(dataset, config, out)
     checkpoint.path.unlink(missing_ok=True)
     print(summary(dataset, out))
+    if scanner:
+        print(scanner)
     if result.status == "diverged":
         print(f"pyrodip: error: the fit diverged and stopped early; kept what it had in {out}",
               file=sys.stderr)
         return 1
     return 0
+
+
+def scanner_outputs(dataset, config: RunConfig, out: Path, volume=None,
+                    first_slice: int | None = None) -> str:
+    """Write a run's reconstruction and std in its input's format (NIfTI, DICOM) when the
+    input is a volume or series (the slices from ``first_slice`` on, default the run's own);
+    a line saying what was written (or why not), else ""."""
+    from ..io.volumes import is_volume_source, read_volume
+    from ..studies.volume import scanner_output_note, write_scanner_outputs
+
+    if volume is None:
+        if not is_volume_source(config.image):
+            return ""
+        volume = read_volume(config.image, config.volume_index)
+    if first_slice is None:  # load_image's slice: the given one, else the middle
+        first_slice = volume.slice_count // 2 if config.slice_index is None else config.slice_index
+    note = scanner_output_note(config, tuple(volume.images.shape[-2:]))
+    kind = {"nifti": "NIfTI", "dicom": "DICOM"}[volume.kind]
+    if note is not None:
+        return f"  no {kind} output: {note}"
+    written = write_scanner_outputs(dataset, volume, out, first_slice)
+    return f"  wrote {' and '.join(path.name for path in written)} ({kind}, the input's geometry)"
+
+
+def volume_command(args: argparse.Namespace) -> int:
+    """``pyrodip run --slices``: a volume's slices, each an independent fit
+    (:mod:`pyrodip.studies.volume`)."""
+    from ..io.volumes import read_volume
+    from ..plots import plot_panel
+    from ..studies.compare import batch_size
+    from ..studies.observe import prepare_observation
+    from ..studies.run import resolve_device
+    from ..studies.volume import (
+        VOLUME_FILE,
+        load_volume_settings,
+        reconstruct_volume,
+        save_volume_settings,
+        slice_range,
+        volume_config,
+    )
+
+    resume = args.__dict__.get("resume")
+    if resume is not None:
+        allowed = ("command", "handler", "resume", "quiet", "batch", "workers")
+        given = [key for key in vars(args) if key not in allowed]
+        if given:
+            raise InvalidInputError(
+                f"--resume takes the volume's settings from its {VOLUME_FILE}: drop "
+                f"--{given[0].replace('_', '-')}"
+            )
+        config, slices = load_volume_settings(resume)
+        out = resume
+        volume = read_volume(config.image, config.volume_index)
+    else:
+        config = config_from_args(args)
+        if "prior_from" in args:
+            config = settings_from_study(config, args)
+        if "slice_index" in args:
+            raise InvalidInputError("--slice picks one slice, --slices several: give one of them")
+        volume = read_volume(config.image, config.volume_index)
+        slices = slice_range(args.slices, volume.slice_count)
+        out = args.__dict__.get("out")
+        if out is not None and (out / VOLUME_FILE).exists() and "overwrite" not in args:
+            resume = out  # the same command again continues the volume
+    resolve_device(config.device)
+    fitted = volume_config(config, volume, slices)
+    first = prepare_observation(fitted.replace(slice_index=slices.start))  # checks the settings
+    batch = batch_size(fitted, first.image_shape, batch_option(args.__dict__.get("batch", "1")),
+                       len(slices))
+    if resume is None:
+        out = prepare_output(out, config.method, "overwrite" in args)
+        if "overwrite" in args:
+            shutil.rmtree(out / "slices", ignore_errors=True)
+            (out / VOLUME_FILE).unlink(missing_ok=True)
+    save_volume_settings(out, config, slices)
+    with contextlib.ExitStack() as stack:
+        executor = None
+        if "workers" in args:
+            from ..studies.execution import dask_executor
+
+            executor = stack.enter_context(dask_executor(None, args.workers, config.device))
+        start = time.perf_counter()
+        try:
+            with _interrupt_on_sigterm():
+                dataset = reconstruct_volume(
+                    config, slices, out, volume=volume, progress="quiet" not in args,
+                    executor=executor, batch=batch,
+                )
+        except KeyboardInterrupt:
+            print(f"pyrodip: interrupted: continue with pyrodip run --resume {out}",
+                  file=sys.stderr)
+            return 130
+    plot_panel(dataset.isel(slice=len(slices) // 2), out / "panel.png")
+    print(volume_summary(dataset, out, time.perf_counter() - start))
+    line = scanner_outputs(dataset, fitted, out, volume, slices.start)
+    if line:
+        print(line)
+    return 0
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigterm():
+    """SIGTERM (e.g. SLURM preemption) interrupts like Ctrl-C: what finished stays written."""
+
+    def handler(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def volume_summary(dataset, out: Path, seconds: float) -> str:
+    """A few lines on a volume's reconstruction: what ran, the noise, the PSNRs per slice
+    (when the truth is known), the uncertainty and the ``seconds`` the command took."""
+    import numpy as np
+
+    a = dataset.attrs
+    config = json.loads(a["config"])
+    count = dataset.sizes["slice"]
+    height, width = dataset.sizes["y"], dataset.sizes["x"]
+    lines = [
+        f"pyrodip {a['task']}: {a['image']}, slices {a['slices']} ({count} x {height}x{width}), "
+        f"{a['method']} ({a['guide']} guide, prior {a['prior']}), {a['steps']} steps per slice"
+    ]
+    if "noise_estimate" in dataset:
+        estimates = dataset["noise_estimate"].values
+        key, what = ("photons", "peak") if a["noise"] == "poisson" else ("noise_std", "std")
+        how = (f"estimated over the {count} slices" if "volume_noise_estimate" in a else
+               "as given")
+        lines.append(
+            f"  noise           {a['noise']}, {what} {config[key]:.3g} {how} (per slice "
+            f"{np.nanmin(estimates):.3g}-{np.nanmax(estimates):.3g})"
+        )
+    if "mean_psnr" in dataset:
+        psnr = dataset["mean_psnr"].values
+        line = f"  reconstruction  PSNR {np.mean(psnr):6.2f} dB ({psnr.min():.2f}-{psnr.max():.2f})"
+        if "psnr_input" in dataset:
+            gain = psnr - dataset["psnr_input"].values
+            line += f", {gain.min():+.2f} to {gain.max():+.2f} dB over the observation"
+        lines.append(line)
+    lines.append(f"  mean uncertainty (std) {float(dataset['std_total'].mean()):.4f}")
+    lines.append(f"  time {seconds:.1f} s; wrote {out / 'result.nc'} and panel.png")
+    return "\n".join(lines)
 
 
 def settings_from_study(config: RunConfig, args: argparse.Namespace) -> RunConfig:
@@ -311,6 +467,22 @@ def calibration_line(attrs: dict) -> str:
             f"({method}): targets {target}")
 
 
+def noise_line(attrs: dict) -> str:
+    """The noise level of an observed image and where it came from, in words.
+
+    >>> noise_line({"noise": "gaussian", "noise_level": 0.05, "noise_estimate": 0.0493,
+    ...             "config": '{"noise_std": null, "photons": null, "noise": "gaussian"}'})
+    'gaussian, std 0.0493 estimated from the image'
+    """
+    config = json.loads(attrs["config"])
+    poisson = attrs["noise"] == "poisson"
+    key, what = ("photons", "peak") if poisson else ("noise_std", "std")
+    estimate = f"{attrs['noise_estimate']:.3g}"
+    if config[key] is None:
+        return f"{attrs['noise']}, {what} {estimate} estimated from the image"
+    return f"{attrs['noise']}, {what} {config[key]:g} as given (the image suggests {estimate})"
+
+
 def summary(dataset, out: Path) -> str:
     """A few lines: what ran, the PSNRs, the uncertainty and the time."""
     a = dataset.attrs
@@ -323,6 +495,8 @@ def summary(dataset, out: Path) -> str:
         ran = dataset.sizes["step"]
         how = f"stopped after {ran} steps" if a["status"] == "stopped" else f"ran all {ran} steps"
         lines.append(f"  stop rule       {a['stop_rule']}: {how}, kept step {a['chosen_step']}")
+    if "noise_estimate" in a:
+        lines.append(f"  noise           {noise_line(a)}")
     if "psnr_input" in a:
         psnr_in, ssim_in = a["psnr_input"], a["ssim_input"]
         lines.append(f"  observation     PSNR {psnr_in:6.2f} dB  SSIM {ssim_in:.3f}")

@@ -12,9 +12,11 @@ array shaped ``(C, H, W)`` with ``C`` in ``{1, 3}`` and values in ``[0, 1]``. Th
   WindowCenter/WindowWidth, the window ``[center - width/2, center + width/2]`` is mapped to
   ``[0, 1]`` with values outside it clipped, otherwise the slice is min-max scaled;
   MONOCHROME1 images are inverted so that bright means high;
-* NIfTI (``.nii``, ``.nii.gz``, read with nibabel): one 2-D slice is taken and oriented (see
-  :func:`load_image`), the header's ``scl_slope``/``scl_inter`` applied, and then the
-  integer/float rules above apply to that slice;
+* NIfTI (``.nii``, ``.nii.gz``, read with nibabel) and DICOM series (a folder of DICOM
+  files) are read as volumes by :func:`pyrodip.io.volumes.read_volume`, scaled over the whole
+  volume (NIfTI: on-disk ``uint8`` divided by 255, floats within ``[0, 1]`` kept, anything
+  else min-max scaled over the volume; a DICOM series: the rules above with the window that
+  every file shares, else min-max over the series), and one oriented slice is taken;
 * an alpha channel is dropped; RGB images whose three channels are identical become one
   channel; a 2-D image gets one channel.
 
@@ -228,92 +230,30 @@ def _is_nifti(path: Path) -> bool:
     return path.name.lower().endswith(_NIFTI_SUFFIXES)
 
 
-def _read_nifti(path: Path, slice_index: int | None) -> np.ndarray:
-    """Read one 2-D slice of a NIfTI volume, oriented as described in :func:`load_image`."""
-    try:
-        import nibabel
-    except ImportError as exc:
-        raise InvalidInputError(
-            f"reading NIfTI file {path} needs nibabel, which is not installed: pip install nibabel"
-        ) from exc
-    try:
-        volume = nibabel.load(path)
-        full_shape = tuple(int(n) for n in volume.shape)
-        codes = nibabel.orientations.aff2axcodes(volume.affine)
-    except Exception as exc:  # nibabel raises many different types
-        raise InvalidInputError(
-            f"cannot read NIfTI file {path} ({_first_line(exc)}): use a valid "
-            f"{SUPPORTED_FORMATS} file"
-        ) from exc
-
-    shape = full_shape
-    while len(shape) > 3 and shape[-1] == 1:  # e.g. (X, Y, Z, 1): trailing unit axes
-        shape = shape[:-1]
-    if len(shape) < 2 or len(shape) > 4:
-        raise InvalidInputError(
-            f"NIfTI file {path} holds an array of shape {full_shape}: save a 2-D image, a 3-D "
-            "volume or a 4-D series of volumes"
-        )
-    count = shape[2] if len(shape) >= 3 else 1
-    index = _nifti_slice(slice_index, count)
-    key: tuple[slice | int, ...] = (slice(None), slice(None))
-    if len(full_shape) > 2:  # the slice along z, then the first entry of each further axis
-        key += (index,) + (0,) * (len(full_shape) - 3)
-    try:
-        pixels = np.asanyarray(volume.dataobj[key])
-    except Exception as exc:
-        raise InvalidInputError(
-            f"cannot read the pixels of NIfTI file {path} ({_first_line(exc)}): use a valid "
-            f"{SUPPORTED_FORMATS} file"
-        ) from exc
-    if pixels.ndim != 2 or 0 in pixels.shape:
-        raise InvalidInputError(
-            f"NIfTI file {path} gives a slice of shape {pixels.shape}: save a non-empty volume"
-        )
-
-    image = pixels.T  # rows = second voxel axis (y), columns = first (x)
-    if codes[1] in ("A", "S"):  # anterior (axial) or superior (coronal, sagittal) at the top
-        image = image[::-1, :]
-    if codes[0] in ("R", "A"):  # the patient's right (or anterior) on the image's left
-        image = image[:, ::-1]
-    return np.ascontiguousarray(image)
-
-
-def _nifti_slice(slice_index: int | None, count: int) -> int:
-    """Check a slice index against a volume of ``count`` slices (None: the middle one)."""
-    if slice_index is None:
-        return count // 2
-    if isinstance(slice_index, bool) or not isinstance(slice_index, int | np.integer):
-        raise InvalidInputError(
-            f"NIfTI slice must be an integer, got {slice_index!r}: choose `slice_index` in "
-            f"0-{count - 1}"
-        )
-    index = int(slice_index)
-    if not 0 <= index < count:
-        raise InvalidInputError(
-            f"NIfTI slice {index} is out of range: the volume has {count} "
-            f"slice{'s' if count != 1 else ''} (0-{count - 1}); choose `slice_index` in that range"
-        )
-    return index
-
-
-def load_image(source: str | os.PathLike, slice_index: int | None = None) -> np.ndarray:
+def load_image(
+    source: str | os.PathLike,
+    slice_index: int | None = None,
+    volume_index: int | None = None,
+) -> np.ndarray:
     """Load an image file or an embedded sample as float32 ``(C, H, W)`` in ``[0, 1]``.
 
-    ``source`` is ``"sample:NAME"`` (one of :data:`pyrodip.io.samples.SAMPLES`) or the path
+    ``source`` is ``"sample:NAME"`` (one of :data:`pyrodip.io.samples.SAMPLES`), the path
     of a PNG, JPEG, TIFF, DICOM, NIfTI (``.nii``, ``.nii.gz``) or ``.npy`` file, told apart
-    by suffix; a file with another suffix (or none) is read as DICOM when it has the DICOM
-    marker. See the module docstring for the scaling rules.
+    by suffix (a file with another suffix, or none, is read as DICOM when it has the DICOM
+    marker), or a folder holding one DICOM series. See the module docstring for the scaling
+    rules.
 
-    NIfTI needs nibabel (``pip install nibabel``). A 2-D NIfTI image is the image (one
-    slice); a 3-D volume ``(X, Y, Z)`` gives slice ``slice_index`` along its last axis (default
-    ``Z // 2``, the middle one); a 4-D series ``(X, Y, Z, T)`` gives that slice of its first
-    volume. The slice is shown as radiologists view it, without resampling: rows run along
-    the second voxel axis and columns along the first, each reversed where the header's
-    affine says so, so that anterior (or superior) is at the top and the patient's right (or
+    A NIfTI file or a DICOM folder is read with :func:`pyrodip.io.volumes.read_volume` (NIfTI
+    needs nibabel: ``pip install nibabel``) and gives slice ``slice_index`` (default ``Z // 2``,
+    the middle one): a 2-D NIfTI image is one slice, a 3-D volume ``(X, Y, Z)`` is sliced
+    along its last axis, a 4-D series ``(X, Y, Z, T)`` needs ``volume_index`` when ``T > 1``.
+    A NIfTI slice is shown as radiologists view it, without resampling: rows run along the
+    second voxel axis and columns along the first, each reversed where the header's affine
+    says so, so that anterior (or superior) is at the top and the patient's right (or
     anterior, in a sagittal slice) on the image's left. For a volume stored in RAS+ order
-    (e.g. an identity affine) the image is ``volume[:, :, k].T[::-1, ::-1]``. ``slice_index``
-    is ignored for the other formats.
+    (e.g. an identity affine) the image is ``volume[:, :, k].T[::-1, ::-1]``. DICOM slices are
+    sorted by position and shown as stored. ``slice_index`` and ``volume_index`` are ignored
+    for the other formats (a single DICOM file is one slice).
 
     >>> load_image("sample:ct").shape
     (1, 128, 128)
@@ -328,13 +268,15 @@ def load_image(source: str | os.PathLike, slice_index: int | None = None) -> np.
     path = Path(source)
     if not path.exists():
         raise MissingFileError(f"image file not found: {path} (check the path)")
+    if path.is_dir() or (path.is_file() and _is_nifti(path)):
+        from .volumes import read_volume  # volumes builds on this module
+
+        return read_volume(path, volume_index).image(slice_index)
     if not path.is_file():
         raise InvalidInputError(f"image path {path} is not a file: name an image file")
 
     suffix = path.suffix.lower()
-    if _is_nifti(path):
-        array = _read_nifti(path, slice_index)
-    elif suffix == ".npy":
+    if suffix == ".npy":
         array = _read_npy(path)
     elif suffix in _DICOM_SUFFIXES:
         array = _read_dicom(path)

@@ -33,6 +33,11 @@ class Observation:
         operator: the forward operator A.
         name: where it came from (a path or ``sample:NAME``).
         observation_range: the data range for PSNR/SSIM against y (1 for images in [0, 1]).
+        observed_scale: the observed data were divided by this to fit (a measured CT sinogram,
+            so that its back projection peaks at 1): the reconstruction times it is in the
+            data's units.
+        noise_estimate: the noise level estimated from y (an observed image), in the units of
+            the settings' ``noise_std`` or ``photons``; None when not estimated.
     """
 
     observation: Tensor
@@ -42,6 +47,8 @@ class Observation:
     operator: nn.Module = field(default_factory=Identity)
     name: str = ""
     observation_range: float = 1.0
+    observed_scale: float = 1.0
+    noise_estimate: float | None = None
 
     @property
     def has_truth(self) -> bool:

@@ -32,6 +32,7 @@ from ..registry import Registry
 from ..seeding import generator
 from .masks import names_a_mask_file, parse_mask
 from .noise import NoiseModel, make_noise
+from .noise_estimate import estimate_noise_level, estimate_noise_std
 from .observation import Observation
 from .operators import Downsample, Identity, Mask, Subset
 from .radon import Radon, default_ct_angles
@@ -46,14 +47,30 @@ __all__ = [
 CT_FLOATS_PER_ANGLE = 6
 
 
-def noise_model(settings: Any, relative_to: float = 1.0) -> NoiseModel:
-    """The noise model the settings name; Gaussian std and Poisson counts are relative to
-    ``relative_to`` (CT's largest projection; speckle is multiplicative and needs no scale)."""
+#: The noise levels a simulation takes when the settings give none (``noise_std``, ``photons``).
+DEFAULT_NOISE_STD = 0.1
+DEFAULT_PHOTONS = 1000.0
+
+
+def given_noise_level(settings: Any) -> float | None:
+    """The level of the settings' noise model as they give it (``photons`` for Poisson, else
+    ``noise_std``), or None when they leave it to the default or the estimate."""
+    return settings.photons if settings.noise == "poisson" else settings.noise_std
+
+
+def noise_model(settings: Any, relative_to: float = 1.0, level: float | None = None) -> NoiseModel:
+    """The noise model the settings name at ``level`` (default: the settings' own, else
+    :data:`DEFAULT_NOISE_STD` or :data:`DEFAULT_PHOTONS`); Gaussian std and Poisson counts
+    are relative to ``relative_to`` (CT's largest projection; speckle is multiplicative and
+    needs no scale)."""
+    if level is None:
+        level = given_noise_level(settings)
     if settings.noise == "poisson":
-        return make_noise("poisson", settings.photons / relative_to)
+        return make_noise("poisson", (level or DEFAULT_PHOTONS) / relative_to)
+    level = level or DEFAULT_NOISE_STD
     if settings.noise == "gaussian":
-        return make_noise("gaussian", settings.noise_std * relative_to)
-    return make_noise(settings.noise, settings.noise_std)
+        level *= relative_to
+    return make_noise(settings.noise, level)
 
 
 class Task:
@@ -82,6 +99,16 @@ class Task:
     def noise(self, settings: Any) -> NoiseModel:
         """The noise model of the observation."""
         return noise_model(settings)
+
+    def load_observed(self, settings: Any) -> Tensor | None:
+        """The observation an ``--observed`` file holds, when the task reads it otherwise than
+        as an image (:func:`~pyrodip.io.images.load_image`); None: as an image."""
+        return None
+
+    def estimate_noise(self, settings: Any, observation: Observation) -> float:
+        """The level of the settings' noise model in an observed y, in the units of
+        ``noise_std`` or ``photons`` (:mod:`pyrodip.physics.noise_estimate`)."""
+        return estimate_noise_level(settings.noise, observation.observation)
 
     def simulate(
         self, settings: Any, image: Tensor, min_side: int, mask: Tensor | None, name: str
@@ -220,11 +247,51 @@ class CTTask(Task):
         observation = noise.sample(clean, generator(settings.seed, "noise"))
         return Observation(observation, truth, tuple(truth.shape), noise, operator, name, scale)
 
+    def load_observed(self, settings):
+        from ..io.sinograms import load_sinogram
+
+        return load_sinogram(settings.image)
+
     def observe(self, settings, image, min_side, mask, name):
-        raise InvalidInputError(
-            "`observed` is not supported for the ct task: pass a clean image, and pyrodip "
-            "simulates its sinogram"
-        )
+        """A measured sinogram (detectors x angles, as :class:`Radon` gives it), scaled so
+        that its filtered back projection peaks at 1: the reconstruction is in those units."""
+        sinogram = image[:1]
+        detectors, angles = sinogram.shape[-2:]
+        if angles != settings.angles:
+            hint = ("it looks stored angles x detectors: transpose it" if detectors ==
+                    settings.angles else f"give `angles={angles}`")
+            raise InvalidInputError(
+                f"the sinogram is {detectors}x{angles} (detectors x angles) but `angles` is "
+                f"{settings.angles}: {hint}"
+            )
+        if detectors % min_side:
+            raise InvalidInputError(
+                f"the sinogram has {detectors} detector bins but the image side must be a "
+                f"multiple of {min_side}: pad its detector axis (rows) with zeros to "
+                f"{detectors + (-detectors) % min_side}"
+            )
+        operator = self.operator(settings, (1, detectors, detectors))
+        fbp = operator.fbp(sinogram[None])[0]
+        scale = float(torch.quantile(fbp.flatten(), 0.999))
+        if not scale > 0:
+            raise InvalidInputError(
+                f"the sinogram of {name} back-projects to no positive values: check its sign "
+                "and layout (detectors x angles)"
+            )
+        y = sinogram / scale
+        largest = float(y.abs().max())
+        noise = noise_model(settings, relative_to=largest)
+        shape = (1, detectors, detectors)
+        return Observation(y, None, shape, noise, operator, name, largest, observed_scale=scale)
+
+    def estimate_noise(self, settings, observation):
+        if settings.noise != "gaussian":
+            raise InvalidInputError(
+                f"cannot estimate the level of {settings.noise} noise in a sinogram: give it "
+                "(`photons`), or use gaussian noise"
+            )
+        y = observation.observation / observation.observation_range
+        return estimate_noise_std(y, -np.inf, np.inf)
 
     def baselines(self, observation):
         from .baselines import sart

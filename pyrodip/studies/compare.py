@@ -44,7 +44,7 @@ from ..physics.masks import names_a_mask_file
 from ..plugins import load_plugins
 from ..validation import positive_int
 from .config import RunConfig, read_toml
-from .execution import Executor, SyncExecutor
+from .execution import Executor
 
 #: Scalar attributes of a run that become variables over (method, image, seed), by the name
 #: they take there (the predictive mean's ``psnr`` and ``ssim`` would clash with the curves).
@@ -177,21 +177,7 @@ def run_comparison(
         for method, image, seed, config in comparison.runs()
     ]
     missing = [(config, path) for *_, config, path in runs if not path.exists()]
-    tasks = _batches(missing, batch)
-    if executor is None and len(tasks) == 1 and len(missing) == 1:
-        fit_run(*missing[0], progress=progress)  # a single fit shows its own progress bar
-    elif tasks:
-        executor = executor or SyncExecutor()
-        for configs, paths in tasks:
-            executor.submit(fit_runs, configs, paths)
-        pending = len(missing)
-        with tqdm(total=len(runs), initial=len(runs) - pending, desc="comparison",
-                  unit="run", disable=not progress) as bar:
-            while pending:
-                for future in executor.next_completed():
-                    done = len(future.result())  # a failed fit stops the study with its error
-                    pending -= done
-                    bar.update(done)
+    run_tasks(_batches(missing, batch), executor, progress, len(runs), "comparison", "run")
     datasets = {}
     for method, image, seed, config, path in runs:
         run = read_dataset(path)
@@ -204,6 +190,33 @@ def run_comparison(
     stacked = stack(datasets)
     write_dataset(stacked, Path(out) / "comparison.nc")
     return stacked
+
+
+def run_tasks(
+    tasks: list[tuple[list[RunConfig], list[Path]]], executor: Executor | None, progress: bool,
+    total: int, desc: str, unit: str,
+) -> None:
+    """Fit each task's runs (:func:`fit_runs`) on ``executor`` (default: in this process), with
+    one progress bar over the ``total`` runs (``desc``, ``unit``) of which the tasks hold the
+    missing ones. A single fit in this process shows its own progress bar instead; a failed
+    fit stops with its error."""
+    pending = sum(len(configs) for configs, _ in tasks)
+    if executor is None and pending == 1:
+        fit_runs(*tasks[0], progress=progress)
+        return
+    with tqdm(total=total, initial=total - pending, desc=desc, unit=unit,
+              disable=not progress) as bar:
+        if executor is None:
+            for configs, paths in tasks:
+                bar.update(len(fit_runs(configs, paths)))
+            return
+        for configs, paths in tasks:
+            executor.submit(fit_runs, configs, paths)
+        while pending:
+            for future in executor.next_completed():
+                done = len(future.result())
+                pending -= done
+                bar.update(done)
 
 
 def _batches(
@@ -240,27 +253,44 @@ def check_batch(comparison: Comparison, batch: int | str) -> int:
     1
     """
     from .observe import prepare_observation
-    from .resources import available_memory, check_memory, estimate_memory
     from .run import batchable
 
-    auto = batch == "auto"
-    if not auto and min(positive_int("batch", batch), len(comparison.seeds)) == 1:
+    if batch != "auto" and min(positive_int("batch", batch), len(comparison.seeds)) == 1:
         return 1
     configs = {}  # one config per kind of batch
     for _, _, _, config in comparison.runs():
         if batchable(config) is None:
             configs.setdefault(_batch_kind(config), config)
-    fits = len(comparison.seeds) if auto else min(batch, len(comparison.seeds))
+    fits = len(comparison.seeds)
     for config in configs.values():
-        available = available_memory(config.device) if auto else None
-        if auto and (config.device == "cpu" or available is None):
+        if batch == "auto" and config.device == "cpu":
             return 1
         shape = prepare_observation(config).image_shape
-        if auto:
-            fits = min(fits, max(1, available // estimate_memory(config, shape).total))
-        else:
-            check_memory(config, shape, fits=fits)
+        fits = min(fits, batch_size(config, shape, batch, len(comparison.seeds)))
     return fits if configs else 1
+
+
+def batch_size(config: RunConfig, shape: tuple[int, int, int], batch: int | str,
+               most: int) -> int:
+    """How many fits of ``config`` to images shaped ``shape`` to batch, at most ``most``:
+    ``batch`` (a positive integer), checked against the memory estimate, or for ``"auto"``
+    the most the estimate admits on a GPU (1 on a CPU, where a batch pays little:
+    docs/performance.md).
+
+    >>> batch_size(RunConfig(), (1, 64, 64), "auto", 8), batch_size(RunConfig(), (1, 64, 64), 3, 2)
+    (1, 2)
+    """
+    from .resources import available_memory, check_memory, estimate_memory
+
+    if batch == "auto":
+        available = available_memory(config.device)
+        if config.device == "cpu" or available is None:
+            return 1
+        return min(most, max(1, available // estimate_memory(config, shape).total))
+    fits = min(positive_int("batch", batch), most)
+    if fits > 1:
+        check_memory(config, shape, fits=fits)
+    return fits
 
 
 def fit_run(config: RunConfig, path: str | Path, progress: bool = False) -> Path:

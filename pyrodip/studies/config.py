@@ -55,12 +55,15 @@ class RunConfig:
 
     image: str = "sample:ct"
     size: int | None = None  # resize the image so that its longer side has this many pixels
-    slice_index: int | None = None  # NIfTI volumes: the slice (None: the middle one)
+    slice_index: int | None = None  # NIfTI volumes, DICOM series: the slice (None: the middle)
+    volume_index: int | None = None  # 4-D NIfTI: the volume (needed when it holds several)
     observed: bool = False  # the image is the observation itself (no truth, no simulation)
     task: str = "denoise"
     noise: str = "gaussian"
-    noise_std: float = 0.1  # gaussian and speckle; for ct, relative to the largest projection
-    photons: float = 1000.0  # poisson: expected counts at intensity 1
+    # gaussian and speckle; for ct, relative to the largest projection. None: 0.1 when
+    # simulating, estimated from an observed image (pyrodip.physics.noise_estimate)
+    noise_std: float | None = None
+    photons: float | None = None  # poisson: expected counts at intensity 1 (None: as noise_std)
     factor: int = 4  # superres
     mask: str = "strokes"  # inpaint: PATH, random:FRACTION or strokes
     angles: int = 45  # ct: projections evenly over [0, 180) degrees
@@ -188,10 +191,13 @@ class RunConfig:
         for key in ("bayesian_batchnorm", "observed", "local_reparam", "calibration_refit"):
             if not isinstance(getattr(self, key), bool):
                 raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
-        if self.slice_index is not None and (
-            isinstance(self.slice_index, bool) or not isinstance(self.slice_index, int)
-        ):
-            raise InvalidInputError(f"slice must be an integer, got {self.slice_index!r}")
+        for key in ("slice_index", "volume_index"):
+            value = getattr(self, key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                name = key.removesuffix("_index")
+                raise InvalidInputError(f"{name} must be an integer >= 0, got {value!r}")
         if not (isinstance(self.ema, int | float) and 0 <= self.ema < 1):
             raise InvalidInputError(f"ema must be in [0, 1), got {self.ema!r}")
         if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", self.device):

@@ -13,7 +13,9 @@ The schema (documented in ``docs/results.md``):
 - attributes: ``method``, ``task``, ``config`` (JSON), ``engine``, ``psnr``, ``ssim`` (of
   ``mean`` against the truth, when known), ``psnr_input`` (of the observation, when
   comparable), ``wall_time_s``,
-  ``pyrodip_version``, ``seed``, ...;
+  ``pyrodip_version``, ``seed``, ``noise``, ``noise_level`` (the likelihood's),
+  ``noise_estimate`` (estimated from an observed y, in the units of ``noise_std`` or
+  ``photons``), ``observed_scale`` (a measured sinogram was divided by it), ...;
 - calibration of ``mean`` +- ``std_total`` against the truth (when known,
   :mod:`pyrodip.evaluate.calibration`): ``reliability_*`` over ``calibration_bin``,
   ``sparsification_error`` and ``sparsification_oracle`` over ``sparsification_fraction``;
@@ -91,6 +93,10 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         attrs["chosen_step"] = result.chosen_step
     attrs["noise"] = obs.noise.name
     attrs["noise_level"] = obs.noise.level
+    if obs.noise_estimate is not None:
+        attrs["noise_estimate"] = obs.noise_estimate
+    if obs.observed_scale != 1:
+        attrs["observed_scale"] = obs.observed_scale
     attrs.update(result.calibration.attrs() if result.calibration else {"calibration": "none"})
     uce_observation = observation_uce(result)
     if uce_observation is not None:
@@ -153,8 +159,14 @@ def observation_uce(result: FitResult) -> float | None:
 def write_dataset(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``dataset`` as NetCDF4 (h5netcdf), atomically. It is encoded in memory first: HDF5
     writing straight to a disk that fills up can crash the process (measured: a segmentation
-    fault on a full tmpfs), where a plain write raises a clear error."""
-    data = dataset.to_netcdf(engine="h5netcdf")
+    fault on a full tmpfs), where a plain write raises a clear error. The encoding runs under
+    dask's local scheduler: on a Dask worker, xarray would otherwise guard the in-memory file
+    with a cluster-wide lock named after it, which the scheduler refuses ("Semaphore or Lock
+    ... not known")."""
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        data = dataset.to_netcdf(engine="h5netcdf")
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)

@@ -257,9 +257,11 @@ def write_nifti(path, array, affine=None):
     return path
 
 
-def min_max(values):
+def min_max(values, over=None):
+    """Min-max scaling by the range of ``over`` (default: of ``values`` itself)."""
     values = np.asarray(values, dtype=np.float64)
-    return (values - values.min()) / (values.max() - values.min())
+    over = values if over is None else over
+    return (values - over.min()) / (over.max() - over.min())
 
 
 def radiological(slice_xy):
@@ -273,7 +275,9 @@ def test_nifti_volume_slices(tmp_path, name, slice_index, z):
     path = write_nifti(tmp_path / name, VOLUME)
     image = load_image(path, slice_index=slice_index)
     assert_image(image, (1, 5, 6))  # rows = Y, columns = X
-    np.testing.assert_allclose(image[0], min_max(radiological(VOLUME[:, :, z])), atol=1e-6)
+    # one scale for the whole volume, not per slice
+    expected = min_max(radiological(VOLUME[:, :, z]), over=VOLUME)
+    np.testing.assert_allclose(image[0], expected, atol=1e-6)
 
 
 def test_nifti_numpy_integer_slice_index(tmp_path):
@@ -290,11 +294,15 @@ def test_nifti_uint8_and_unit_float_keep_their_scale(tmp_path):
     np.testing.assert_allclose(image[0], radiological(unit[:, :, 2]), atol=1e-6)
 
 
-def test_nifti_4d_takes_the_first_volume(tmp_path):
+def test_nifti_4d_needs_a_volume_index(tmp_path):
     series = np.stack([VOLUME, -VOLUME], axis=-1)  # (X, Y, Z, T)
-    image = load_image(write_nifti(tmp_path / "series.nii.gz", series), slice_index=4)
+    path = write_nifti(tmp_path / "series.nii.gz", series)
+    with pytest.raises(InvalidInputError, match=r"holds 2 volumes \(4-D\): choose one with"):
+        load_image(path, slice_index=4)
+    image = load_image(path, slice_index=4, volume_index=1)
     assert_image(image, (1, 5, 6))
-    np.testing.assert_allclose(image[0], min_max(radiological(VOLUME[:, :, 4])), atol=1e-6)
+    expected = min_max(radiological(-VOLUME[:, :, 4]), over=-VOLUME)
+    np.testing.assert_allclose(image[0], expected, atol=1e-6)
 
 
 def test_nifti_2d_image(tmp_path):
@@ -320,7 +328,7 @@ def test_nifti_2d_image(tmp_path):
 def test_nifti_orientation_follows_the_affine(tmp_path, diagonal, view):
     path = write_nifti(tmp_path / "volume.nii", VOLUME, affine=np.diag(diagonal))
     image = load_image(path, slice_index=2)
-    np.testing.assert_allclose(image[0], min_max(view(VOLUME[:, :, 2])), atol=1e-6)
+    np.testing.assert_allclose(image[0], min_max(view(VOLUME[:, :, 2]), over=VOLUME), atol=1e-6)
 
 
 @pytest.mark.parametrize("slice_index", [7, 40, -1])
@@ -379,8 +387,9 @@ def test_missing_file(tmp_path):
         load_image(tmp_path / "nothing.png")
 
 
-def test_directory_is_rejected(tmp_path):
-    with pytest.raises(InvalidInputError, match="is not a file"):
+def test_folder_without_dicom_is_rejected(tmp_path):
+    # a folder is read as a DICOM series (see tests/io/test_volumes.py)
+    with pytest.raises(InvalidInputError, match="holds no DICOM image"):
         load_image(tmp_path)
 
 

@@ -129,10 +129,11 @@ def test_bad_task_options_are_refused(changes, words):
         RunConfig(**changes)
 
 
-def test_observed_ct_is_refused_clearly(tiny_png):
+def test_an_image_observed_as_a_ct_sinogram_must_match_the_angles(tiny_png):
     from pyrodip import InvalidInputError
 
-    with pytest.raises(InvalidInputError, match="`observed` is not supported for the ct task"):
+    # a 64 x 64 image is a sinogram of 64 angles: not of the 45 the settings name
+    with pytest.raises(InvalidInputError, match="64x64 .* but `angles` is 45: give `angles=64`"):
         prepare_observation(RunConfig(image=str(tiny_png), task="ct", observed=True))
 
 

@@ -72,8 +72,11 @@ def test_ct_scales_gaussian_noise_to_the_largest_projection():
 
 
 def test_a_task_without_observed_support_says_so():
-    with pytest.raises(InvalidInputError, match="`observed` is not supported for the ct task"):
-        prepare_observation(RunConfig(task="ct", observed=True, **SMALL))
+    class Plain(Task):
+        name = "plain"
+
+    with pytest.raises(InvalidInputError, match="`observed` is not supported for the plain task"):
+        Plain().observe(RunConfig(), torch.rand(1, 32, 32), 32, None, "image")
 
 
 def test_a_new_task_needs_only_its_operator():
