@@ -243,7 +243,7 @@ def test_bad_volume_input_through_the_cli(case, fragment, volume, tmp_path, phan
 @pytest.mark.slow
 def test_goal_a_noisy_volume_of_16_slices(tmp_path, capsys):
     """The issue's goal: 16 slices of 128 px, Gaussian noise 0.05 not given, one command; the
-    NIfTI written back keeps the affine and every slice gains at least 5 dB. (About 40
+    NIfTI written back keeps the affine and every slice gains at least 5 dB. (About 50
     minutes on two cores.)"""
     clean = clean_volume(load_image("sample:ct")[0], 16)
     path, out = tmp_path / "noisy.nii.gz", tmp_path / "out"
@@ -255,12 +255,28 @@ def test_goal_a_noisy_volume_of_16_slices(tmp_path, capsys):
     assert np.array_equal(written.affine, nibabel.load(path).affine)
     result = read_dataset(out / "result.nc")
     assert abs(result.attrs["volume_noise_estimate"] / 0.05 - 1) <= 0.15
-    reconstruction = torch.from_numpy(written.get_fdata().transpose(2, 1, 0)[:, ::-1, ::-1].copy())
-    observed = torch.from_numpy(noisy(clean, 0.05))
-    truth = torch.from_numpy(clean)
-    for k in range(16):
-        gain = float(psnr(reconstruction[k], truth[k]) - psnr(observed[k], truth[k]))
-        assert gain >= 5, (k, gain)
+    gains = goal_table(clean, out)
+    assert min(gains) >= 5, gains
+
+
+def goal_table(clean: np.ndarray, out) -> list[float]:
+    """Print each slice's PSNR gain over the noisy slice, of the written NIfTI and of BM3D (the
+    result's baseline), against the clean slices; return the NIfTI's gains."""
+    written = nibabel.load(out / "reconstruction.nii.gz")
+    result = read_dataset(out / "result.nc")
+    shown = written.get_fdata().transpose(2, 1, 0)[:, ::-1, ::-1].copy()
+    images = {"mfvi": torch.from_numpy(shown)[:, None],
+              "bm3d": torch.from_numpy(result["baseline"].values)}
+    observed = torch.from_numpy(noisy(clean, 0.05))[:, None]
+    truth = torch.from_numpy(clean)[:, None]
+    noisy_psnr = psnr(observed, truth)
+    gains = {name: (psnr(image.to(truth.dtype), truth) - noisy_psnr).tolist()
+             for name, image in images.items()}
+    print("slice | noisy PSNR | MFVI gain | BM3D gain | noise estimate")
+    for k in range(len(clean)):
+        print(f"{k} | {float(noisy_psnr[k]):.2f} | {gains['mfvi'][k]:+.2f} | "
+              f"{gains['bm3d'][k]:+.2f} | {float(result['noise_estimate'][k]):.4f}")
+    return gains["mfvi"]
 
 
 #: The goal's settings: the defaults but 4000 steps (at 3000 the CT sample's PSNR still rises
