@@ -87,10 +87,11 @@ def _smallest_eigenvalues_std(patches: np.ndarray) -> float:
     return math.sqrt(max(float(eigenvalues[-1]), 0.0))
 
 
-def estimate_noise_level(noise: str, images: Tensor | np.ndarray) -> float:
+def estimate_noise_level(noise: str, images: Tensor | np.ndarray) -> float | None:
     """The level of noise model ``noise`` in ``images`` (values in [0, 1]): the std for
     ``gaussian``, the std of log(y) for ``speckle``, the peak count for ``poisson`` (the
-    Anscombe transform 2 sqrt(peak y) has unit variance, so peak = 1 / std(2 sqrt(y))^2).
+    Anscombe transform 2 sqrt(peak y) has unit variance, so peak = 1 / std(2 sqrt(y))^2);
+    None for another noise model.
 
     >>> import torch
     >>> g = torch.Generator().manual_seed(0)
@@ -107,6 +108,4 @@ def estimate_noise_level(noise: str, images: Tensor | np.ndarray) -> float:
     if noise == "poisson":
         std = estimate_noise_std(2 * np.sqrt(np.clip(array, 0, None)), 0.0, 2.0)
         return math.inf if std == 0 else 1 / std**2
-    raise InvalidInputError(
-        f"cannot estimate the level of {noise} noise: give it (`noise_std` or `photons`)"
-    )
+    return None

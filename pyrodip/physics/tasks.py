@@ -105,9 +105,10 @@ class Task:
         as an image (:func:`~pyrodip.io.images.load_image`); None: as an image."""
         return None
 
-    def estimate_noise(self, settings: Any, observation: Observation) -> float:
+    def estimate_noise(self, settings: Any, observation: Observation) -> float | None:
         """The level of the settings' noise model in an observed y, in the units of
-        ``noise_std`` or ``photons`` (:mod:`pyrodip.physics.noise_estimate`)."""
+        ``noise_std`` or ``photons`` (:mod:`pyrodip.physics.noise_estimate`); None when it
+        cannot be estimated."""
         return estimate_noise_level(settings.noise, observation.observation)
 
     def simulate(
@@ -285,11 +286,8 @@ class CTTask(Task):
         return Observation(y, None, shape, noise, operator, name, largest, observed_scale=scale)
 
     def estimate_noise(self, settings, observation):
-        if settings.noise != "gaussian":
-            raise InvalidInputError(
-                f"cannot estimate the level of {settings.noise} noise in a sinogram: give it "
-                "(`photons`), or use gaussian noise"
-            )
+        if settings.noise != "gaussian":  # only Gaussian noise is estimated in a sinogram
+            return None
         y = observation.observation / observation.observation_range
         return estimate_noise_std(y, -np.inf, np.inf)
 

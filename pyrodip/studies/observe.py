@@ -77,12 +77,21 @@ def observed_noise(config: RunConfig, task: Task, observation: Observation) -> O
     level estimated from y; the estimate is kept as ``noise_estimate``. Refuses a given level
     more than :data:`~pyrodip.physics.noise_estimate.NOISE_ESTIMATE_FACTOR` times above or
     below the estimate (a fit at that level would smooth the image away or fit its noise),
-    and an image with no measurable noise and no level given."""
+    and an image with no measurable noise, or a noise the task cannot estimate, and no level
+    given."""
     estimate = task.estimate_noise(config, observation)
     given = given_noise_level(config)
     key = "photons" if config.noise == "poisson" else "noise_std"
-    estimated_std = _as_std(config.noise, estimate)
     name = observation.name or "the image"
+    if estimate is None:
+        if given is None:
+            raise InvalidInputError(
+                f"cannot estimate the level of {config.noise} noise in {name} ({config.task}): "
+                f"give it (`{key}`)"
+            )
+        noise = noise_model(config, relative_to=observation.observation_range, level=given)
+        return replace(observation, noise=noise)
+    estimated_std = _as_std(config.noise, estimate)
     if given is None and not estimated_std >= MEASURABLE_NOISE_STD:
         raise InvalidInputError(
             f"{name} shows no measurable noise (estimated std {estimated_std:.2g}): give its "

@@ -48,7 +48,7 @@ def test_sinogram_is_observed_as_measured(sinogram):
 
 @pytest.mark.parametrize("settings, fragment", [
     ({"angles": 45}, "give --angles 30"),
-    ({"noise": "poisson"}, "cannot estimate the level of poisson noise in a sinogram"),
+    ({"noise": "poisson"}, "cannot estimate the level of poisson noise in"),
     ({"size": 32}, "cannot resize a ct measurement"),
 ])
 def test_bad_settings_for_a_sinogram(sinogram, tmp_path, capsys, settings, fragment):
@@ -78,6 +78,13 @@ def test_transposed_and_badly_sized_sinograms_are_refused(tmp_path):
         np.save(bad, array)
         with pytest.raises(InvalidInputError, match=fragment):
             prepare_observation(config(bad))
+
+
+def test_a_level_the_task_cannot_estimate_is_taken_as_given(sinogram):
+    path, _ = sinogram
+    observation = prepare_observation(config(path, noise="poisson", photons=500.0))
+    assert observation.noise.name == "poisson" and observation.noise_estimate is None
+    assert observation.noise.level == pytest.approx(500.0 / observation.observation_range)
 
 
 def test_cli_reconstructs_a_sinogram(sinogram, tmp_path, capsys):
