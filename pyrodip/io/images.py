@@ -172,14 +172,7 @@ def _read_dicom(path: Path, force: bool = True) -> np.ndarray:
             f"DICOM file {path} has no pixel data: use a DICOM image, not a report or other "
             "non-image object"
         )
-    try:
-        pixels = np.asarray(dataset.pixel_array)
-    except Exception as exc:
-        raise InvalidInputError(
-            f"cannot decode the pixels of DICOM file {path} ({_first_line(exc)}): convert it "
-            "to uncompressed DICOM or to PNG/TIFF"
-        ) from exc
-
+    pixels = _dicom_pixels(path, dataset)
     samples_per_pixel = int(dataset.get("SamplesPerPixel", 1))
     if pixels.ndim != (2 if samples_per_pixel == 1 else 3):
         raise InvalidInputError(
@@ -189,10 +182,7 @@ def _read_dicom(path: Path, force: bool = True) -> np.ndarray:
     if samples_per_pixel != 1:  # colour: no rescale or window
         return _to_unit_range(pixels, str(path))
 
-    values = pixels.astype(np.float64)
-    slope = _dicom_number(dataset, "RescaleSlope")
-    intercept = _dicom_number(dataset, "RescaleIntercept")
-    values = values * (1.0 if slope is None else slope) + (0.0 if intercept is None else intercept)
+    values = _rescaled(pixels, dataset)
 
     center = _dicom_number(dataset, "WindowCenter")
     width = _dicom_number(dataset, "WindowWidth")
@@ -204,6 +194,24 @@ def _read_dicom(path: Path, force: bool = True) -> np.ndarray:
     if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
         scaled = 1.0 - scaled
     return scaled
+
+
+def _dicom_pixels(path: Path, dataset: pydicom.Dataset) -> np.ndarray:
+    """A DICOM dataset's decoded pixels, or an error naming the file."""
+    try:
+        return np.asarray(dataset.pixel_array)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"cannot decode the pixels of DICOM file {path} ({_first_line(exc)}): convert it "
+            "to uncompressed DICOM or to PNG/TIFF"
+        ) from exc
+
+
+def _rescaled(pixels: np.ndarray, dataset: pydicom.Dataset) -> np.ndarray:
+    """Gray pixels with the dataset's RescaleSlope and RescaleIntercept applied (float64)."""
+    slope = _dicom_number(dataset, "RescaleSlope")
+    intercept = _dicom_number(dataset, "RescaleIntercept")
+    return pixels * (1.0 if slope is None else slope) + (0.0 if intercept is None else intercept)
 
 
 def _dicom_number(dataset: pydicom.Dataset, keyword: str) -> float | None:

@@ -49,9 +49,11 @@ from .images import (
     _DICOM_SUFFIXES,
     _RASTER_PLUGINS,
     _dicom_number,
+    _dicom_pixels,
     _first_line,
     _is_dicom,
     _is_nifti,
+    _rescaled,
 )
 
 __all__ = ["Volume", "is_volume_source", "read_volume", "write_volume"]
@@ -486,21 +488,13 @@ def _read_dataset(path: Path, force: bool) -> pydicom.Dataset:
 
 def _rescaled_pixels(path: Path, dataset: pydicom.Dataset) -> np.ndarray:
     """One file's pixels with RescaleSlope/RescaleIntercept applied (float64)."""
-    try:
-        pixels = np.asarray(dataset.pixel_array)
-    except Exception as exc:
-        raise InvalidInputError(
-            f"cannot decode the pixels of DICOM file {path} ({_first_line(exc)}): convert it "
-            "to uncompressed DICOM"
-        ) from exc
+    pixels = _dicom_pixels(path, dataset)
     if pixels.ndim != 2:
         raise InvalidInputError(
             f"DICOM file {path} holds pixel data of shape {pixels.shape}, not a single slice: "
             "export single-frame slices"
         )
-    slope = _dicom_number(dataset, "RescaleSlope")
-    intercept = _dicom_number(dataset, "RescaleIntercept")
-    return pixels * (1.0 if slope is None else slope) + (0.0 if intercept is None else intercept)
+    return _rescaled(pixels, dataset)
 
 
 def _vector(dataset: pydicom.Dataset, keyword: str, size: int) -> np.ndarray | None:
