@@ -156,21 +156,16 @@ class _Batch:
                    0 if isinstance(self.temperature, Tensor) else None)
         self.step_fn = vmap(self._one, in_dims=in_dims, randomness="different")
         trackers = [fitting.tracker for fitting in fittings]
-        self.tracking = TrackerBatch(trackers, self._observe) if TrackerBatch.supports(
-            trackers) else None
+        self.tracking = None
+        if TrackerBatch.supports(trackers):  # each fit's operator, mapped over the fits
+            prefix = "elbo.model.operator."
+            state = {name.removeprefix(prefix): value for name, value in self.buffers.items()
+                     if name.startswith(prefix)}
+            operator = first.elbo.model.operator
+            observe = vmap(lambda buffers, image: functional_call(
+                operator, buffers, (image[None],))[0])
+            self.tracking = TrackerBatch(trackers, lambda images: observe(state, images))
         self._running: tuple[tuple[int, ...], Tensor] | None = None
-
-    def _observe(self, images: Tensor) -> Tensor:
-        """Each fit's operator applied to its image, (B, C, H, W) in and out."""
-        prefix = "elbo.model.operator."
-        state = {name[len(prefix):]: value for name, value in self.buffers.items()
-                 if name.startswith(prefix)}
-        operator = self.base.elbo.model.operator
-
-        def one(buffers: dict[str, Tensor], image: Tensor) -> Tensor:
-            return functional_call(operator, buffers, (image[None],))[0]
-
-        return vmap(one)(state, images)
 
     def _running_mask(self, running: Iterable[int]) -> Tensor:
         """1 for the ``running`` fits, 0 for the others, on the device (made anew only when

@@ -52,10 +52,20 @@ DEFAULT_NOISE_STD = 0.1
 DEFAULT_PHOTONS = 1000.0
 
 
+def noise_level_setting(noise: str) -> str:
+    """The setting that gives the level of noise model ``noise``: ``photons`` for Poisson,
+    else ``noise_std``.
+
+    >>> noise_level_setting("poisson"), noise_level_setting("speckle")
+    ('photons', 'noise_std')
+    """
+    return "photons" if noise == "poisson" else "noise_std"
+
+
 def given_noise_level(settings: Any) -> float | None:
-    """The level of the settings' noise model as they give it (``photons`` for Poisson, else
-    ``noise_std``), or None when they leave it to the default or the estimate."""
-    return settings.photons if settings.noise == "poisson" else settings.noise_std
+    """The level of the settings' noise model as they give it (:func:`noise_level_setting`),
+    or None when they leave it to the default or the estimate."""
+    return getattr(settings, noise_level_setting(settings.noise))
 
 
 def noise_model(settings: Any, relative_to: float = 1.0, level: float | None = None) -> NoiseModel:

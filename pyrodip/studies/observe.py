@@ -25,7 +25,7 @@ from ..physics.observation import (
     resize_longer_side,
     resize_mask,
 )
-from ..physics.tasks import TASKS, Task, given_noise_level, noise_model
+from ..physics.tasks import TASKS, Task, given_noise_level, noise_level_setting, noise_model
 from .config import RunConfig
 from .resources import check_memory
 
@@ -81,7 +81,7 @@ def observed_noise(config: RunConfig, task: Task, observation: Observation) -> O
     given."""
     estimate = task.estimate_noise(config, observation)
     given = given_noise_level(config)
-    key = "photons" if config.noise == "poisson" else "noise_std"
+    key = noise_level_setting(config.noise)
     name = observation.name or "the image"
     if estimate is None:
         if given is None:

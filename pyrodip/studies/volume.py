@@ -23,7 +23,7 @@ import xarray as xr
 from ..errors import InvalidInputError
 from ..io.volumes import Volume, read_volume, write_volume
 from ..physics.noise_estimate import estimate_noise_level
-from ..physics.tasks import given_noise_level
+from ..physics.tasks import given_noise_level, noise_level_setting
 from .config import RunConfig
 from .execution import Executor
 
@@ -68,8 +68,7 @@ def volume_config(config: RunConfig, volume: Volume, slices: range) -> RunConfig
     all of them)."""
     if config.observed and given_noise_level(config) is None and config.task != "ct":
         level = estimate_noise_level(config.noise, volume.images[slices.start : slices.stop])
-        key = "photons" if config.noise == "poisson" else "noise_std"
-        config = config.replace(**{key: level})
+        config = config.replace(**{noise_level_setting(config.noise): level})
     return config.replace(slice_index=None)
 
 
