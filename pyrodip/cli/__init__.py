@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare methods over images and seeds",
         description="Run every method on every image with every seed of a study file (TOML, "
         "see docs/methods.md); write each run, the stacked comparison.nc, table.md and "
-        "figures to --out. Runs already in --out are kept, so an interrupted study continues.",
+        "figures to --out. Runs already in --out are kept, so an interrupted study continues "
+        "(a fit cut short resumes from its checkpoint); a run that fails twice is recorded as "
+        "failed and the study goes on.",
     )
     compare.add_argument("study", type=Path, help="the study file (TOML)")
     compare.add_argument("--out", type=Path, required=True, help="output folder")
@@ -164,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--plugin", action="append", default=[], dest="plugins",
                          metavar="MODULE", help="import MODULE first, here and on the workers "
                          "(repeatable; added to the study's plugins setting)")
+    compare.add_argument("--retry-failed", action="store_true",
+                         help="run the runs recorded as failed in --out again")
+    compare.add_argument("--checkpoint-every", type=int, metavar="N",
+                         help="save each fit's state every N steps [every 5 minutes]")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.set_defaults(handler=compare_command)
     report = commands.add_parser(
@@ -207,6 +213,8 @@ def add_bo_parser(commands) -> None:
     add("--out", type=Path, help="study folder [a new folder under runs/]")
     add("--resume", type=Path, metavar="DIR",
         help="continue the interrupted study in DIR (--rounds: to a new number of rounds)")
+    add("--retry-failed", action="store_true",
+        help="with --resume: run the failed trials again, with their settings")
     add("--scheduler", metavar="ADDRESS", help="run the trials on this Dask scheduler "
         "[a local cluster]")
     add("--workers", type=int, metavar="N",

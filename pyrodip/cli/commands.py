@@ -26,6 +26,7 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def compare_command(args: argparse.Namespace) -> int:
+    from ..infer.checkpoints import Interrupted
     from ..io.files import atomic_path
     from ..plots import comparison_figures
     from ..studies.compare import Comparison, check_batch, run_comparison, summary_table
@@ -37,22 +38,43 @@ def compare_command(args: argparse.Namespace) -> int:
         settings["plugins"] = list(dict.fromkeys([*given, *args.plugins]))
     comparison = comparison.with_settings(**settings)
     batch = check_batch(comparison, batch_option(args.batch))
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise InvalidInputError(
+            f"--checkpoint-every must be a positive integer, got {args.checkpoint_every}")
     out = prepare_output(args.out, "compare", overwrite=True)
-    with contextlib.ExitStack() as stack:
-        executor = None
-        if args.workers is not None or args.scheduler is not None:
-            from ..studies.execution import dask_executor
+    again = f"continue with the same command (pyrodip compare {args.study} --out {out} ...)"
+    stop = threading.Event()
+    try:
+        with contextlib.ExitStack() as stack:
+            executor = None
+            if args.workers is not None or args.scheduler is not None:
+                from ..studies.execution import dask_executor
 
-            device = comparison.settings.get("device", "cpu")
-            executor = stack.enter_context(dask_executor(args.scheduler, args.workers, device))
-        dataset = run_comparison(comparison, out, progress=not args.quiet, executor=executor,
-                                 batch=batch)
+                device = comparison.settings.get("device", "cpu")
+                stack.enter_context(_interrupt_on_sigterm(stop))
+                executor = stack.enter_context(dask_executor(args.scheduler, args.workers,
+                                                             device))
+            else:
+                stack.enter_context(_stop_on_signals(stop))
+            dataset = run_comparison(
+                comparison, out, progress=not args.quiet, executor=executor, batch=batch,
+                retry_failed=args.retry_failed, checkpoint_every=args.checkpoint_every,
+                stop=stop,
+            )
+    except (KeyboardInterrupt, Interrupted) as interrupted:
+        print(f"pyrodip: {interrupted or 'interrupted'}: {again}", file=sys.stderr)
+        return 143 if stop.signal == signal.SIGTERM else 130
     table = summary_table(dataset)
     with atomic_path(out / "table.md") as tmp:
         tmp.write_text(table + "\n")
     figures = comparison_figures(dataset, out)
     print(table)
     print(f"wrote {out / 'comparison.nc'}, table.md and {len(figures)} figures")
+    failed = int((dataset["status"] == "failed").sum())
+    if failed:
+        print(f"pyrodip: error: {failed} of {dataset['status'].size} runs failed (listed under "
+              "the table); run them again with --retry-failed", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -123,6 +145,10 @@ def prepare_output(out: Path | None, method: str, overwrite: bool) -> Path:
             out = Path("runs") / f"{stamp}-{method}-{suffix}"
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"output path {out} is a file: choose a folder with --out")
+    if out.is_dir():
+        from ..io.files import finish_result_set
+
+        finish_result_set(out)  # a set whose writer was killed while it moved it into place
     if (out / CHECKPOINT).exists() and not overwrite:
         raise InvalidInputError(
             f"{out} holds an interrupted run: continue it with --resume {out}, or pass "
@@ -149,9 +175,8 @@ def prepare_output(out: Path | None, method: str, overwrite: bool) -> Path:
 def run_command(args: argparse.Namespace) -> int:
     # Heavy imports here, so that --help and input errors answer at once.
     from ..infer.checkpoints import Checkpointing, Interrupted
-    from ..plots import plot_panel
     from ..studies.observe import prepare_observation
-    from ..studies.results import to_dataset, write_dataset
+    from ..studies.results import to_dataset, write_result
     from ..studies.run import fit, resolve_device
     from ..studies.volume import VOLUME_FILE
 
@@ -188,9 +213,7 @@ def run_command(args: argparse.Namespace) -> int:
         )
         return 143 if stop.signal == signal.SIGTERM else 130
     dataset = to_dataset(result)
-    write_dataset(dataset, out / "result.nc")
-    plot_panel(dataset, out / "panel.png")
-    scanner = scanner_outputs(dataset, config, out)
+    scanner = write_result(dataset, out, config)
     checkpoint.path.unlink(missing_ok=True)
     print(summary(dataset, out))
     if scanner:
@@ -202,35 +225,14 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def scanner_outputs(dataset, config: RunConfig, out: Path, volume=None,
-                    first_slice: int | None = None) -> str:
-    """Write a run's reconstruction and std in its input's format (NIfTI, DICOM) when the
-    input is a volume or series (the slices from ``first_slice`` on, default the run's own);
-    a line saying what was written (or why not), else ""."""
-    from ..io.volumes import is_volume_source, read_volume
-    from ..studies.volume import scanner_output_note, write_scanner_outputs
-
-    if volume is None:
-        if not is_volume_source(config.image):
-            return ""
-        volume = read_volume(config.image, config.volume_index)
-    if first_slice is None:  # load_image's slice: the given one, else the middle
-        first_slice = volume.slice_count // 2 if config.slice_index is None else config.slice_index
-    note = scanner_output_note(config, tuple(volume.images.shape[-2:]))
-    kind = {"nifti": "NIfTI", "dicom": "DICOM"}[volume.kind]
-    if note is not None:
-        return f"  no {kind} output: {note}"
-    written = write_scanner_outputs(dataset, volume, out, first_slice)
-    return f"  wrote {' and '.join(path.name for path in written)} ({kind}, the input's geometry)"
-
-
 def volume_command(args: argparse.Namespace) -> int:
     """``pyrodip run --slices``: a volume's slices, each an independent fit
     (:mod:`pyrodip.studies.volume`)."""
+    from ..infer.checkpoints import Interrupted
     from ..io.volumes import read_volume
-    from ..plots import plot_panel
     from ..studies.compare import batch_size
     from ..studies.observe import prepare_observation
+    from ..studies.results import write_result
     from ..studies.run import resolve_device
     from ..studies.volume import (
         VOLUME_FILE,
@@ -275,43 +277,31 @@ def volume_command(args: argparse.Namespace) -> int:
             shutil.rmtree(out / "slices", ignore_errors=True)
             (out / VOLUME_FILE).unlink(missing_ok=True)
     save_volume_settings(out, config, slices)
-    with contextlib.ExitStack() as stack:
-        executor = None
-        if "workers" in args:
-            from ..studies.execution import dask_executor
+    start = time.perf_counter()
+    stop = threading.Event()
+    try:
+        with contextlib.ExitStack() as stack:
+            executor = None
+            if "workers" in args:
+                from ..studies.execution import dask_executor
 
-            executor = stack.enter_context(dask_executor(None, args.workers, config.device))
-        start = time.perf_counter()
-        try:
-            with _interrupt_on_sigterm():
-                dataset = reconstruct_volume(
-                    config, slices, out, volume=volume, progress="quiet" not in args,
-                    executor=executor, batch=batch,
-                )
-        except KeyboardInterrupt:
-            print(f"pyrodip: interrupted: continue with pyrodip run --resume {out}",
-                  file=sys.stderr)
-            return 130
-    plot_panel(dataset.isel(slice=len(slices) // 2), out / "panel.png")
+                stack.enter_context(_interrupt_on_sigterm(stop))
+                executor = stack.enter_context(dask_executor(None, args.workers, config.device))
+            else:
+                stack.enter_context(_stop_on_signals(stop))
+            dataset = reconstruct_volume(
+                config, slices, out, volume=volume, progress="quiet" not in args,
+                executor=executor, batch=batch, stop=stop,
+            )
+    except (KeyboardInterrupt, Interrupted) as interrupted:
+        print(f"pyrodip: {interrupted or 'interrupted'}: continue with pyrodip run --resume "
+              f"{out}", file=sys.stderr)
+        return 143 if stop.signal == signal.SIGTERM else 130
+    line = write_result(dataset, out, fitted, volume, slices.start)
     print(volume_summary(dataset, out, time.perf_counter() - start))
-    line = scanner_outputs(dataset, fitted, out, volume, slices.start)
     if line:
         print(line)
     return 0
-
-
-@contextlib.contextmanager
-def _interrupt_on_sigterm():
-    """SIGTERM (e.g. SLURM preemption) interrupts like Ctrl-C: what finished stays written."""
-
-    def handler(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def volume_summary(dataset, out: Path, seconds: float) -> str:
@@ -367,7 +357,8 @@ def bo_command(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     if "resume" in args:
-        kept = ("command", "handler", "resume", "rounds", "scheduler", "workers", "quiet")
+        kept = ("command", "handler", "resume", "rounds", "scheduler", "workers", "quiet",
+                "retry_failed")
         given = [key for key in vars(args) if key not in kept]
         if given:
             option = "--" + given[0].replace("_", "-").replace("params", "param")
@@ -378,6 +369,9 @@ def bo_command(args: argparse.Namespace) -> int:
         folder = args.resume
         study = bo.load_study(folder)
     else:
+        if "retry_failed" in args:
+            raise InvalidInputError("--retry-failed reruns the failed trials of a study: add "
+                                    "--resume DIR")
         config = config_from_args(args)
         for key in ("image", "mask"):  # workers may run elsewhere: name files absolutely
             if Path(getattr(config, key)).is_file():
@@ -397,19 +391,20 @@ def bo_command(args: argparse.Namespace) -> int:
         bo.FitObjective(config, study.objective).check(study.fits_at_once)
         folder = prepare_output(args.__dict__.get("out"), "bo", overwrite=False)
         bo.create_study(study, folder)
+    stop = threading.Event()
     try:
-        with dask_executor(
+        with _interrupt_on_sigterm(stop), dask_executor(
             args.__dict__.get("scheduler"), args.__dict__.get("workers"), study.config.device,
             concurrency=1 if study.batched else study.batch,
         ) as executor:
             dataset = bo.resume(
                 folder, rounds=args.__dict__.get("rounds"), executor=executor,
-                progress="quiet" not in args,
+                progress="quiet" not in args, retry_failed="retry_failed" in args,
             )
     except KeyboardInterrupt:
         print(f"pyrodip: interrupted: continue with pyrodip bo --resume {folder}",
               file=sys.stderr)
-        return 130
+        return 143 if stop.signal == signal.SIGTERM else 130
     print(bo.summary(dataset, folder, time.perf_counter() - start))
     return 0
 
@@ -428,6 +423,24 @@ def resumed_config(args: argparse.Namespace) -> tuple[RunConfig, Path]:
     out = args.resume
     state = read_checkpoint(out / CHECKPOINT)
     return RunConfig(**json.loads(state["config"])), out
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigterm(stop: threading.Event):
+    """While a study waits on its workers, SIGTERM (e.g. SLURM preemption) interrupts it as
+    Ctrl-C does (recording which signal as ``stop.signal``), so that its cluster is shut
+    down."""
+    stop.signal = signal.SIGINT
+
+    def handler(signum, frame) -> None:
+        stop.signal = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -1,21 +1,33 @@
-"""Files written whole or not at all.
+"""Files written whole or not at all, and sets of files written together or not at all.
 
 >>> import tempfile
 >>> with atomic_path(Path(tempfile.mkdtemp()) / "a.txt") as tmp:
 ...     _ = tmp.write_text("whole")
+>>> folder = Path(tempfile.mkdtemp())
+>>> with result_set(folder) as staging:
+...     _ = (staging / "result.nc").write_text("data")
+...     _ = (staging / "panel.png").write_text("figure")
+>>> sorted(path.name for path in folder.iterdir()), check_result_set(folder)
+(['manifest.json', 'panel.png', 'result.nc'], ['panel.png', 'result.nc'])
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import OutputError
+from ..errors import InvalidInputError, OutputError
+
+#: A result set's folders inside the folder it goes to: written (not yet whole), then
+#: committed (whole: its files are being moved into place), and its list of files.
+STAGING, COMMITTED, MANIFEST = ".staging", ".committed", "manifest.json"
 
 
 @contextlib.contextmanager
@@ -44,6 +56,94 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise failure from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def result_set(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty staging folder inside ``folder``; on success the files and folders
+    written there replace those of the same names in ``folder`` together, with
+    ``manifest.json`` listing each file's SHA-256 (files of the previous set that the new one
+    lacks are removed).
+
+    The set is written into ``folder/.staging``, renamed to ``folder/.committed`` once whole
+    (the commit), then moved into place (:func:`finish_result_set`). A kill before the commit
+    leaves the previous set, a kill after it the new one: the next call (or
+    :func:`finish_result_set`, which every reader of a run folder calls) finishes the move.
+    """
+    folder = Path(folder)
+    finish_result_set(folder)
+    staging = folder / STAGING
+    try:
+        shutil.rmtree(staging, ignore_errors=True)  # a set a killed process left unfinished
+        staging.mkdir()
+        yield staging
+        files = sorted(path.name for path in staging.iterdir())
+        digests = {
+            str(path.relative_to(staging)): _sha256(path)
+            for path in sorted(staging.rglob("*")) if path.is_file()
+        }
+        with atomic_path(staging / MANIFEST) as tmp:
+            tmp.write_text(json.dumps({"files": files, "sha256": digests}, indent=1))
+        os.rename(staging, folder / COMMITTED)
+    except BaseException as error:  # Ctrl-C too: the staged files go, the previous set stays
+        shutil.rmtree(staging, ignore_errors=True)
+        failure = _output_error(error, staging) if isinstance(error, Exception) else error
+        if failure is error:
+            raise
+        raise failure from None
+    finish_result_set(folder)
+
+
+def finish_result_set(folder: str | os.PathLike) -> None:
+    """Move a committed result set's files into ``folder`` (its manifest last), if a process
+    was killed while it moved them; nothing to do otherwise."""
+    folder = Path(folder)
+    committed = folder / COMMITTED
+    if not committed.is_dir():
+        return
+    if (committed / MANIFEST).is_file():
+        new = json.loads((committed / MANIFEST).read_text())["files"]
+        if (folder / MANIFEST).is_file():
+            old = json.loads((folder / MANIFEST).read_text())["files"]
+            for name in set(old) - set(new):
+                _remove(folder / name)
+        for name in new:
+            if (committed / name).exists():
+                _remove(folder / name)
+                os.rename(committed / name, folder / name)
+        os.replace(committed / MANIFEST, folder / MANIFEST)
+    shutil.rmtree(committed)
+
+
+def check_result_set(folder: str | os.PathLike) -> list[str]:
+    """The files of the result set in ``folder``, after checking each against the SHA-256 its
+    manifest lists; a missing or changed file is an :class:`~pyrodip.errors.InvalidInputError`."""
+    folder = Path(folder)
+    finish_result_set(folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for name, digest in manifest["sha256"].items():
+        path = folder / name
+        if not path.is_file() or _sha256(path) != digest:
+            raise InvalidInputError(
+                f"{path} is not the file its result set wrote ({folder / MANIFEST}): it was "
+                "changed or removed since; run again to write the set anew"
+            )
+    return manifest["files"]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 #: Below this many free bytes a failed write is taken for a full disk, whatever the writer

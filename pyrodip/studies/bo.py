@@ -63,7 +63,7 @@ from .bo_study import (
     read_trials,
     tunable_settings,
 )
-from .execution import Executor, SyncExecutor, run_trial, run_trials
+from .execution import Executor, Retrying, SyncExecutor, run_trial, run_trials
 from .results import write_dataset
 
 __all__ = [
@@ -119,29 +119,41 @@ def resume(
     evaluate: Callable[[dict[str, float]], float] | None = None,
     progress: bool = False,
     figures: bool = True,
+    retry_failed: bool = False,
 ) -> xr.Dataset:
     """Continue the study in ``folder``: trials that finished are kept, those submitted but
     not finished run again with their settings, then proposals continue as in an
-    uninterrupted run. ``rounds`` changes the number of rounds (to extend a study)."""
+    uninterrupted run. ``rounds`` changes the number of rounds (to extend a study);
+    ``retry_failed`` runs the failed trials again with their settings (the proposals made
+    since are kept)."""
     folder = Path(folder)
     study = load_study(folder)
     if rounds is not None:
         study = dataclasses.replace(study, rounds=rounds)
         _write_study(study, folder)
-    return _run(study, folder, read_trials(folder), executor, evaluate, progress, figures)
+    trials = read_trials(folder)
+    if retry_failed:
+        for trial in [t for t in trials.values() if t.status == "failed"]:
+            _append(folder, {"event": "resubmitted", "trial": trial.trial})
+        trials = read_trials(folder)
+    return _run(study, folder, trials, executor, evaluate, progress, figures)
 
 
 def _run(study, folder, trials, executor, evaluate, progress, figures) -> xr.Dataset:
     if evaluate is None:
         evaluate = FitObjective(study.config, study.objective)
-    executor = executor if executor is not None else SyncExecutor()
-    running: dict = {}  # future -> its trials
+    def retried(task) -> None:
+        for trial in running[task]:
+            _append(folder, {"event": "retried", "trial": trial.trial, "error": task.errors[-1]})
+
+    executor = Retrying(executor if executor is not None else SyncExecutor(), on_retry=retried)
+    running: dict = {}  # task -> its trials
     together = study.batched and isinstance(evaluate, FitObjective)
 
     def submit(group: list[Trial]) -> None:
         if together and len(group) > 1:
-            future = executor.submit(run_trials, evaluate.scores, [t.params for t in group])
-            running[future] = group
+            task = executor.submit(run_trials, evaluate.scores, [t.params for t in group])
+            running[task] = group
             return
         for trial in group:
             running[executor.submit(run_trial, evaluate, trial.params)] = [trial]
@@ -181,9 +193,9 @@ def _run(study, folder, trials, executor, evaluate, progress, figures) -> xr.Dat
                       key=lambda t: t.trial))
         propose()
         while running:
-            for future in executor.next_completed():
-                group = running.pop(future)
-                for trial, outcome in zip(group, _outcomes(future, len(group)), strict=True):
+            for task in executor.next_completed():
+                group = running.pop(task)
+                for trial, outcome in zip(group, _outcomes(task, len(group)), strict=True):
                     _record(trial, outcome)
                     _append(folder, {"event": "finished", **_result_record(trial)})
                     bar.update()

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..errors import InvalidInputError, MissingFileError, error_line
+from ..errors import InvalidInputError, MissingFileError
 from ..io.files import atomic_path
 from .config import RunConfig
+from .execution import Failed
 
 #: What a trial maximises: PSNR or SSIM of the smoothed image against the truth at the last
 #: step, the best PSNR over the steps, or the predictive log-likelihood of held-out pixels.
@@ -311,7 +312,10 @@ def read_trials(folder: str | os.PathLike) -> dict[int, Trial]:
         event = record.pop("event")
         if event == "submitted":
             trials[record["trial"]] = Trial(**record)
-        elif record["trial"] in trials:
+        elif event == "resubmitted" and record["trial"] in trials:  # a failed trial, rerun
+            trial = trials[record["trial"]]
+            trials[trial.trial] = Trial(trial.trial, trial.round, trial.params)
+        elif event == "finished" and record["trial"] in trials:
             number = record.pop("trial")
             objective = record.pop("objective")
             trial = dataclasses.replace(trials[number], **record)
@@ -326,28 +330,33 @@ def _write_study(study: Study, folder: Path) -> None:
 
 
 def _append(folder: Path, record: dict) -> None:
-    """One line appended to trials.jsonl and forced to disk."""
-    with open(folder / TRIALS_FILE, "a") as log:
-        log.write(json.dumps(record) + "\n")
+    """One line appended to trials.jsonl and forced to disk (after a line torn by a crash
+    while it was written, on a line of its own)."""
+    path = folder / TRIALS_FILE
+    torn = False
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb") as log:
+            log.seek(-1, os.SEEK_END)
+            torn = log.read(1) != b"\n"
+    with open(path, "a") as log:
+        log.write(("\n" if torn else "") + json.dumps(record) + "\n")
         log.flush()
         os.fsync(log.fileno())
 
 
-def _outcomes(future, count: int) -> list[tuple[float, float, str] | Exception]:
-    """The (value, wall time, error) of each of the ``count`` trials a finished future
-    evaluated (one, or a batch), or the exception that ended it (the worker died, or the call
-    never ran) for each."""
-    try:
-        outcome = future.result()
-    except Exception as exc:
-        return [exc] * count
+def _outcomes(task, count: int) -> list[tuple[float, float, str] | Failed]:
+    """The (value, wall time, error) of each of the ``count`` trials a finished task evaluated
+    (one, or a batch), or its :class:`~pyrodip.studies.execution.Failed` outcome for each."""
+    outcome = task.outcome
+    if isinstance(outcome, Failed):
+        return [outcome] * count
     return outcome if isinstance(outcome, list) else [outcome]
 
 
-def _record(trial: Trial, outcome: tuple[float, float, str] | Exception) -> None:
+def _record(trial: Trial, outcome: tuple[float, float, str] | Failed) -> None:
     """Fill in ``trial`` from its outcome: ok, or failed with the error."""
-    if isinstance(outcome, Exception):
-        value, error = math.nan, error_line(outcome)
+    if isinstance(outcome, Failed):
+        value, error = math.nan, f"{outcome.error} (after {outcome.attempts} attempts)"
     else:
         value, trial.wall_time_s, error = outcome
     if not error and not math.isfinite(value):

@@ -16,9 +16,12 @@ A study file::
     lr = 0.01
 
 :func:`run_comparison` fits every combination (runs already on disk are kept, so an interrupted
-study continues where it stopped), writes each run's dataset to ``runs/``, and stacks them with
-:func:`stack` into one dataset with dims ``method``, ``image``, ``seed`` (curves over ``step``;
-runs of different lengths or sizes padded with NaN); :func:`summary_table` makes the table.
+study continues where it stopped; a fit that was cut short resumes from its checkpoint), writes
+each run's dataset to ``runs/``, and stacks them with :func:`stack` into one dataset with dims
+``method``, ``image``, ``seed`` (curves over ``step``; runs of different lengths or sizes padded
+with NaN); :func:`summary_table` makes the table. A run that fails twice (it raised, ran out of
+memory, or its worker died) is recorded as failed in ``runs/NAME.failed.json`` and the study
+goes on; its ``status`` is ``failed`` in the dataset, and ``retry_failed`` runs it again.
 
 >>> comparison = Comparison(methods=["dip", "mfvi"], images=["sample:phantom"], seeds=[0, 1])
 >>> tuple((method, seed) for method, _, seed, _ in comparison.runs())
@@ -28,8 +31,11 @@ runs of different lengths or sizes padded with NaN); :func:`summary_table` makes
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +44,13 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from ..errors import InvalidInputError, MissingFileError
+from ..errors import InvalidInputError, MissingFileError, PyrodipError
 from ..infer.methods import METHODS
 from ..physics.masks import names_a_mask_file
 from ..plugins import load_plugins
 from ..validation import positive_int
 from .config import RunConfig, read_toml
-from .execution import Executor
+from .execution import Executor, Failed, Retrying, SyncExecutor
 
 #: Scalar attributes of a run that become variables over (method, image, seed), by the name
 #: they take there (the predictive mean's ``psnr`` and ``ssim`` would clash with the curves).
@@ -155,17 +161,21 @@ def _relative_to(folder: Path, image: str) -> str:
 
 def run_comparison(
     comparison: Comparison, out: str | Path, progress: bool = True,
-    executor: Executor | None = None, batch: int | str = 1,
+    executor: Executor | None = None, batch: int | str = 1, retry_failed: bool = False,
+    checkpoint_every: int | None = None, stop: threading.Event | None = None,
 ) -> xr.Dataset:
-    """Fit every run of ``comparison`` (skipping runs already written to ``out/runs``), then
-    stack them into ``out/comparison.nc`` and return that dataset.
+    """Fit every run of ``comparison`` (skipping runs already written to ``out/runs``, and runs
+    recorded as failed unless ``retry_failed``), then stack them into ``out/comparison.nc`` and
+    return that dataset.
 
     ``executor`` runs the fits (default: one after another in this process); with
     :func:`pyrodip.studies.execution.dask_executor` they run in parallel, locally or on a cluster.
     ``batch``: runs that differ only in their seed are fitted up to ``batch`` at a time as one
     batched computation (:func:`pyrodip.fit_batch`; one executor task per batch), where their
     method allows it (:func:`~pyrodip.studies.run.batchable`); ``"auto"``: see
-    :func:`check_batch`.
+    :func:`check_batch`. A single fit saves a checkpoint beside its run every
+    ``checkpoint_every`` steps (default every 5 minutes); ``stop`` (in this process) interrupts
+    it as in :func:`pyrodip.fit`.
     """
     from .results import read_dataset, write_dataset
 
@@ -176,47 +186,103 @@ def run_comparison(
         (method, image, seed, config, runs_dir / f"{image_label(image)}-{method}-seed{seed}.nc")
         for method, image, seed, config in comparison.runs()
     ]
-    missing = [(config, path) for *_, config, path in runs if not path.exists()]
-    run_tasks(_batches(missing, batch), executor, progress, len(runs), "comparison", "run")
-    datasets = {}
+    for *_, path in runs:
+        if retry_failed:
+            failure_path(path).unlink(missing_ok=True)
+    missing = [(config, path) for *_, config, path in runs
+               if not path.exists() and not failure_path(path).exists()]
+    failures = run_tasks(_batches(missing, batch), executor, progress, len(runs), "comparison",
+                         "run", checkpoint_every, stop)
+    for path, failed in failures.items():
+        _record_failure(path, failed)
+    datasets, errors = {}, {}
     for method, image, seed, config, path in runs:
+        key = method, image_label(image), seed
+        if not path.exists():
+            errors[key] = json.loads(failure_path(path).read_text())["error"]
+            continue
         run = read_dataset(path)
         if run.attrs.get("config") != config.to_json():
             raise InvalidInputError(
                 f"{path} was run with other settings than the study now asks for: use "
                 "another `out` folder, or delete it to run it again"
             )
-        datasets[method, image_label(image), seed] = run
-    stacked = stack(datasets)
+        datasets[key] = run
+    if not datasets:
+        raise PyrodipError(f"every run of the study failed (first error: "
+                           f"{next(iter(errors.values()))}): see {runs_dir}")
+    keys = [(method, image_label(image), seed) for method, image, seed, _, _ in runs]
+    stacked = with_status(stack(datasets), keys, errors)
     write_dataset(stacked, Path(out) / "comparison.nc")
     return stacked
 
 
+def failure_path(path: Path) -> Path:
+    """Where the failure of the run whose dataset goes to ``path`` is recorded.
+
+    >>> failure_path(Path("runs/ct-dip-seed0.nc")).name
+    'ct-dip-seed0.failed.json'
+    """
+    return path.with_suffix(".failed.json")
+
+
+def _record_failure(path: Path, failed: Failed) -> None:
+    from ..io.files import atomic_path
+
+    with atomic_path(failure_path(path)) as tmp:
+        tmp.write_text(json.dumps({"error": failed.error, "attempts": failed.attempts}))
+
+
+def with_status(study: xr.Dataset, keys: list[tuple[str, str, int]],
+                errors: dict[tuple[str, str, int], str]) -> xr.Dataset:
+    """``study`` over every run ``keys`` names, with ``status`` (``ok`` or ``failed``) and
+    ``error`` (the failure's, else ``""``) per run; a failed run's values are NaN."""
+    axes = {name: list(dict.fromkeys(key[i] for key in keys))
+            for i, name in enumerate(("method", "image", "seed"))}
+    study = study.reindex(axes)
+    shape = tuple(len(values) for values in axes.values())
+    status, error = np.full(shape, "ok", dtype=object), np.full(shape, "", dtype=object)
+    for key, message in errors.items():
+        at = tuple(axes[name].index(value) for name, value in zip(axes, key, strict=True))
+        status[at], error[at] = "failed", message
+    dims = tuple(axes)
+    return study.assign(status=(dims, status.astype(str)), error=(dims, error.astype(str)))
+
+
 def run_tasks(
     tasks: list[tuple[list[RunConfig], list[Path]]], executor: Executor | None, progress: bool,
-    total: int, desc: str, unit: str,
-) -> None:
-    """Fit each task's runs (:func:`fit_runs`) on ``executor`` (default: in this process), with
-    one progress bar over the ``total`` runs (``desc``, ``unit``) of which the tasks hold the
-    missing ones. A single fit in this process shows its own progress bar instead; a failed
-    fit stops with its error."""
+    total: int, desc: str, unit: str, checkpoint_every: int | None = None,
+    stop: threading.Event | None = None,
+) -> dict[Path, Failed]:
+    """Fit each task's runs (:func:`fit_runs`) on ``executor`` (default: in this process, one
+    after another), with one progress bar over the ``total`` runs (``desc``, ``unit``) of which
+    the tasks hold the missing ones. A single fit in this process shows its own progress bar
+    instead. A task that raises or whose worker dies is run once more (:class:`Retrying`);
+    returns the runs whose task failed again, by path, with the failure."""
     pending = sum(len(configs) for configs, _ in tasks)
-    if executor is None and pending == 1:
-        fit_runs(*tasks[0], progress=progress)
-        return
+    own_bar = executor is None and pending == 1
+
+    def retried(task) -> None:
+        names = ", ".join(Path(p).stem for p in task.args[1])
+        tqdm.write(f"pyrodip: {names} failed ({task.errors[-1]}); running it again",
+                   file=sys.stderr)
+
+    failures: dict[Path, Failed] = {}
+    runner = Retrying(executor or SyncExecutor(), on_retry=retried)
+    queue = list(tasks)
     with tqdm(total=total, initial=total - pending, desc=desc, unit=unit,
-              disable=not progress) as bar:
-        if executor is None:
-            for configs, paths in tasks:
-                bar.update(len(fit_runs(configs, paths)))
-            return
-        for configs, paths in tasks:
-            executor.submit(fit_runs, configs, paths)
-        while pending:
-            for future in executor.next_completed():
-                done = len(future.result())
-                pending -= done
-                bar.update(done)
+              disable=not progress or own_bar) as bar:
+        while queue or runner.busy:
+            # In this process one at a time (each finishes before the next starts), else all.
+            for configs, paths in queue if executor is not None else queue[:1]:
+                runner.submit(fit_runs, configs, paths, progress and own_bar, checkpoint_every,
+                              stop if executor is None else None)
+            queue = [] if executor is not None else queue[1:]
+            for task in runner.next_completed():
+                if isinstance(task.outcome, Failed):
+                    failures.update((Path(path), task.outcome) for path in task.args[1])
+                bar.update(len(task.args[1]))
+    return failures
 
 
 def _batches(
@@ -299,10 +365,14 @@ def fit_run(config: RunConfig, path: str | Path, progress: bool = False) -> Path
     return fit_runs([config], [path], progress)[0]
 
 
-def fit_runs(configs: list[RunConfig], paths: list[str | Path],
-             progress: bool = False) -> list[Path]:
+def fit_runs(configs: list[RunConfig], paths: list[str | Path], progress: bool = False,
+             checkpoint_every: int | None = None,
+             stop: threading.Event | None = None) -> list[Path]:
     """Fit runs of a study, more than one as a batch (:func:`pyrodip.fit_batch`), and write
-    each dataset to its path (whole or not at all)."""
+    each dataset to its path (whole or not at all). A single fit saves a checkpoint beside
+    its path (:func:`checkpoint_path`) every ``checkpoint_every`` steps (default every 5
+    minutes) and resumes from it when it was cut short; ``stop`` interrupts it."""
+    from ..infer.checkpoints import Checkpointing
     from .observe import prepare_observation
     from .results import to_dataset, write_dataset
     from .run import fit, fit_batch
@@ -310,13 +380,40 @@ def fit_runs(configs: list[RunConfig], paths: list[str | Path],
     for config in configs:
         load_plugins(config.plugins)
     observations = [prepare_observation(config) for config in configs]
+    paths = [Path(path) for path in paths]
     if len(configs) == 1:
-        results = [fit(observations[0], configs[0], progress=progress)]
+        checkpoint = Checkpointing(checkpoint_path(paths[0]), every_steps=checkpoint_every)
+        resume = _resumable(checkpoint.path, configs[0])
+        results = [fit(observations[0], configs[0], progress=progress, checkpoint=checkpoint,
+                       resume=resume, stop=stop)]
     else:
         results = fit_batch(observations, configs, progress=progress)
     for result, path in zip(results, paths, strict=True):
         write_dataset(to_dataset(result), path)
-    return [Path(path) for path in paths]
+        checkpoint_path(path).unlink(missing_ok=True)
+    return paths
+
+
+def checkpoint_path(path: Path) -> Path:
+    """Where the fit of the run whose dataset goes to ``path`` keeps its checkpoint.
+
+    >>> checkpoint_path(Path("runs/ct-dip-seed0.nc")).name
+    'ct-dip-seed0.checkpoint.pt'
+    """
+    return path.with_suffix(".checkpoint.pt")
+
+
+def _resumable(path: Path, config: RunConfig) -> bool:
+    """Whether ``path`` holds a checkpoint of a fit of ``config`` (one of other settings, left
+    by an earlier study in the folder, is removed: the fit starts afresh)."""
+    from ..infer.checkpoints import read_checkpoint
+
+    if not path.exists():
+        return False
+    if read_checkpoint(path)["config"] == config.to_json():
+        return True
+    path.unlink()
+    return False
 
 
 def stack(datasets: dict[tuple[str, str, int], xr.Dataset]) -> xr.Dataset:
@@ -389,6 +486,14 @@ def summary_table(study: xr.Dataset) -> str:
     rows.append("")
     rows.append(f"mean +- std over {seeds} seed{'s' if seeds > 1 else ''}; PSNR last/best: "
                 "the smoothed image (EMA) against the truth; PSNR mean: the predictive mean")
+    if "status" in study.data_vars:
+        failed = study["status"].to_series().loc[lambda status: status == "failed"]
+        if len(failed):
+            rows.append(f"failed, left out of the table ({len(failed)} of "
+                        f"{study['status'].size} runs):")
+        for method, image, seed in failed.index:
+            error = study["error"].sel({"method": method, "image": image, "seed": seed}).item()
+            rows.append(f"- {method} on {image}, seed {seed}: {error}")
     return "\n".join(rows)
 
 
@@ -413,10 +518,13 @@ def _number(value: float) -> str:
 def load_results(paths: list[str | Path]) -> xr.Dataset:
     """A study dataset from saved results: ``comparison.nc`` files, single ``result.nc`` files or
     folders holding either, for :func:`summary_table` (``pyrodip report``)."""
+    from ..io.files import finish_result_set
     from .results import read_dataset
 
     runs, studies = {}, []
     for given in map(Path, paths):
+        if given.is_dir():
+            finish_result_set(given)
         candidates = [given / "comparison.nc", given / "result.nc"] if given.is_dir() else [given]
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:

@@ -10,25 +10,27 @@ every future that finished since the last call.
 * :class:`DaskExecutor` runs them on a Dask cluster: :func:`dask_executor` starts a local one
   sized to the machine (:func:`worker_environments`) or connects to a running scheduler.
 
-Trials go through :func:`run_trial`, which times the call and turns an exception into an
-error string, so that a failed trial is data and not a crash.
+Calls go through :class:`Retrying`: a call that raises (a fit that fails or runs out of
+memory) or whose worker dies (killed, or by the out-of-memory killer) is run once more, on
+another worker where there is one; if it fails again its outcome is a :class:`Failed`, so that a
+failed trial is data and not a crash. :func:`run_trial` times one trial.
 
->>> with SyncExecutor() as executor:
-...     futures = [executor.submit(run_trial, float, "2.5"), executor.submit(run_trial, int, "x")]
+>>> with Retrying(SyncExecutor()) as executor:
+...     tasks = [executor.submit(run_trial, float, "2.5"), executor.submit(run_trial, int, "x")]
 ...     done = executor.next_completed()
->>> [future.result()[0] for future in done], done[1].result()[2]
-([2.5, nan], "ValueError: invalid literal for int() with base 10: 'x'")
+>>> done[0].outcome[0], done[1].outcome
+(2.5, Failed(error="ValueError: invalid literal for int() with base 10: 'x'", attempts=2))
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import InvalidInputError, error_line
@@ -37,43 +39,173 @@ from ..errors import InvalidInputError, error_line
 CONNECT_TIMEOUT_S = 30
 #: Dask's configuration of the environment its nannies give worker processes.
 PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
+#: How many times a call that failed is run again before it is recorded as failed.
+RETRIES = 1
 
 
 class Executor(Protocol):
     """What runs trials and study fits: :class:`SyncExecutor` or :class:`DaskExecutor`."""
 
-    def submit(self, fn: Callable, *args: Any) -> Any:
-        """Start ``fn(*args)``; a future whose ``.result()`` returns or raises."""
+    def submit(self, fn: Callable, *args: Any, avoid: str | None = None) -> Any:
+        """Start ``fn(*args)`` (on another worker than ``avoid``, where there is one); a future
+        whose ``.result()`` returns or raises."""
 
     def next_completed(self) -> list:
         """Block until a submitted call finishes; every future finished since the last call."""
 
 
 def run_trial(fn: Callable[[Any], float], params: Any) -> tuple[float, float, str]:
-    """``fn(params)`` timed: (value, wall time in s, error). A raised exception gives value
-    NaN and its type and message, on one line, as the error; a success gives error ``""``."""
+    """``fn(params)`` timed: (value, wall time in s, ``""``: no error).
+
+    >>> run_trial(abs, -2.0)[0]
+    2.0
+    """
     start = time.perf_counter()
-    try:
-        value, error = float(fn(params)), ""
-    except Exception as exc:  # a failed trial is recorded, not raised
-        value, error = math.nan, error_line(exc)
-    return value, time.perf_counter() - start, error
+    value = float(fn(params))
+    return value, time.perf_counter() - start, ""
 
 
 def run_trials(
     fn: Callable[[list[Any]], list[tuple[float, str]]], params: list[Any]
 ) -> list[tuple[float, float, str]]:
     """``fn(params)`` for trials evaluated together (one batched fit), timed as a whole:
-    (value, wall time of the batch in s, error) per trial; a raised exception fails every
-    trial with it."""
+    (value, wall time of the batch in s, error) per trial (``fn`` gives each trial's error)."""
     start = time.perf_counter()
-    try:
-        outcomes = fn(params)
-    except Exception as exc:  # a failed batch is recorded, not raised
-        error = error_line(exc)
-        outcomes = [(math.nan, error)] * len(params)
+    outcomes = fn(params)
     elapsed = time.perf_counter() - start
     return [(float(value), elapsed, error) for value, error in outcomes]
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The outcome of a call that failed on every attempt: its last error, on one line."""
+
+    error: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class _Raised:
+    """What a call that raised returns to :class:`Retrying`: the error and where it ran."""
+
+    error: str
+    worker: str | None
+
+
+def _guarded(fn: Callable, args: tuple) -> Any:
+    """``fn(*args)``, or the exception it raised as a :class:`_Raised` (an interruption of the
+    fit, :class:`~pyrodip.infer.checkpoints.Interrupted`, is raised: it is not a failure)."""
+    from ..infer.checkpoints import Interrupted
+
+    try:
+        return fn(*args)
+    except Interrupted:
+        raise
+    except Exception as exc:  # a failed call is data, to retry or record
+        return _Raised(error_line(exc), _worker_address())
+
+
+def _worker_address() -> str | None:
+    """The Dask worker this runs on, None outside one."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
+
+
+def _lost(exc: Exception) -> str:
+    """Why a call gave no outcome: its worker died (killed, or out of memory), or ``exc``."""
+    if type(exc).__name__ == "KilledWorker":
+        return "the worker running it died (killed, or out of memory: see its log)"
+    return error_line(exc)
+
+
+@dataclass(eq=False)
+class Task:
+    """One call submitted to :class:`Retrying`: ``outcome`` is its value once it succeeded, or
+    :class:`Failed`; ``errors`` lists the error of every failed attempt."""
+
+    fn: Callable
+    args: tuple
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)
+    outcome: Any = None
+
+
+class Retrying:
+    """Runs calls on ``executor``; a call that raises, or whose worker dies, is run again up to
+    ``retries`` times (on another worker than the one where it raised, where there is one),
+    then its outcome is :class:`Failed`. ``on_retry(task)`` is called before each retry.
+
+    >>> attempts = []
+    >>> def flaky():
+    ...     attempts.append(1)
+    ...     if len(attempts) == 1:
+    ...         raise MemoryError("out of memory")
+    ...     return "done"
+    >>> with Retrying(SyncExecutor()) as executor:
+    ...     task = executor.submit(flaky)
+    ...     executor.next_completed()[0].outcome, task.errors
+    ('done', ['MemoryError: out of memory'])
+    """
+
+    def __init__(self, executor: Executor, retries: int = RETRIES,
+                 on_retry: Callable[[Task], None] | None = None) -> None:
+        self.executor, self.retries, self.on_retry = executor, retries, on_retry
+        self._running: dict[Any, Task] = {}
+
+    @property
+    def busy(self) -> int:
+        """How many calls are submitted and not yet finished."""
+        return len(self._running)
+
+    def submit(self, fn: Callable, *args: Any) -> Task:
+        task = Task(fn, args)
+        self._start(task)
+        return task
+
+    def _start(self, task: Task, avoid: str | None = None) -> None:
+        task.attempts += 1
+        self._running[self.executor.submit(_guarded, task.fn, task.args, avoid=avoid)] = task
+
+    def next_completed(self) -> list[Task]:
+        """Block until a call has finished for good (succeeded, or failed on every attempt);
+        every such call since the last time. Empty only when nothing is running."""
+        from ..infer.checkpoints import Interrupted
+
+        while self._running:
+            done = []
+            for future in self.executor.next_completed():
+                task = self._running.pop(future)
+                try:
+                    value = future.result()
+                except Interrupted:
+                    raise
+                except Exception as exc:  # the worker died, or the call could not run
+                    value = _Raised(_lost(exc), None)
+                if not isinstance(value, _Raised):
+                    task.outcome = value
+                    done.append(task)
+                    continue
+                task.errors.append(value.error)
+                if task.attempts > self.retries:
+                    task.outcome = Failed(value.error, task.attempts)
+                    done.append(task)
+                    continue
+                if self.on_retry is not None:
+                    self.on_retry(task)
+                self._start(task, avoid=value.worker)
+            if done:
+                return done
+        return []
+
+    def __enter__(self) -> Retrying:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._running.clear()
 
 
 class SyncExecutor:
@@ -82,7 +214,7 @@ class SyncExecutor:
     def __init__(self) -> None:
         self._queue: list[tuple[Future, Callable, tuple]] = []
 
-    def submit(self, fn: Callable, *args: Any) -> Future:
+    def submit(self, fn: Callable, *args: Any, avoid: str | None = None) -> Future:
         future: Future = Future()
         self._queue.append((future, fn, args))
         return future
@@ -113,8 +245,13 @@ class DaskExecutor:
         self.client = client
         self._completed = as_completed()
 
-    def submit(self, fn: Callable, *args: Any):
-        future = self.client.submit(fn, *args, pure=False)
+    def submit(self, fn: Callable, *args: Any, avoid: str | None = None):
+        others = {}
+        if avoid is not None:
+            workers = [w for w in self.client.scheduler_info()["workers"] if w != avoid]
+            if workers:
+                others = {"workers": workers, "allow_other_workers": True}
+        future = self.client.submit(fn, *args, pure=False, **others)
         self._completed.add(future)
         return future
 
@@ -176,7 +313,10 @@ def dask_executor(
     environment per worker so that each can be pinned to its own GPU. Its workers do not get
     Dask's ``MALLOC_TRIM_THRESHOLD_``: any explicit glibc malloc setting fixes the mmap
     threshold, so that torch's large tensors are mapped and unmapped at every step (measured:
-    a CPU fit 1.8 times slower, ten times the page faults).
+    a CPU fit 1.8 times slower, ten times the page faults). Its scheduler gives up on a call
+    the first time its worker dies (``allowed-failures`` 0), so that :class:`Retrying` records
+    the death and runs the call once more; a remote scheduler keeps its own setting (Dask's
+    default reruns a call whose worker died 3 times before it reports it).
     """
     import dask
     from distributed import Client, Nanny, Scheduler, SpecCluster
@@ -202,9 +342,11 @@ def dask_executor(
     spec = {
         i: {"cls": Nanny, "options": {**options, "env": env}} for i, env in enumerate(environments)
     }
-    scheduler_spec = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False}}
+    scheduler_spec = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False,
+                                                     "dashboard_address": ":0"}}
     with (
-        dask.config.set({f"{PRE_SPAWN_ENVIRON}.MALLOC_TRIM_THRESHOLD_": None}),
+        dask.config.set({f"{PRE_SPAWN_ENVIRON}.MALLOC_TRIM_THRESHOLD_": None,
+                         "distributed.scheduler.allowed-failures": 0}),
         SpecCluster(workers=spec, scheduler=scheduler_spec, silence_logs=logging.ERROR) as cluster,
         Client(cluster) as client,
     ):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -43,6 +44,10 @@ from ..evaluate.metrics import psnr, ssim
 from ..infer.loop import FitResult
 from ..io.files import atomic_path
 from ..physics.tasks import classical_baselines
+
+if TYPE_CHECKING:
+    from ..io.volumes import Volume
+    from .config import RunConfig
 
 IMAGE_DIMS = ("channel", "y", "x")
 
@@ -170,6 +175,41 @@ def write_dataset(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def write_result(dataset: xr.Dataset, out: str | os.PathLike, config: RunConfig,
+                 volume: Volume | None = None, first_slice: int | None = None) -> str:
+    """Write what a run gives into ``out`` together or not at all
+    (:func:`~pyrodip.io.files.result_set`): ``result.nc``, ``panel.png`` (a volume's middle
+    slice) and, when the input is a volume or series, the reconstruction and its std in its
+    format (the slices from ``first_slice`` on, default the run's own). Returns a line on that
+    format's output (what was written, or why not), ``""`` for an image input."""
+    from ..io.files import result_set
+    from ..io.volumes import is_volume_source, read_volume
+    from ..plots import plot_panel
+    from .volume import scanner_output_note, write_scanner_outputs
+
+    line = ""
+    if volume is None and is_volume_source(config.image):
+        volume = read_volume(config.image, config.volume_index)
+    with result_set(out) as staging:
+        write_dataset(dataset, staging / "result.nc")
+        middle = dataset.isel(slice=dataset.sizes["slice"] // 2) if "slice" in dataset.dims \
+            else dataset
+        plot_panel(middle, staging / "panel.png")
+        if volume is not None:
+            if first_slice is None:  # load_image's slice: the given one, else the middle
+                first_slice = (volume.slice_count // 2 if config.slice_index is None
+                               else config.slice_index)
+            note = scanner_output_note(config, tuple(volume.images.shape[-2:]))
+            kind = {"nifti": "NIfTI", "dicom": "DICOM"}[volume.kind]
+            if note is not None:
+                line = f"  no {kind} output: {note}"
+            else:
+                written = write_scanner_outputs(dataset, volume, staging, first_slice)
+                line = (f"  wrote {' and '.join(path.name for path in written)} ({kind}, the "
+                        "input's geometry)")
+    return line
 
 
 def read_dataset(path: str | os.PathLike) -> xr.Dataset:

@@ -3,10 +3,11 @@ series, each chosen slice an independent fit of one run config.
 
 :func:`reconstruct_volume` writes each slice's result to ``OUT/slices/slice-NNNN.nc`` as it
 finishes (an interrupted volume continues with the slices not yet written), then assembles
-them into ``OUT/result.nc`` with the dimension ``slice`` (the slice's index in the volume) and
-writes the reconstruction and its std back in the input's format
-(:func:`write_scanner_outputs`): ``reconstruction.nii.gz`` and ``std.nii.gz`` beside a NIfTI
-input, DICOM series folders ``reconstruction/`` and ``std/`` beside a DICOM one.
+them into one dataset with the dimension ``slice`` (the slice's index in the volume), which
+:func:`pyrodip.studies.results.write_result` writes to ``OUT/result.nc`` together with the
+reconstruction and its std in the input's format (:func:`write_scanner_outputs`):
+``reconstruction.nii.gz`` and ``std.nii.gz`` beside a NIfTI input, DICOM series folders
+``reconstruction/`` and ``std/`` beside a DICOM one.
 
 >>> slice_range("all", 16), slice_range("4:8", 16), slice_range("5", 16)
 (range(0, 16), range(4, 8), range(5, 6))
@@ -15,12 +16,13 @@ input, DICOM series folders ``reconstruction/`` and ``std/`` beside a DICOM one.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, PyrodipError
 from ..io.volumes import Volume, read_volume, write_volume
 from ..physics.noise_estimate import estimate_noise_level
 from ..physics.tasks import given_noise_level, noise_level_setting
@@ -81,13 +83,16 @@ def reconstruct_volume(
     progress: bool = True,
     executor: Executor | None = None,
     batch: int = 1,
+    stop: threading.Event | None = None,
 ) -> xr.Dataset:
     """Fit every slice in ``slices`` of the volume ``config.image`` with ``config`` (see the
     module docstring), ``batch`` slices at a time as one batched fit where the method allows
-    it, on ``executor`` (default: in this process); returns the assembled dataset. Slices
-    already in ``out/slices`` are kept when they were fitted with the same settings."""
+    it, on ``executor`` (default: in this process, where ``stop`` interrupts a fit as in
+    :func:`pyrodip.fit`); returns the assembled dataset. Slices already in ``out/slices`` are
+    kept when they were fitted with the same settings; a slice's fit cut short resumes from its
+    checkpoint."""
     from .compare import run_tasks
-    from .results import read_dataset, write_dataset
+    from .results import read_dataset
     from .run import batchable
 
     volume = volume or read_volume(config.image, config.volume_index)
@@ -109,12 +114,19 @@ def reconstruct_volume(
         ([c for c, _ in missing[i : i + size]], [p for _, p in missing[i : i + size]])
         for i in range(0, len(missing), size)
     ]
-    run_tasks(tasks, executor, progress, total=len(configs), desc="volume", unit="slice")
+    failures = run_tasks(tasks, executor, progress, total=len(configs), desc="volume",
+                         unit="slice", stop=stop)
+    if failures:
+        path, failed = next(iter(failures.items()))
+        raise PyrodipError(
+            f"{len(failures)} of {len(configs)} slices failed ({path.stem}: {failed.error}, "
+            f"after {failed.attempts} attempts); the others are kept in {folder}: fit the "
+            f"failed ones again with pyrodip run --resume {out}"
+        )
     datasets = [read_dataset(path) for path in paths]
     dataset = assemble(datasets, list(slices), config)
     if given_noise_level(given) is None and given_noise_level(config) is not None:
         dataset.attrs["volume_noise_estimate"] = given_noise_level(config)
-    write_dataset(dataset, Path(out) / "result.nc")
     return dataset
 
 

@@ -170,7 +170,7 @@ def test_failed_trials_are_recorded_and_the_loop_goes_on(tmp_path):
                        figures=False)
     status, error = list(dataset["status"].values), list(dataset["error"].values)
     assert len(status) == 7 and status[:4] == ["failed", "failed", "ok", "ok"]
-    assert error[0] == "RuntimeError: out of memory (on the GPU)"
+    assert error[0] == "RuntimeError: out of memory (on the GPU) (after 2 attempts)"
     assert error[1] == "diverged: the objective is nan"
     assert np.isnan(dataset["objective"].values[:2]).all()
     assert dataset.attrs["best"] != "null" and status.count("ok") >= 5

@@ -104,12 +104,12 @@ def test_an_interrupted_volume_fits_only_the_slices_it_lacks(volume, tmp_path, m
     fitted = []
     fit_runs = pyrodip.studies.compare.fit_runs
 
-    def interrupted(configs, paths, progress=False):
+    def interrupted(configs, paths, *options):
         if configs[0].slice_index == 2 and not fitted.count(2):
             fitted.append(2)
             raise KeyboardInterrupt
         fitted.extend(config.slice_index for config in configs)
-        return fit_runs(configs, paths, progress)
+        return fit_runs(configs, paths, *options)
 
     monkeypatch.setattr(pyrodip.studies.compare, "fit_runs", interrupted)
     argv = ["run", "--image", str(path), "--observed", "--slices", "all", "--out", str(out)]
