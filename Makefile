@@ -8,7 +8,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-slurm clean
 
 $(BIN)/pyrodip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 	$(BIN)/mkdocs build --strict
+
+# Studies on a real SLURM cluster: starts a single-node one on this machine (as root, from
+# Debian's slurm-wlm and munge), then runs the tests marked slurm.
+test-slurm: setup
+	bash .ci/slurm/start.sh
+	$(BIN)/pytest -m slurm -s tests/studies/test_slurm.py
 
 clean:
 	rm -rf $(VENV) runs site .pytest_cache .hypothesis

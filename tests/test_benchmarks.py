@@ -72,3 +72,14 @@ def test_batched_fits_smoke_run_reports_each_batch_against_one_fit(tmp_path, cap
     assert rows[0]["ratio_to_one"] == 1.0 and rows[1]["ratio_to_one"] > 0
     assert (rows[0]["device"], rows[0]["size"]) == ("cpu", 32)
     assert printed == module.table(rows) + "\n"
+
+
+def test_the_stress_script_interrupts_a_run_and_finds_it_whole(tmp_path, capsys):
+    """Its smoke mode: one run, interrupted once at random (SIGTERM or SIGKILL), resumed."""
+    spec = importlib.util.spec_from_file_location("stress", SCRIPT.parent / "stress.py")
+    stress = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stress)
+    assert stress.main(["--smoke", "--out", str(tmp_path)]) == 0
+    [record] = stress.read_log(tmp_path / "trials.jsonl")
+    assert len(record["interruptions"]) == 1 and record["ok"] and record["partial"] == []
+    assert "| run | 1 | 1 of 1 |" in capsys.readouterr().out

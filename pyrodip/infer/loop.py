@@ -122,6 +122,7 @@ class FitResult:
     config: Any = None
     calibration: Recalibration | None = None  # how the std was rescaled (pyrodip.fit)
     chosen_step: int | None = None  # a stop rule's step (1-based), whose image is the result
+    resumed_at: list[int] = field(default_factory=list)  # steps it was resumed at (checkpoints)
 
 
 def fit_model(
@@ -267,6 +268,7 @@ class _Fitting:
             sampler.start(model, guide)
         self.step = 0
         self.elapsed = 0.0  # seconds of fitting before this process (resumed fits)
+        self.resumed_at: list[int] = []
         self.events: list[dict] = []
         self.status = "completed"
 
@@ -301,6 +303,7 @@ class _Fitting:
             status=self.status,
             config=config,
             chosen_step=None if chosen is None else chosen + 1,
+            resumed_at=self.resumed_at,
         )
 
     def run(self, progress: bool, checkpoint: Checkpointing | None, stop) -> None:
@@ -426,6 +429,7 @@ class _Fitting:
             "curves": {name: values[: self.step] for name, values in self.tracker.curves.items()},
             "events": self.events,
             "elapsed": self.elapsed,
+            "resumed_at": self.resumed_at,
             "rng": rng_state(),
         }
 
@@ -439,6 +443,7 @@ class _Fitting:
         for name, values in state["curves"].items():
             self.tracker.curves[name][: self.step] = values
         self.events, self.elapsed = state["events"], state["elapsed"]
+        self.resumed_at = [*state.get("resumed_at", []), self.step]
         set_rng_state(state["rng"])
 
     def save(self, path: Path) -> None:

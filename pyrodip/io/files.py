@@ -87,6 +87,8 @@ def result_set(folder: str | os.PathLike) -> Iterator[Path]:
         os.rename(staging, folder / COMMITTED)
     except BaseException as error:  # Ctrl-C too: the staged files go, the previous set stays
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OutputError):  # name the file where it was to go
+            raise OutputError(str(error).replace(f"{os.sep}{STAGING}{os.sep}", os.sep)) from None
         failure = _output_error(error, staging) if isinstance(error, Exception) else error
         if failure is error:
             raise

@@ -37,6 +37,7 @@ class FitObjective:
 
     def __call__(self, params: dict[str, float]) -> float:
         from ..physics.observation import hold_out
+        from .execution import WorkerStopping
         from .observe import prepare_observation
         from .run import fit
 
@@ -46,7 +47,8 @@ class FitObjective:
         held = None
         if self.objective == "heldout":
             observation, held = hold_out(observation, HELDOUT_FRACTION, seed=config.seed)
-        result = fit(observation, config, progress=False)
+        # A worker being stopped (a preempted SLURM job) ends the fit: it runs again elsewhere.
+        result = fit(observation, config, progress=False, stop=WorkerStopping.here())
         if result.status == "diverged":
             raise RuntimeError(f"the fit diverged and stopped at step {len(result.history.steps)}")
         return score(result, self.objective, held)

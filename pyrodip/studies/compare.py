@@ -180,7 +180,7 @@ def run_comparison(
     from .results import read_dataset, write_dataset
 
     batch = check_batch(comparison, batch)
-    runs_dir = Path(out) / "runs"
+    runs_dir = Path(out).absolute() / "runs"  # workers may run in another folder
     runs_dir.mkdir(parents=True, exist_ok=True)
     runs = [
         (method, image, seed, config, runs_dir / f"{image_label(image)}-{method}-seed{seed}.nc")
@@ -371,8 +371,10 @@ def fit_runs(configs: list[RunConfig], paths: list[str | Path], progress: bool =
     """Fit runs of a study, more than one as a batch (:func:`pyrodip.fit_batch`), and write
     each dataset to its path (whole or not at all). A single fit saves a checkpoint beside
     its path (:func:`checkpoint_path`) every ``checkpoint_every`` steps (default every 5
-    minutes) and resumes from it when it was cut short; ``stop`` interrupts it."""
+    minutes) and resumes from it when it was cut short; ``stop`` interrupts it (on a Dask
+    worker: the worker being stopped, :class:`~pyrodip.studies.execution.WorkerStopping`)."""
     from ..infer.checkpoints import Checkpointing
+    from .execution import WorkerStopping
     from .observe import prepare_observation
     from .results import to_dataset, write_dataset
     from .run import fit, fit_batch
@@ -385,7 +387,7 @@ def fit_runs(configs: list[RunConfig], paths: list[str | Path], progress: bool =
         checkpoint = Checkpointing(checkpoint_path(paths[0]), every_steps=checkpoint_every)
         resume = _resumable(checkpoint.path, configs[0])
         results = [fit(observations[0], configs[0], progress=progress, checkpoint=checkpoint,
-                       resume=resume, stop=stop)]
+                       resume=resume, stop=stop or WorkerStopping.here())]
     else:
         results = fit_batch(observations, configs, progress=progress)
     for result, path in zip(results, paths, strict=True):

@@ -41,6 +41,8 @@ CONNECT_TIMEOUT_S = 30
 PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
 #: How many times a call that failed is run again before it is recorded as failed.
 RETRIES = 1
+#: The states of a Dask worker that is being stopped (``distributed.core.Status``).
+STOPPING = ("stopping", "stopped", "closing", "closing_gracefully", "closed", "failed")
 
 
 class Executor(Protocol):
@@ -93,16 +95,41 @@ class _Raised:
 
 
 def _guarded(fn: Callable, args: tuple) -> Any:
-    """``fn(*args)``, or the exception it raised as a :class:`_Raised` (an interruption of the
-    fit, :class:`~pyrodip.infer.checkpoints.Interrupted`, is raised: it is not a failure)."""
+    """``fn(*args)``, or the exception it raised as a :class:`_Raised`. An interrupted fit
+    (:class:`~pyrodip.infer.checkpoints.Interrupted`) is raised in this process (Ctrl-C stops
+    the study); on a worker that is being stopped it is a call to run again elsewhere."""
     from ..infer.checkpoints import Interrupted
 
     try:
         return fn(*args)
-    except Interrupted:
-        raise
+    except Interrupted as exc:
+        if _worker_address() is None:
+            raise
+        return _Raised(f"its worker was stopped ({exc})", _worker_address())
     except Exception as exc:  # a failed call is data, to retry or record
         return _Raised(error_line(exc), _worker_address())
+
+
+class WorkerStopping:
+    """Set once the Dask worker this was made on is being stopped (SLURM preempting its job
+    sends SIGTERM; the worker then closes): passed to a fit as its ``stop``, it saves a
+    checkpoint at the end of the step and ends, so that the fit resumes on another worker
+    without losing steps. None outside a worker (:meth:`here`)."""
+
+    def __init__(self, worker) -> None:
+        self.worker = worker
+
+    @classmethod
+    def here(cls) -> WorkerStopping | None:
+        try:
+            from distributed import get_worker
+
+            return cls(get_worker())
+        except (ImportError, ValueError):
+            return None
+
+    def is_set(self) -> bool:
+        return self.worker.status.name in STOPPING
 
 
 def _worker_address() -> str | None:

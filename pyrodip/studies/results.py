@@ -93,6 +93,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "status": result.status,
         "stop_rule": result.config.resolved("stop_rule"),
         "divergences": json.dumps(result.events),
+        "resumed_at": json.dumps(result.resumed_at),
     }
     if result.chosen_step is not None:
         attrs["chosen_step"] = result.chosen_step

@@ -98,7 +98,7 @@ def reconstruct_volume(
     volume = volume or read_volume(config.image, config.volume_index)
     given = config
     config = volume_config(config, volume, slices)
-    folder = Path(out) / "slices"
+    folder = Path(out).absolute() / "slices"  # workers may run in another folder
     folder.mkdir(parents=True, exist_ok=True)
     configs = [config.replace(slice_index=k) for k in slices]
     paths = [folder / f"slice-{k:04d}.nc" for k in slices]

@@ -338,6 +338,7 @@ def test_fit_objective_refuses_what_it_cannot_score(tiny_png, changes, objective
     (["--init", "0.05,0.1"], "one value per --param"),
     (["--init", "x"], "--init takes numbers"),
     (["--batch", "0"], "batch must be an integer >= 1"),
+    (["--retry-failed"], "--retry-failed reruns the failed trials of a study: add --resume DIR"),
 ])
 def test_bo_refuses_bad_options_in_one_line(tiny_png, tmp_path, capsys, args, words):
     code = exit_code(["bo", "--image", str(tiny_png), "--out", str(tmp_path / "s"), *args])

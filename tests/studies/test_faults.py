@@ -176,6 +176,8 @@ def test_an_interrupted_study_fit_resumes_from_its_checkpoint(tmp_path):
     assert (tmp_path / "cut" / "runs" / "phantom-mfvi-seed0.checkpoint.pt").exists()
     resumed = run_comparison(study, tmp_path / "cut", progress=False)
     assert not list((tmp_path / "cut" / "runs").glob("*.pt"))
+    assert json.loads(read_dataset(tmp_path / "cut" / "runs" / "phantom-mfvi-seed0.nc").attrs[
+        "resumed_at"]) == [1]
     for name in ("mean", "std_total", "psnr", "loss"):
         np.testing.assert_array_equal(resumed[name], whole[name])
 

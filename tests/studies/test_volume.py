@@ -124,6 +124,32 @@ def test_an_interrupted_volume_fits_only_the_slices_it_lacks(volume, tmp_path, m
     assert read_dataset(out / "result.nc").sizes["slice"] == 4
 
 
+def test_a_slice_that_keeps_failing_is_named_and_the_others_are_kept(volume, tmp_path,
+                                                                     monkeypatch, capsys):
+    path, _ = volume
+    out = tmp_path / "out"
+    fit_runs = pyrodip.studies.compare.fit_runs
+    broken = {"on": True}
+
+    def out_of_memory_at_slice_1(configs, paths, *options):
+        if configs[0].slice_index == 1 and broken["on"]:
+            raise MemoryError("out of memory")
+        return fit_runs(configs, paths, *options)
+
+    monkeypatch.setattr(pyrodip.studies.compare, "fit_runs", out_of_memory_at_slice_1)
+    argv = ["run", "--image", str(path), "--observed", "--slices", "0:3", "--out", str(out)]
+    assert exit_code([*argv, *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "slice-0001 failed (MemoryError: out of memory); running it again" in err
+    assert "1 of 3 slices failed (slice-0001: MemoryError: out of memory, after 2 attempts)" in err
+    assert sorted(p.name for p in (out / "slices").glob("*.nc")) == [
+        "slice-0000.nc", "slice-0002.nc"]
+    assert not (out / "result.nc").exists()
+    broken["on"] = False
+    assert exit_code(["run", "--resume", str(out), "--quiet"]) == 0
+    assert read_dataset(out / "result.nc").sizes["slice"] == 3
+
+
 def test_slices_fitted_as_a_batch(volume, tmp_path):
     path, _ = volume
     out = tmp_path / "out"
