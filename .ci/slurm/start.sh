@@ -10,6 +10,7 @@
 # (select/cons_tres, CR_Core_Memory); a job that asks for no memory gets DefMemPerCPU per CPU,
 # so as many 1-core jobs run at once as there are CPUs.
 set -euo pipefail
+source "$(dirname "$0")/daemons.sh"
 
 started=$(date +%s%3N)
 say() { echo "slurm/start.sh: $*"; }
@@ -54,12 +55,6 @@ fi
 chown munge:munge /etc/munge/munge.key
 chmod 0600 /etc/munge/munge.key
 
-running() {  # running PIDFILE NAME: the pid file names a live process called NAME
-    local pid
-    [[ -s $1 ]] || return 1
-    pid=$(<"$1")
-    [[ -r /proc/$pid/comm && $(<"/proc/$pid/comm") == "$2" ]]
-}
 
 if running "$munge_pidfile" munged && munge -n </dev/null | unmunge >/dev/null 2>&1; then
     say "munged already running"
@@ -130,17 +125,6 @@ if [[ ! -f $conf ]] || [[ "$(cat "$conf")" != "$new_conf" ]]; then
 fi
 
 # ---- slurm daemons ----------------------------------------------------------------------------
-stop_daemon() {  # stop_daemon PIDFILE NAME
-    running "$1" "$2" || return 0
-    local pid
-    pid=$(<"$1")
-    kill "$pid"
-    for _ in $(seq 100); do
-        [[ -d /proc/$pid ]] || return 0
-        sleep 0.1
-    done
-    die "$2 (pid $pid) did not stop"
-}
 
 if ((restart)); then
     stop_daemon "$slurmd_pidfile" slurmd

@@ -3,32 +3,11 @@
 # slurmd, slurmctld and munged (by their pid files). Idempotent: what is not running is skipped.
 # KEEP_MUNGE=1 leaves munged running.
 set -euo pipefail
+source "$(dirname "$0")/daemons.sh"
 
 say() { echo "slurm/stop.sh: $*"; }
 
-running() {  # running PIDFILE NAME: the pid file names a live process called NAME
-    local pid
-    [[ -s $1 ]] || return 1
-    pid=$(<"$1")
-    [[ -r /proc/$pid/comm && $(<"/proc/$pid/comm") == "$2" ]]
-}
 
-stop_daemon() {  # stop_daemon PIDFILE NAME
-    if ! running "$1" "$2"; then
-        say "$2 not running"
-        return 0
-    fi
-    local pid
-    pid=$(<"$1")
-    say "stopping $2 (pid $pid)"
-    kill "$pid"
-    for _ in $(seq 150); do
-        [[ -d /proc/$pid ]] || return 0
-        sleep 0.1
-    done
-    say "$2 (pid $pid) still running after 15 s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 if running /run/slurmctld.pid slurmctld; then
     # Cancel the jobs first, so that their processes (e.g. Dask workers) do not outlive slurmd.

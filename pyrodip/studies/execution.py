@@ -17,8 +17,9 @@ failed trial is data and not a crash. :func:`run_trial` times one trial.
 
 >>> with Retrying(SyncExecutor()) as executor:
 ...     tasks = [executor.submit(run_trial, float, "2.5"), executor.submit(run_trial, int, "x")]
-...     done = executor.next_completed()
->>> done[0].outcome[0], done[1].outcome
+...     while executor.busy:
+...         _ = executor.next_completed()
+>>> tasks[0].outcome[0], tasks[1].outcome
 (2.5, Failed(error="ValueError: invalid literal for int() with base 10: 'x'", attempts=2))
 """
 
