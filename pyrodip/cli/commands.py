@@ -46,16 +46,8 @@ def compare_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         with contextlib.ExitStack() as stack:
-            executor = None
-            if args.workers is not None or args.scheduler is not None:
-                from ..studies.execution import dask_executor
-
-                device = comparison.settings.get("device", "cpu")
-                stack.enter_context(_interrupt_on_sigterm(stop))
-                executor = stack.enter_context(dask_executor(args.scheduler, args.workers,
-                                                             device))
-            else:
-                stack.enter_context(_stop_on_signals(stop))
+            executor = study_executor(stack, stop, args.scheduler, args.workers,
+                                      comparison.settings.get("device", "cpu"))
             dataset = run_comparison(
                 comparison, out, progress=not args.quiet, executor=executor, batch=batch,
                 retry_failed=args.retry_failed, checkpoint_every=args.checkpoint_every,
@@ -281,14 +273,8 @@ def volume_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         with contextlib.ExitStack() as stack:
-            executor = None
-            if "workers" in args:
-                from ..studies.execution import dask_executor
-
-                stack.enter_context(_interrupt_on_sigterm(stop))
-                executor = stack.enter_context(dask_executor(None, args.workers, config.device))
-            else:
-                stack.enter_context(_stop_on_signals(stop))
+            executor = study_executor(stack, stop, None, args.__dict__.get("workers"),
+                                      config.device)
             dataset = reconstruct_volume(
                 config, slices, out, volume=volume, progress="quiet" not in args,
                 executor=executor, batch=batch, stop=stop,
@@ -423,6 +409,21 @@ def resumed_config(args: argparse.Namespace) -> tuple[RunConfig, Path]:
     out = args.resume
     state = read_checkpoint(out / CHECKPOINT)
     return RunConfig(**json.loads(state["config"])), out
+
+
+def study_executor(stack: contextlib.ExitStack, stop: threading.Event, scheduler: str | None,
+                   workers: int | None, device: str):
+    """The Dask executor a study's options ask for, entered on ``stack`` (None: the fits run in
+    this process), with the signal handling that goes with it: in this process SIGTERM and
+    Ctrl-C stop the fit (``stop``), which saves its checkpoint; with workers they interrupt the
+    study, which shuts its cluster down."""
+    if scheduler is None and workers is None:
+        stack.enter_context(_stop_on_signals(stop))
+        return None
+    from ..studies.execution import dask_executor
+
+    stack.enter_context(_interrupt_on_sigterm(stop))
+    return stack.enter_context(dask_executor(scheduler, workers, device))
 
 
 @contextlib.contextmanager

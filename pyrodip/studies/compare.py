@@ -186,8 +186,8 @@ def run_comparison(
         (method, image, seed, config, runs_dir / f"{image_label(image)}-{method}-seed{seed}.nc")
         for method, image, seed, config in comparison.runs()
     ]
-    for *_, path in runs:
-        if retry_failed:
+    if retry_failed:
+        for *_, path in runs:
             failure_path(path).unlink(missing_ok=True)
     missing = [(config, path) for *_, config, path in runs
                if not path.exists() and not failure_path(path).exists()]
