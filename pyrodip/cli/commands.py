@@ -305,7 +305,7 @@ def volume_summary(dataset, out: Path, seconds: float) -> str:
     ]
     if "noise_estimate" in dataset:
         estimates = dataset["noise_estimate"].values
-        key, what = ("photons", "peak") if a["noise"] == "poisson" else ("noise_std", "std")
+        key, what = _level_words(a["noise"])
         how = (f"estimated over the {count} slices" if "volume_noise_estimate" in a else
                "as given")
         lines.append(
@@ -481,6 +481,14 @@ def calibration_line(attrs: dict) -> str:
             f"({method}): targets {target}")
 
 
+def _level_words(noise: str) -> tuple[str, str]:
+    """The setting that gives noise model ``noise``'s level, and the level's name in words."""
+    from ..physics.tasks import noise_level_setting
+
+    key = noise_level_setting(noise)
+    return key, "peak" if key == "photons" else "std"
+
+
 def noise_line(attrs: dict) -> str:
     """The noise level of an observed image and where it came from, in words.
 
@@ -489,8 +497,7 @@ def noise_line(attrs: dict) -> str:
     'gaussian, std 0.0493 estimated from the image'
     """
     config = json.loads(attrs["config"])
-    poisson = attrs["noise"] == "poisson"
-    key, what = ("photons", "peak") if poisson else ("noise_std", "std")
+    key, what = _level_words(attrs["noise"])
     estimate = f"{attrs['noise_estimate']:.3g}"
     if config[key] is None:
         return f"{attrs['noise']}, {what} {estimate} estimated from the image"

@@ -104,11 +104,13 @@ def _guarded(fn: Callable, args: tuple) -> Any:
     try:
         return fn(*args)
     except Interrupted as exc:
-        if _worker_address() is None:
+        worker = _current_worker()
+        if worker is None:
             raise
-        return _Raised(f"its worker was stopped ({exc})", _worker_address())
+        return _Raised(f"its worker was stopped ({exc})", worker.address)
     except Exception as exc:  # a failed call is data, to retry or record
-        return _Raised(error_line(exc), _worker_address())
+        worker = _current_worker()
+        return _Raised(error_line(exc), None if worker is None else worker.address)
 
 
 class WorkerStopping:
@@ -122,23 +124,19 @@ class WorkerStopping:
 
     @classmethod
     def here(cls) -> WorkerStopping | None:
-        try:
-            from distributed import get_worker
-
-            return cls(get_worker())
-        except (ImportError, ValueError):
-            return None
+        worker = _current_worker()
+        return None if worker is None else cls(worker)
 
     def is_set(self) -> bool:
         return self.worker.status.name in STOPPING
 
 
-def _worker_address() -> str | None:
+def _current_worker():
     """The Dask worker this runs on, None outside one."""
     try:
         from distributed import get_worker
 
-        return get_worker().address
+        return get_worker()
     except (ImportError, ValueError):
         return None
 
