@@ -34,7 +34,7 @@ from step_time import interleaved, paired_ratio, show  # noqa: E402
 from pyrodip import RunConfig, prepare_observation  # noqa: E402
 from pyrodip.infer.batched import _Batch, fit_generator  # noqa: E402
 from pyrodip.infer.loop import _Fitting  # noqa: E402
-from pyrodip.studies.run import build, training  # noqa: E402
+from pyrodip.run.fit import build, training  # noqa: E402
 
 KEYS = ("device", "size", "batch", "step_ms", "ratio_to_one")
 

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from pyrodip.io.files import MANIFEST, check_result_set
-from pyrodip.studies.results import read_dataset
+from pyrodip.run.results import read_dataset
 
 PYRODIP = [sys.executable, "-m", "pyrodip.cli"]
 STUDY = """

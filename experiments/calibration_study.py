@@ -163,7 +163,7 @@ def calibration_record(result, config, obs) -> dict:
     from pyrodip.evaluate.calibration import calibrate
     from pyrodip.infer.recalibration import censored_range, recalibrate
     from pyrodip.physics.observation import hold_out
-    from pyrodip.studies.results import observation_uce
+    from pyrodip.run.results import observation_uce
 
     pred = result.prediction
     mean, raw, truth = (t.double().numpy() for t in (pred.mean, pred.std_total_raw, obs.truth))

@@ -142,7 +142,7 @@ def run_job(job: Job, out: Path) -> str:
     from pyrodip import fit
     from pyrodip.infer.loop import CHECK_EVERY
     from pyrodip.infer.stopping import RULE_CURVES, stop_step
-    from pyrodip.studies.results import to_dataset
+    from pyrodip.run.results import to_dataset
 
     torch.set_num_threads(1)
     config = job.config(out)

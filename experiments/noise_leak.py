@@ -34,7 +34,7 @@ def measure(image: str, seed: int, stream: str, steps: int, size: int) -> float:
 
     from pyrodip import RunConfig, fit
     from pyrodip.physics.observation import hold_out
-    from pyrodip.studies.observe import prepare_observation
+    from pyrodip.run.observe import prepare_observation
 
     torch.set_num_threads(1)
     config = RunConfig(image=str(DATA / image), size=size, steps=steps, seed=seed,

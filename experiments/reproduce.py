@@ -35,11 +35,11 @@ import pyrodip
 from pyrodip.errors import InvalidInputError, PyrodipError
 from pyrodip.io.files import atomic_path
 from pyrodip.plots import comparison_figures, plot_calibration
+from pyrodip.run.config import RunConfig, read_toml
+from pyrodip.run.results import read_dataset
 from pyrodip.studies.bo import Param, Study, best_parameters, optimize, resume
 from pyrodip.studies.compare import Comparison, fit_run, run_comparison, summary_table
-from pyrodip.studies.config import RunConfig, read_toml
 from pyrodip.studies.execution import SyncExecutor, dask_executor
-from pyrodip.studies.results import read_dataset
 
 DEFAULT_FILE = Path(__file__).with_name("reproduce.toml")
 

@@ -68,7 +68,7 @@ def clipped_observation(config):
     (not a CT sinogram, which is no image)."""
     import dataclasses
 
-    from pyrodip.studies.observe import prepare_observation
+    from pyrodip.run.observe import prepare_observation
 
     obs = prepare_observation(config)
     if config.noise == "gaussian" and config.task != "ct":

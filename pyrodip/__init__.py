@@ -25,9 +25,9 @@ from .physics.noise import GaussianNoise, PoissonNoise, SpeckleNoise, make_noise
 from .physics.observation import Observation
 from .physics.operators import Downsample, Identity, Mask
 from .physics.radon import Radon
-from .studies.config import RunConfig
-from .studies.observe import prepare_observation
-from .studies.run import fit, fit_batch
+from .run.config import RunConfig
+from .run.fit import fit, fit_batch
+from .run.observe import prepare_observation
 
 __all__ = [
     "BayesianDIP",

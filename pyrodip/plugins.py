@@ -10,7 +10,7 @@ package declares in the entry-point group ``pyrodip.plugins``::
     my_priors = "my_package.priors"
 
 Entry-point plugins are imported once, the first time any plugin is loaded (a
-:class:`~pyrodip.studies.config.RunConfig` loads its plugins before checking its settings,
+:class:`~pyrodip.run.config.RunConfig` loads its plugins before checking its settings,
 and the CLI before reading its options). Named plugins are imported by :func:`load_plugins`;
 a fit on a Dask or process worker imports its config's plugins before it builds anything.
 

@@ -3,7 +3,7 @@ import torch
 from conftest import exit_code
 
 from pyrodip.cli import main
-from pyrodip.studies.results import read_dataset
+from pyrodip.run.results import read_dataset
 
 FAST = ["--steps", "3", "--samples", "2", "--quiet"]
 

@@ -46,8 +46,8 @@ from pyrodip.cli import main as pyrodip_main
 from pyrodip.infer.methods import METHODS
 from pyrodip.io.images import load_image
 from pyrodip.physics.tasks import TASKS
+from pyrodip.run.config import RunConfig
 from pyrodip.studies.compare import Comparison
-from pyrodip.studies.config import RunConfig
 
 ROOT = Path(__file__).parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

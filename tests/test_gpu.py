@@ -7,7 +7,7 @@ import torch
 from pyrodip import RunConfig, fit
 from pyrodip.cli import main
 from pyrodip.evaluate.metrics import psnr
-from pyrodip.studies.results import read_dataset
+from pyrodip.run.results import read_dataset
 
 pytestmark = [
     pytest.mark.gpu,
@@ -59,7 +59,7 @@ def test_batched_fits_on_cuda_take_the_single_fits_first_step(monkeypatch):
 
 def test_a_fit_step_never_waits_for_the_device(noisy64):
     from pyrodip.infer.loop import _Fitting
-    from pyrodip.studies.run import build, training
+    from pyrodip.run.fit import build, training
 
     config = RunConfig(steps=10, device="cuda", calibration="none")
     model, guide = build(config, noisy64)

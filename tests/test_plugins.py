@@ -21,8 +21,8 @@ from pyrodip.errors import InvalidInputError
 from pyrodip.physics.noise import NOISE_MODELS
 from pyrodip.physics.observation import Observation
 from pyrodip.physics.tasks import TASKS, task_of
-from pyrodip.studies.config import RunConfig
-from pyrodip.studies.results import read_dataset
+from pyrodip.run.config import RunConfig
+from pyrodip.run.results import read_dataset
 
 ROOT = Path(__file__).parents[1]
 PLUGIN = "pyrodip_test_plugin"

@@ -14,7 +14,7 @@ from pyrodip.io.samples import SAMPLES
 from pyrodip.physics.noise import NOISE_MODELS
 from pyrodip.physics.tasks import TASKS
 from pyrodip.registry import Registry
-from pyrodip.studies.config import RunConfig
+from pyrodip.run.config import RunConfig
 from pyrodip.validation import choice, number, positive, positive_setting
 
 REGISTRIES = {

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 LIKELIHOODS = ("gaussian", "learned", "heteroscedastic")
-"""The Gaussian likelihood choices of :class:`pyrodip.studies.config.RunConfig`
+"""The Gaussian likelihood choices of :class:`pyrodip.run.config.RunConfig`
 (``--likelihood``)."""
 
 LOG_FLOOR = 1e-3

@@ -32,7 +32,7 @@ from ..infer.stopping import STOP_RULES
 from ..physics.noise import NOISE_MODELS
 from ..physics.tasks import DEFAULT_NOISE_STD, DEFAULT_PHOTONS, TASKS
 from ..plugins import load_entry_points, load_plugins
-from ..studies.config import RunConfig
+from ..run.config import RunConfig
 from .commands import (
     bo_command,
     compare_command,

@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 from ..errors import InvalidInputError
-from ..studies.config import RunConfig, read_toml
+from ..run.config import RunConfig, read_toml
 
 RESULT_FILES = ("result.nc", "panel.png")
 CHECKPOINT = "checkpoint.pt"
@@ -167,9 +167,9 @@ def prepare_output(out: Path | None, method: str, overwrite: bool) -> Path:
 def run_command(args: argparse.Namespace) -> int:
     # Heavy imports here, so that --help and input errors answer at once.
     from ..infer.checkpoints import Checkpointing, Interrupted
-    from ..studies.observe import prepare_observation
-    from ..studies.results import to_dataset, write_result
-    from ..studies.run import fit, resolve_device
+    from ..run.fit import fit, resolve_device
+    from ..run.observe import prepare_observation
+    from ..run.results import to_dataset, write_result
     from ..studies.volume import VOLUME_FILE
 
     resume = args.__dict__.get("resume")
@@ -222,10 +222,10 @@ def volume_command(args: argparse.Namespace) -> int:
     (:mod:`pyrodip.studies.volume`)."""
     from ..infer.checkpoints import Interrupted
     from ..io.volumes import read_volume
+    from ..run.fit import resolve_device
+    from ..run.observe import prepare_observation
+    from ..run.results import write_result
     from ..studies.compare import batch_size
-    from ..studies.observe import prepare_observation
-    from ..studies.results import write_result
-    from ..studies.run import resolve_device
     from ..studies.volume import (
         VOLUME_FILE,
         load_volume_settings,

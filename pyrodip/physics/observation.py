@@ -1,6 +1,6 @@
 """What was observed: the observation y, the operator A and the noise model that produced it,
 and the truth x when the observation was simulated from a clean image. (The observation a
-run's settings describe is made by :func:`pyrodip.studies.observe.prepare_observation`.)
+run's settings describe is made by :func:`pyrodip.run.observe.prepare_observation`.)
 
 >>> truth = torch.rand(1, 32, 32)
 >>> obs = Observation.simulate(truth, noise=0.1, seed=0)

@@ -4,9 +4,9 @@ A :class:`Task` knows everything that depends on the kind of inverse problem: it
 operator, how its noise is scaled, its mask, what an ``--observed`` image means for it, its
 classical baselines and what its operator adds to a fit's memory. The settings it reads
 (``settings`` below) are any object with the attributes of
-:class:`pyrodip.studies.config.RunConfig` it uses (``factor``, ``mask``, ``angles``,
+:class:`pyrodip.run.config.RunConfig` it uses (``factor``, ``mask``, ``angles``,
 ``noise``, ``noise_std``, ``photons``, ``seed``, ``observed``);
-:func:`pyrodip.studies.observe.prepare_observation` drives them.
+:func:`pyrodip.run.observe.prepare_observation` drives them.
 
 >>> sorted(TASKS)
 ['ct', 'denoise', 'inpaint', 'superres']
@@ -157,7 +157,7 @@ class Task:
 
     def operator_floats(self, settings: Any, pixels: int) -> int:
         """float32 values the operator adds to a fit's memory (see
-        :func:`pyrodip.studies.resources.estimate_memory`); most operators are small."""
+        :func:`pyrodip.run.resources.estimate_memory`); most operators are small."""
         return 0
 
     def __repr__(self) -> str:

@@ -30,6 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import PyrodipError
+from ..run.results import write_dataset
 from .bo_objective import HELDOUT_FRACTION, FitObjective, heldout_log_likelihood, score
 from .bo_results import (
     _DTYPE,
@@ -64,7 +65,6 @@ from .bo_study import (
     tunable_settings,
 )
 from .execution import Executor, Retrying, SyncExecutor, run_trial, run_trials
-from .results import write_dataset
 
 __all__ = [
     "FIXED_SETTINGS", "GRID_POINTS", "HELDOUT_FRACTION", "MC_SAMPLES", "MIN_GP_TRIALS",

@@ -15,8 +15,8 @@ from torch import Tensor
 from ..errors import InvalidInputError
 from ..infer.recalibration import HELDOUT_FRACTION
 from ..plugins import load_plugins
+from ..run.config import RunConfig
 from .bo_study import OBJECTIVES
-from .config import RunConfig
 
 __all__ = ["OBJECTIVES", "FitObjective", "heldout_log_likelihood", "score"]
 
@@ -37,9 +37,9 @@ class FitObjective:
 
     def __call__(self, params: dict[str, float]) -> float:
         from ..physics.observation import hold_out
+        from ..run.fit import fit
+        from ..run.observe import prepare_observation
         from .execution import WorkerStopping
-        from .observe import prepare_observation
-        from .run import fit
 
         load_plugins(self.config.plugins)  # on a worker: unpickling the config does not
         config = self.config.replace(**params, calibration="none")
@@ -55,10 +55,10 @@ class FitObjective:
 
     def scores(self, trials: list[dict[str, float]]) -> list[tuple[float, str]]:
         """Each trial's (objective, error), the fits run as one batch (:func:`pyrodip.fit_batch`;
-        the trials may differ only in :data:`~pyrodip.studies.run.BATCH_VARIES`)."""
+        the trials may differ only in :data:`~pyrodip.run.fit.BATCH_VARIES`)."""
         from ..physics.observation import hold_out
-        from .observe import prepare_observation
-        from .run import fit_batch
+        from ..run.fit import fit_batch
+        from ..run.observe import prepare_observation
 
         load_plugins(self.config.plugins)
         configs = [self.config.replace(**params, calibration="none") for params in trials]
@@ -84,8 +84,8 @@ class FitObjective:
         """Refuse, before any fit, an objective that this config cannot give, or ``fits``
         fits at once (a batch) that the memory estimate says will not fit."""
         from ..physics.observation import hold_out
-        from .observe import prepare_observation
-        from .resources import check_memory
+        from ..run.observe import prepare_observation
+        from ..run.resources import check_memory
 
         observation = prepare_observation(self.config)
         if fits > 1:

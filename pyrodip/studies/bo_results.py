@@ -23,8 +23,8 @@ from torch import Tensor
 
 from .. import __version__
 from ..errors import InvalidInputError, MissingFileError
+from ..run.results import read_dataset
 from .bo_study import RESULT_FILE, Param, Study, Trial
-from .results import read_dataset
 
 #: Quasi-Monte Carlo samples of the acquisition function.
 MC_SAMPLES = 256

@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import InvalidInputError, MissingFileError
 from ..io.files import atomic_path
-from .config import RunConfig
+from ..run.config import RunConfig
 from .execution import Failed
 
 #: What a trial maximises: PSNR or SSIM of the smoothed image against the truth at the last
@@ -152,7 +152,7 @@ class Study:
     Sobol design and each proposal (with the trial count), so a study is reproducible.
     ``batched``: the trials proposed together (the initial design, a round's candidates) are
     fitted as one batched computation (:func:`pyrodip.fit_batch`) on one worker; the study
-    may then tune only :data:`~pyrodip.studies.run.BATCH_VARIES`.
+    may then tune only :data:`~pyrodip.run.fit.BATCH_VARIES`.
     """
 
     params: tuple[Param, ...] | None = None  # None: default_search(config)
@@ -201,7 +201,7 @@ class Study:
             self._check_batched()
 
     def _check_batched(self) -> None:
-        from .run import BATCH_VARIES, batchable
+        from ..run.fit import BATCH_VARIES, batchable
 
         reason = batchable(self.config)
         if reason is not None:

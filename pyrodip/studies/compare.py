@@ -48,8 +48,8 @@ from ..errors import InvalidInputError, MissingFileError, PyrodipError
 from ..infer.methods import METHODS
 from ..physics.masks import names_a_mask_file
 from ..plugins import load_plugins
+from ..run.config import RunConfig, read_toml
 from ..validation import positive_int
-from .config import RunConfig, read_toml
 from .execution import Executor, Failed, Retrying, SyncExecutor
 
 #: Scalar attributes of a run that become variables over (method, image, seed), by the name
@@ -172,12 +172,12 @@ def run_comparison(
     :func:`pyrodip.studies.execution.dask_executor` they run in parallel, locally or on a cluster.
     ``batch``: runs that differ only in their seed are fitted up to ``batch`` at a time as one
     batched computation (:func:`pyrodip.fit_batch`; one executor task per batch), where their
-    method allows it (:func:`~pyrodip.studies.run.batchable`); ``"auto"``: see
+    method allows it (:func:`~pyrodip.run.fit.batchable`); ``"auto"``: see
     :func:`check_batch`. A single fit saves a checkpoint beside its run every
     ``checkpoint_every`` steps (default every 5 minutes); ``stop`` (in this process) interrupts
     it as in :func:`pyrodip.fit`.
     """
-    from .results import read_dataset, write_dataset
+    from ..run.results import read_dataset, write_dataset
 
     batch = check_batch(comparison, batch)
     runs_dir = Path(out).absolute() / "runs"  # workers may run in another folder
@@ -290,7 +290,7 @@ def _batches(
 ) -> list[tuple[list[RunConfig], list[Path]]]:
     """The runs in groups of at most ``size`` that differ only in their seed (runs that
     cannot be batched alone), in the runs' order."""
-    from .run import batchable
+    from ..run.fit import batchable
 
     groups: dict[str, list[tuple[RunConfig, Path]]] = {}
     for config, path in runs:
@@ -318,8 +318,8 @@ def check_batch(comparison: Comparison, batch: int | str) -> int:
     >>> check_batch(Comparison(methods=["mfvi"], images=["sample:ct"], seeds=[0, 1]), "auto")
     1
     """
-    from .observe import prepare_observation
-    from .run import batchable
+    from ..run.fit import batchable
+    from ..run.observe import prepare_observation
 
     if batch != "auto" and min(positive_int("batch", batch), len(comparison.seeds)) == 1:
         return 1
@@ -346,7 +346,7 @@ def batch_size(config: RunConfig, shape: tuple[int, int, int], batch: int | str,
     >>> batch_size(RunConfig(), (1, 64, 64), "auto", 8), batch_size(RunConfig(), (1, 64, 64), 3, 2)
     (1, 2)
     """
-    from .resources import available_memory, check_memory, estimate_memory
+    from ..run.resources import available_memory, check_memory, estimate_memory
 
     if batch == "auto":
         available = available_memory(config.device)
@@ -374,10 +374,10 @@ def fit_runs(configs: list[RunConfig], paths: list[str | Path], progress: bool =
     minutes) and resumes from it when it was cut short; ``stop`` interrupts it (on a Dask
     worker: the worker being stopped, :class:`~pyrodip.studies.execution.WorkerStopping`)."""
     from ..infer.checkpoints import Checkpointing
+    from ..run.fit import fit, fit_batch
+    from ..run.observe import prepare_observation
+    from ..run.results import to_dataset, write_dataset
     from .execution import WorkerStopping
-    from .observe import prepare_observation
-    from .results import to_dataset, write_dataset
-    from .run import fit, fit_batch
 
     for config in configs:
         load_plugins(config.plugins)
@@ -521,7 +521,7 @@ def load_results(paths: list[str | Path]) -> xr.Dataset:
     """A study dataset from saved results: ``comparison.nc`` files, single ``result.nc`` files or
     folders holding either, for :func:`summary_table` (``pyrodip report``)."""
     from ..io.files import finish_result_set
-    from .results import read_dataset
+    from ..run.results import read_dataset
 
     runs, studies = {}, []
     for given in map(Path, paths):

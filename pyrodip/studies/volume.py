@@ -4,7 +4,7 @@ series, each chosen slice an independent fit of one run config.
 :func:`reconstruct_volume` writes each slice's result to ``OUT/slices/slice-NNNN.nc`` as it
 finishes (an interrupted volume continues with the slices not yet written), then assembles
 them into one dataset with the dimension ``slice`` (the slice's index in the volume), which
-:func:`pyrodip.studies.results.write_result` writes to ``OUT/result.nc`` together with the
+:func:`pyrodip.run.results.write_result` writes to ``OUT/result.nc`` together with the
 reconstruction and its std in the input's format (:func:`write_scanner_outputs`):
 ``reconstruction.nii.gz`` and ``std.nii.gz`` beside a NIfTI input, DICOM series folders
 ``reconstruction/`` and ``std/`` beside a DICOM one.
@@ -26,7 +26,7 @@ from ..errors import InvalidInputError, PyrodipError
 from ..io.volumes import Volume, read_volume, write_volume
 from ..physics.noise_estimate import estimate_noise_level
 from ..physics.tasks import given_noise_level, noise_level_setting
-from .config import RunConfig
+from ..run.config import RunConfig
 from .execution import Executor
 
 __all__ = [
@@ -91,9 +91,9 @@ def reconstruct_volume(
     :func:`pyrodip.fit`); returns the assembled dataset. Slices already in ``out/slices`` are
     kept when they were fitted with the same settings; a slice's fit cut short resumes from its
     checkpoint."""
+    from ..run.fit import batchable
+    from ..run.results import read_dataset
     from .compare import run_tasks
-    from .results import read_dataset
-    from .run import batchable
 
     volume = volume or read_volume(config.image, config.volume_index)
     given = config

@@ -30,7 +30,7 @@ from pyrodip.bayes.priors import (
     StudentTPrior,
     register_prior,
 )
-from pyrodip.studies.run import build
+from pyrodip.run.fit import build
 
 TINY = NetConfig(scales=2, input_channels=4, channels_down=4, channels_up=4, channels_skip=2)
 X = np.linspace(-0.3, 0.3, 13)

@@ -26,7 +26,7 @@ from pyrodip import (
     prepare_observation,
 )
 from pyrodip.infer.batched import fit_generator, fit_models
-from pyrodip.studies import resources
+from pyrodip.run import resources
 
 
 @pytest.fixture

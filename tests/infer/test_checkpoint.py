@@ -15,7 +15,7 @@ import xarray as xr
 import pyrodip.infer.loop as inference
 from pyrodip import Observation, RunConfig, fit
 from pyrodip.infer.loop import Checkpointing, Interrupted
-from pyrodip.studies.results import read_dataset, write_dataset
+from pyrodip.run.results import read_dataset, write_dataset
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tiny
 
 WRITER = """
 import sys, numpy as np, xarray as xr
-from pyrodip.studies.results import write_dataset
+from pyrodip.run.results import write_dataset
 data = xr.Dataset({"x": ("i", np.arange(2_000_000, dtype="float64"))})
 while True:
     write_dataset(data, sys.argv[1])

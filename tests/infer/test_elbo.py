@@ -23,7 +23,7 @@ from pyrodip import (
 )
 from pyrodip.infer.elbo import FastELBO, PyroELBO, make_loss, supports, unsupported_reason
 from pyrodip.physics.masks import random_mask
-from pyrodip.studies.run import build
+from pyrodip.run.fit import build
 
 TINY = NetConfig(scales=2, input_channels=4, channels_down=4, channels_up=4, channels_skip=2)
 SIDE = 16

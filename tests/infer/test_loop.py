@@ -66,7 +66,7 @@ def test_variants_run(noisy64, changes):
 
 def test_weight_decay_spares_the_guide_scales(noisy64):
     from pyrodip.infer.loop import make_optimizer
-    from pyrodip.studies.run import build
+    from pyrodip.run.fit import build
 
     config = QUICK.replace(optimizer="adamw", weight_decay=0.1)
     model, guide = build(config, noisy64)

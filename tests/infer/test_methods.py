@@ -16,7 +16,7 @@ from pyrodip.infer.methods import (
 )
 from pyrodip.physics.noise import PoissonNoise
 from pyrodip.physics.operators import Mask
-from pyrodip.studies.run import build
+from pyrodip.run.fit import build
 
 
 @pytest.fixture

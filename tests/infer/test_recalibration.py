@@ -20,7 +20,7 @@ from pyrodip.infer.recalibration import (
 )
 from pyrodip.physics.observation import hold_out
 from pyrodip.physics.operators import Downsample
-from pyrodip.studies.results import to_dataset
+from pyrodip.run.results import to_dataset
 
 N = 40_000
 
@@ -127,7 +127,7 @@ TINY = {"size": 32, "steps": 20, "samples": 4}
 
 def test_held_out_values_never_reach_the_likelihood():
     config = RunConfig(**TINY)
-    from pyrodip.studies.observe import prepare_observation
+    from pyrodip.run.observe import prepare_observation
 
     obs = prepare_observation(config)
     _, held = hold_out(obs, config.heldout_fraction, config.seed)

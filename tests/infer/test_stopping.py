@@ -12,7 +12,7 @@ from pyrodip.errors import InvalidInputError
 from pyrodip.infer.checkpoints import Checkpointing, Interrupted
 from pyrodip.infer.loop import CHECK_EVERY
 from pyrodip.infer.stopping import EarlyStopping, WindowVariance, stop_step
-from pyrodip.studies.observe import prepare_observation
+from pyrodip.run.observe import prepare_observation
 
 
 def bell_curve(steps=3000, valley=400, noise=0.0, seed=0):

@@ -8,9 +8,9 @@ from conftest import exit_code
 
 from pyrodip.errors import InvalidInputError
 from pyrodip.physics.radon import Radon, default_ct_angles
+from pyrodip.run.config import RunConfig
+from pyrodip.run.observe import prepare_observation
 from pyrodip.seeding import generator
-from pyrodip.studies.config import RunConfig
-from pyrodip.studies.observe import prepare_observation
 
 
 @pytest.fixture

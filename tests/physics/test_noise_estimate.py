@@ -1,5 +1,5 @@
 """The noise level estimated from an image (pyrodip.physics.noise_estimate) and how an
-observed run uses it (pyrodip.studies.observe.observed_noise)."""
+observed run uses it (pyrodip.run.observe.observed_noise)."""
 
 import numpy as np
 import pytest
@@ -13,9 +13,9 @@ from pyrodip.errors import InvalidInputError
 from pyrodip.io.images import load_image
 from pyrodip.physics.noise import make_noise
 from pyrodip.physics.noise_estimate import estimate_noise_level, estimate_noise_std
+from pyrodip.run.config import RunConfig
+from pyrodip.run.observe import prepare_observation
 from pyrodip.seeding import generator
-from pyrodip.studies.config import RunConfig
-from pyrodip.studies.observe import prepare_observation
 
 #: The tolerance the estimate keeps at these levels (experiments/noise_estimation.py measures
 #: it on the shared images; below 0.05 fine texture makes it overestimate).

@@ -11,8 +11,8 @@ from pyrodip import Observation, RunConfig, fit, make_guide, prepare_observation
 from pyrodip.cli import main
 from pyrodip.physics.operators import Downsample, Mask
 from pyrodip.physics.radon import Radon
-from pyrodip.studies.results import read_dataset
-from pyrodip.studies.run import build
+from pyrodip.run.fit import build
+from pyrodip.run.results import read_dataset
 
 FAST = ["--steps", "3", "--samples", "2", "--quiet"]
 

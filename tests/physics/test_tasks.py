@@ -19,7 +19,7 @@ from pyrodip.physics.tasks import (
     classical_baselines,
     task_of,
 )
-from pyrodip.studies.resources import FLOAT_BYTES, estimate_memory
+from pyrodip.run.resources import FLOAT_BYTES, estimate_memory
 
 PACKAGE = Path(__file__).parents[2] / "pyrodip"
 SMALL = {"image": "sample:phantom", "size": 64}

@@ -15,6 +15,7 @@ from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError, MissingFileError, PyrodipError
 from pyrodip.physics.observation import hold_out
 from pyrodip.physics.operators import Downsample, Mask
+from pyrodip.run.results import read_dataset
 from pyrodip.studies.bo import (
     FitObjective,
     Param,
@@ -26,7 +27,6 @@ from pyrodip.studies.bo import (
     resume,
     score,
 )
-from pyrodip.studies.results import read_dataset
 
 LOG_PRIOR = Param("prior_scale", 0.01, 0.4, log=True)
 

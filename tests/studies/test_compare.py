@@ -3,8 +3,8 @@ import pytest
 
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError
+from pyrodip.run.results import read_dataset
 from pyrodip.studies.compare import Comparison, load_results, summary_table
-from pyrodip.studies.results import read_dataset
 
 STUDY = """
 methods = ["dip", "mfvi"]
@@ -165,7 +165,7 @@ def test_batched_study_groups_runs_by_seed_and_matches_single_fits(study_file, t
 
 
 def test_auto_batch_is_what_the_memory_estimate_admits_on_a_gpu(monkeypatch):
-    from pyrodip.studies import resources
+    from pyrodip.run import resources
     from pyrodip.studies.compare import check_batch
 
     comparison = Comparison(methods=["mfvi", "sgld"], images=["sample:ct"], seeds=[0, 1, 2, 3],

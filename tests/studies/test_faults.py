@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from pyrodip.infer.checkpoints import Interrupted
+from pyrodip.run.results import read_dataset
 from pyrodip.studies.bo import Param, Study, optimize, read_trials, resume
 from pyrodip.studies.compare import Comparison, run_comparison
 from pyrodip.studies.execution import Failed, Retrying, SyncExecutor, dask_executor
-from pyrodip.studies.results import read_dataset
 
 TESTS = Path(__file__).parents[1]
 STUDY = """

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pyrodip.run.results import read_dataset
 from pyrodip.studies.compare import Comparison, run_comparison
-from pyrodip.studies.results import read_dataset
 
 pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).parents[2]

@@ -13,8 +13,8 @@ import pyrodip.studies.compare
 from pyrodip.errors import InvalidInputError
 from pyrodip.evaluate.metrics import psnr
 from pyrodip.io.images import load_image
+from pyrodip.run.results import read_dataset
 from pyrodip.seeding import generator
-from pyrodip.studies.results import read_dataset
 from pyrodip.studies.volume import slice_range
 
 FAST = ["--steps", "3", "--samples", "2", "--quiet"]

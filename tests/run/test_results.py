@@ -6,7 +6,7 @@ from scipy.stats import norm
 
 from pyrodip import RunConfig, __version__, fit
 from pyrodip.plots import plot_panel
-from pyrodip.studies.results import atomic_path, read_dataset, to_dataset, write_dataset
+from pyrodip.run.results import atomic_path, read_dataset, to_dataset, write_dataset
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Bad input is refused before any fit, with one line on stderr and exit status 2; and the
-resource guard (pyrodip.studies.resources) refuses fits that will not fit the device's memory."""
+resource guard (pyrodip.run.resources) refuses fits that will not fit the device's memory."""
 
 import dataclasses
 import re
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from skimage.io import imsave
 
 import pyrodip.infer.loop
-import pyrodip.studies.resources
+import pyrodip.run.resources
 from pyrodip import Observation, RunConfig
 from pyrodip.bayes.guides import GUIDES
 from pyrodip.bayes.networks import PRESETS, NetConfig
@@ -28,9 +28,10 @@ from pyrodip.infer.methods import METHODS
 from pyrodip.infer.optimizers import OPTIMIZERS
 from pyrodip.physics.noise import NOISE_MODELS
 from pyrodip.physics.tasks import TASKS
-from pyrodip.studies.config import NOISE_LEVELS
-from pyrodip.studies.observe import prepare_observation
-from pyrodip.studies.resources import (
+from pyrodip.run.config import NOISE_LEVELS
+from pyrodip.run.fit import build
+from pyrodip.run.observe import prepare_observation
+from pyrodip.run.resources import (
     activation_floats_per_pixel,
     check_cuda_index,
     check_memory,
@@ -38,7 +39,6 @@ from pyrodip.studies.resources import (
     cuda_available_bytes,
     estimate_memory,
 )
-from pyrodip.studies.run import build
 
 
 def make_files(folder: Path) -> dict[str, str]:
@@ -395,7 +395,7 @@ def test_refusal_names_the_estimate_the_memory_and_what_fits(monkeypatch):
     config = RunConfig(net="paper")
     shape = (1, 1024, 1024)
     available = estimate_memory(config.replace(net="small"), shape).total + 1
-    monkeypatch.setattr(pyrodip.studies.resources, "available_memory", lambda device: available)
+    monkeypatch.setattr(pyrodip.run.resources, "available_memory", lambda device: available)
     with pytest.raises(InvalidInputError) as refused:
         check_memory(config, shape)
     message = str(refused.value)
@@ -414,19 +414,19 @@ def test_refusal_names_the_estimate_the_memory_and_what_fits(monkeypatch):
 
 
 def test_nothing_fits_names_the_steps(monkeypatch):
-    monkeypatch.setattr(pyrodip.studies.resources, "available_memory", lambda device: 2**30)
+    monkeypatch.setattr(pyrodip.run.resources, "available_memory", lambda device: 2**30)
     with pytest.raises(InvalidInputError, match="GiB available: use fewer `steps`$"):
         check_memory(RunConfig(steps=10**12), (1, 64, 64))
 
 
 def test_fit_is_guarded(monkeypatch, noisy64):
-    monkeypatch.setattr(pyrodip.studies.resources, "available_memory", lambda device: 2**20)
+    monkeypatch.setattr(pyrodip.run.resources, "available_memory", lambda device: 2**20)
     with pytest.raises(InvalidInputError, match=r"needs about 0\.\d GiB .* has 0.0 GiB"):
         pyrodip.fit(noisy64, RunConfig(steps=3, samples=2), progress=False)
 
 
 def test_unknown_memory_is_no_refusal(monkeypatch):
-    monkeypatch.setattr(pyrodip.studies.resources, "available_memory", lambda device: None)
+    monkeypatch.setattr(pyrodip.run.resources, "available_memory", lambda device: None)
     estimate = check_memory(RunConfig(), (1, 10**5, 10**5))
     assert estimate.total > 2**40
 
@@ -448,7 +448,7 @@ def test_a_missing_cuda_device_is_refused_by_name():
 
 
 def test_a_cuda_refusal_names_the_device(monkeypatch):
-    monkeypatch.setattr(pyrodip.studies.resources, "available_memory", lambda device: 11 * 2**30)
+    monkeypatch.setattr(pyrodip.run.resources, "available_memory", lambda device: 11 * 2**30)
     with pytest.raises(InvalidInputError, match=r"\(paper network, 1536x1536 image\) but cuda:0 "
                        r"has 11.0 GiB available: use `net=small` or `size=\d+`$"):
         check_memory(RunConfig(net="paper", device="cuda"), (1, 1536, 1536), "cuda:0")
@@ -463,7 +463,7 @@ def test_available_cpu_memory_is_memavailable_in_bytes():
         return int(line.split()[1]) * 1024
 
     before = mem_available()
-    available = pyrodip.studies.resources.available_memory("cpu")
+    available = pyrodip.run.resources.available_memory("cpu")
     after = mem_available()
     slack = 64 * 2**20  # other processes come and go between the reads
     assert min(before, after) - slack <= available <= max(before, after) + slack

@@ -188,7 +188,7 @@ def write_result(dataset: xr.Dataset, out: str | os.PathLike, config: RunConfig,
     from ..io.files import result_set
     from ..io.volumes import is_volume_source, read_volume
     from ..plots import plot_panel
-    from .volume import scanner_output_note, write_scanner_outputs
+    from ..studies.volume import scanner_output_note, write_scanner_outputs
 
     line = ""
     if volume is None and is_volume_source(config.image):

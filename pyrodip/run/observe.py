@@ -2,7 +2,7 @@
 for the settings' task (:data:`pyrodip.physics.tasks.TASKS`), or take the image as y (its noise
 level estimated when the settings give none).
 
->>> from pyrodip.studies.config import RunConfig
+>>> from pyrodip.run.config import RunConfig
 >>> obs = prepare_observation(RunConfig(task="superres", factor=2, image="sample:phantom"))
 >>> tuple(obs.observation.shape), obs.has_truth
 ((1, 64, 64), True)

@@ -26,7 +26,7 @@ per pixel, the small net takes 744 values (estimated 747) and the paper net 2371
 net 128-384 px, the larger images closer). With glibc's default allocator, heap fragmentation
 raised the measured peaks by up to 12 %, to the estimate at most.
 
->>> from pyrodip.studies.config import RunConfig
+>>> from pyrodip.run.config import RunConfig
 >>> small = estimate_memory(RunConfig(net="small"), (1, 512, 512))
 >>> paper = estimate_memory(RunConfig(net="paper"), (1, 512, 512))
 >>> round(small.total / 2**30, 2), round(paper.total / 2**30, 2)
@@ -209,7 +209,7 @@ def check_memory(
     smaller batch, net or size that fits; return one fit's estimate otherwise (also when the
     available memory is unknown).
 
-    >>> from pyrodip.studies.config import RunConfig
+    >>> from pyrodip.run.config import RunConfig
     >>> check_memory(RunConfig(), (1, 64, 64), fits=2**40)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
