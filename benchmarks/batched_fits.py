@@ -33,7 +33,7 @@ from step_time import interleaved, paired_ratio, show  # noqa: E402
 
 from pyrodip import RunConfig, prepare_observation  # noqa: E402
 from pyrodip.infer.batched import _Batch, fit_generator  # noqa: E402
-from pyrodip.infer.loop import _Fitting  # noqa: E402
+from pyrodip.infer.fitting import Fitting  # noqa: E402
 from pyrodip.run.fit import build, training  # noqa: E402
 
 KEYS = ("device", "size", "batch", "step_ms", "ratio_to_one")
@@ -54,7 +54,7 @@ class Fits:
             model.to(device)
             guide.to(device)
             generators.append(fit_generator(device))
-            fittings.append(_Fitting(model, guide, observation, training(seeded), None, "", None))
+            fittings.append(Fitting(model, guide, observation, training(seeded), None, "", None))
             model.train()
         self.fittings, self.steps, self.done = fittings, steps, 0
         self.batch = _Batch(fittings, generators) if count > 1 else None
@@ -92,7 +92,7 @@ def agreement(images: list[str], seeds: list[int], size: int, steps: int) -> lis
     """Per image and seed, the PSNR (smoothed image and predictive mean) of one fit, of the
     same fit in a batch of all ``seeds``, and of the fit without fused optimiser kernels."""
     from pyrodip import fit, fit_batch
-    from pyrodip.infer import loop
+    from pyrodip.infer import optimizers
 
     rows = []
     for image in images:
@@ -101,11 +101,11 @@ def agreement(images: list[str], seeds: list[int], size: int, steps: int) -> lis
         variants = {"batched": fit_batch(observations, configs, progress=False)}
         pairs = list(zip(observations, configs, strict=True))
         variants["one"] = [fit(o, c, progress=False) for o, c in pairs]
-        loop.FUSED = False
+        optimizers.FUSED = False
         try:
             variants["unfused"] = [fit(o, c, progress=False) for o, c in pairs]
         finally:
-            loop.FUSED = True
+            optimizers.FUSED = True
         for index, seed in enumerate(seeds):
             row = {"image": image, "seed": seed}
             for name, results in variants.items():

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from pyrodip import BayesianDIP, GaussianLikelihood, NetConfig, RunConfig, make_guide, predict
 from pyrodip.bayes.networks import SkipNet
 from pyrodip.infer.elbo import make_loss
-from pyrodip.infer.loop import make_optimizer
+from pyrodip.infer.optimizers import make_optimizer
 from pyrodip.io.files import atomic_path
 
 KEYS = (

@@ -15,15 +15,20 @@ Stages:
   estimate_noise_std`, pyrodip's) against the wavelet MAD estimate (scikit-image's
   ``estimate_sigma``), on every image, level and seed (seconds).
 - ``learned``: the noise std MFVI learns with ``noise_level=learned`` (1000 steps, the
-  defaults), on two held-out images (``LEARNED_IMAGES``) at std 0.02, 0.05 and 0.1 (a fit
-  each: about two minutes).
+  defaults, started at 0.1) on the noisy image taken as observed, on two held-out images
+  (``LEARNED_IMAGES``) at std 0.02, 0.05 and 0.1 (a fit each: about two minutes).
 
-``report`` prints the ratio estimate / truth per level (mean, range over images, share of
-cases within 15 %) and writes ``OUT/report.md``.
+The estimates go to ``OUT/estimates.json``; the fits run on :mod:`pyrodip.studies.grid`
+(:mod:`experiments.common`), each to ``OUT/runs/NAME.nc`` (the learned std in its ``metrics``),
+and a stage run again fits only what it lacks (the ``OUT/jobs`` records of earlier versions are
+not read: run the study again into a new folder). ``report`` prints the ratio estimate / truth
+per level (mean, range over images, share of cases within 15 %) and writes ``OUT/report.md``.
+``--smoke`` runs a stage's first two cases at 64 px (fits of 20 steps).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from dataclasses import dataclass
@@ -31,18 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.study_jobs import (
-    DATA,
-    SEEDS,
-    load_records,
-    pending,
-    run_jobs,
-    study_main,
-    table,
-    write_record,
-)
+from experiments.common import DATA, SEEDS, finished, run_fits, study_main, table
+from pyrodip.io.files import atomic_path
+from pyrodip.physics.observation import Observation
+from pyrodip.run.config import RunConfig
+from pyrodip.studies.grid import GridRun, Hooks, run_metrics
 
 SIZE = 128
+STAGES = ("estimators", "learned")
 LEVELS = (0.01, 0.02, 0.05, 0.1, 0.2)
 LEARNED_LEVELS = (0.02, 0.05, 0.1)
 LEARNED_IMAGES = ("denoising/xray2.png", "denoising/oct2.png")
@@ -51,10 +52,15 @@ TUNING = ("denoising/xray.jpg", "denoising/oct.png", "denoising/us.jpg",
 HELD_OUT = ("denoising/xray2.png", "denoising/oct2.png", "denoising/us2.png",
             "super_resolution/mri2.png", "super_resolution/ct2.png", "inpainting/skin2.png")
 TOLERANCE = 0.15
+#: The fits' steps and the images' size of ``--smoke``.
+SMOKE_STEPS, SMOKE_SIZE = 20, 64
 
 
 @dataclass(frozen=True)
 class Job:
+    """One case: an image (relative to :data:`~experiments.common.DATA`) with noise of std
+    ``level`` drawn from ``seed``."""
+
     stage: str
     image: str
     level: float
@@ -64,16 +70,29 @@ class Job:
     def name(self) -> str:
         return f"{self.stage}-{Path(self.image).stem}-{self.level:g}-seed{self.seed}"
 
+    def record(self) -> dict:
+        """What the report knows of the case before its estimate."""
+        return {"name": self.name, "stage": self.stage, "image": Path(self.image).stem,
+                "held_out": self.image in HELD_OUT, "level": self.level, "seed": self.seed}
 
-def jobs(stage: str) -> list[Job]:
+    def config(self, steps: int = 1000, size: int = SIZE) -> RunConfig:
+        """The ``learned`` fit of the case: MFVI's defaults, the noise std learned."""
+        return RunConfig(image=str(DATA / self.image), size=size, noise_std=self.level,
+                         noise_level="learned", steps=steps, seed=self.seed, calibration="none")
+
+
+def jobs(stage: str, smoke: bool = False) -> list[Job]:
+    """The cases of ``stage`` (the first two with ``smoke``)."""
     if stage == "estimators":
-        return [Job(stage, image, level, seed) for image in (*TUNING, *HELD_OUT)
-                for level in LEVELS for seed in SEEDS]
-    return [Job(stage, image, level, seed) for image in LEARNED_IMAGES
-            for level in LEARNED_LEVELS for seed in SEEDS]
+        found = [Job(stage, image, level, seed) for image in (*TUNING, *HELD_OUT)
+                 for level in LEVELS for seed in SEEDS]
+    else:
+        found = [Job(stage, image, level, seed) for image in LEARNED_IMAGES
+                 for level in LEARNED_LEVELS for seed in SEEDS]
+    return found[:2] if smoke else found
 
 
-def noisy_image(image: str, level: float, seed: int, size: int = SIZE):
+def noisy_image(path: str | Path, level: float, seed: int, size: int = SIZE):
     """The gray image at ``size`` px with Gaussian noise of std ``level``, clipped to [0, 1]."""
     import torch
 
@@ -81,7 +100,7 @@ def noisy_image(image: str, level: float, seed: int, size: int = SIZE):
     from pyrodip.physics.observation import resize_longer_side
     from pyrodip.seeding import generator
 
-    clean = torch.from_numpy(load_image(DATA / image)).mean(0, keepdim=True)
+    clean = torch.from_numpy(load_image(path)).mean(0, keepdim=True)
     with warnings.catch_warnings():  # the crop to the network's multiple is expected
         warnings.simplefilter("ignore")
         clean = center_crop(resize_longer_side(clean, size), 32)
@@ -89,43 +108,59 @@ def noisy_image(image: str, level: float, seed: int, size: int = SIZE):
     return (clean + level * noise).clamp(0, 1)
 
 
-def run_job(job: Job, out: Path, steps: int = 1000, size: int = SIZE) -> str:
+def estimate(job: Job, size: int = SIZE) -> dict:
+    """The patch-PCA and the wavelet MAD estimate of the case's noise std."""
     from skimage.restoration import estimate_sigma
 
     from pyrodip.physics.noise_estimate import estimate_noise_std
 
-    y = noisy_image(job.image, job.level, job.seed, size)
-    record = {"name": job.name, "stage": job.stage, "image": Path(job.image).stem,
-              "held_out": job.image in HELD_OUT, "level": job.level, "seed": job.seed}
-    if job.stage == "estimators":
-        record["pca"] = estimate_noise_std(y)
-        record["mad"] = float(estimate_sigma(y[0].numpy()))
-    else:
-        record["learned"] = learned_std(y, job.level, job.seed, steps)
-    write_record(out, job.name, record)
-    return job.name
+    y = noisy_image(DATA / job.image, job.level, job.seed, size)
+    return {**job.record(), "pca": estimate_noise_std(y),
+            "mad": float(estimate_sigma(y[0].numpy()))}
 
 
-def learned_std(y, level: float, seed: int, steps: int) -> float:
-    """The noise std MFVI learns (``noise_level=learned``, started at 0.1) on ``y``."""
-    from pyrodip import Observation, RunConfig, fit
-
-    observation = Observation.observed(y, noise=0.1)
-    config = RunConfig(noise_level="learned", observed=True, steps=steps, seed=seed,
-                       calibration="none")
-    result = fit(observation, config, progress=False)
-    return float(result.model.likelihood.noise_std.detach())
+def noisy_observation(config: RunConfig) -> Observation:
+    """The ``observe`` hook: the case's noisy image (:func:`noisy_image`) taken as observed,
+    its noise std to be learned from 0.1."""
+    y = noisy_image(config.image, config.noise_std, config.seed, config.size)
+    return Observation.observed(y, noise=0.1)
 
 
-def run_stage(stage: str, out: Path, workers: int, smoke: bool, match) -> None:
-    todo = pending(jobs(stage), out, match)
-    if smoke:
-        todo = todo[:2]
-        (out / "jobs").mkdir(parents=True, exist_ok=True)
-        for job in todo:
-            print(run_job(job, out, steps=20, size=64))
+def learned_std(result, observation) -> dict:
+    """The ``metrics`` hook: the noise std MFVI learned."""
+    return {"learned": float(result.model.likelihood.noise_std.detach())}
+
+
+HOOKS = Hooks(observe=noisy_observation, metrics=learned_std, baselines=False)
+
+
+def run_stage(stage: str, out: Path, workers: int, smoke: bool = False,
+              match: list[str] | None = None) -> None:
+    """Estimate (``estimators``, in this process: seconds) or fit (``learned``) the cases of
+    ``stage`` that ``out`` lacks (only those whose name contains one of ``match``)."""
+    steps, size = (SMOKE_STEPS, SMOKE_SIZE) if smoke else (1000, SIZE)
+    todo = jobs(stage, smoke)
+    if stage == "learned":
+        run_fits([GridRun(job.name, job.config(steps, size)) for job in todo], out, HOOKS,
+                 workers, match, desc=stage)
         return
-    run_jobs(stage, todo, run_job, out, workers)
+    path = out / "estimates.json"
+    found = json.loads(path.read_text()) if path.exists() else {}
+    for job in todo:
+        if job.name not in found and (not match or any(text in job.name for text in match)):
+            found[job.name] = estimate(job, size)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(found, indent=1))
+
+
+def records(out: Path) -> list[dict]:
+    """The estimates and the learned stds in ``out``."""
+    path = out / "estimates.json"
+    found = list(json.loads(path.read_text()).values()) if path.exists() else []
+    learned = {job.name: job for job in jobs("learned")}
+    return found + [{**learned[name].record(), **run_metrics(dataset)}
+                    for name, dataset in finished(out, learned).items()]
 
 
 def ratios(records: list[dict], key: str, held_out: bool, level: float) -> dict[str, float]:
@@ -144,7 +179,8 @@ def within(records: list[dict], key: str, held_out: bool, level: float) -> tuple
 
 
 def report(out: Path) -> str:
-    records = load_records(out)
+    """The report of the estimates and learned stds in ``out`` (also ``OUT/report.md``)."""
+    found = records(out)
     lines = [f"# Noise level estimates / truth ({SIZE} px, Gaussian noise clipped to [0, 1], "
              f"seeds {', '.join(map(str, SEEDS))})", ""]
     for held_out, title in ((False, "tuning images"), (True, "held-out images")):
@@ -152,10 +188,10 @@ def report(out: Path) -> str:
         for key, name in (("pca", "patch PCA (pyrodip)"), ("mad", "wavelet MAD"),
                           ("learned", "learned by MFVI")):
             for level in LEVELS:
-                per_image = ratios(records, key, held_out, level)
+                per_image = ratios(found, key, held_out, level)
                 if not per_image:
                     continue
-                inside, total = within(records, key, held_out, level)
+                inside, total = within(found, key, held_out, level)
                 values = list(per_image.values())
                 worst = max(per_image, key=lambda image: abs(per_image[image] - 1))
                 rows.append([name, f"{level:g}", f"{np.mean(values):.2f}",
@@ -173,9 +209,8 @@ def report(out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return study_main(argv, "experiments.noise_estimation", __doc__,
-                      ("estimators", "learned"), "two jobs at 64 px, 20 steps (for the tests)",
-                      DATA, run_stage, report)
+    return study_main(argv, "experiments.noise_estimation", __doc__, STAGES,
+                      "two cases at 64 px, fits of 20 steps (for the tests)", run_stage, report)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ seeds 0, 1, 2):
 - ``flat``: the defaults (``RunConfig()``'s MFVI) on the report images (``oct.png``,
   ``xray.jpg``) at 128 px for 6000 steps, and DIP for 3000 steps (its best, oracle-stopped).
 
-Each fit writes ``OUT/jobs/NAME.json`` when it ends; a stage run again skips the fits it has,
-so an interrupted study continues where it stopped. ``report`` writes ``OUT/report.md`` (tables
-with mean and 95 % t-interval over seeds) and ``OUT/curves_STAGE.png``. ``--smoke`` runs every
-stage with 40 steps on 32 px images (for the tests).
+The fits run on :mod:`pyrodip.studies.grid` (:mod:`experiments.common`): each writes
+``OUT/runs/NAME.nc`` when it ends; a stage run again skips the fits it has, so an interrupted
+study continues where it stopped (the ``OUT/jobs/*.json`` records of earlier versions are not
+read: run the study again into a new folder). ``report`` writes ``OUT/report.md`` (tables with
+the mean and the 95 % t-interval half-width over seeds) and ``OUT/curves_STAGE.png``.
+``--smoke`` runs every stage with 40 steps on 32 px images (for the tests).
 """
 
 from __future__ import annotations
@@ -31,20 +33,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
-from experiments.study_jobs import DATA as SHARED_DATA
-from experiments.study_jobs import (
+from experiments.common import DATA as SHARED_DATA
+from experiments.common import (
+    PLUS_MINUS,
     SEEDS,
     clipped_observation,
-    interval,
-    load_records,
-    pending,
-    run_jobs,
+    finished,
+    run_fits,
     study_main,
-    write_record,
+    table,
 )
+from pyrodip.evaluate.statistics import format_interval
+from pyrodip.run.config import RunConfig
+from pyrodip.studies.grid import GridRun, Hooks, run_metrics
 
 DATA = SHARED_DATA / "denoising"
+STAGES = ("sweep", "networks", "flat")
 TUNING_IMAGES = {"oct": "oct2.png", "xray": "xray2.png"}
 REPORT_IMAGES = {"oct": "oct.png", "xray": "xray.jpg"}
 #: The fixed temperature of the prior-scale sweep and the fixed scale of the temperature sweep.
@@ -77,9 +83,7 @@ class Job:
         tags = "_".join(f"{key}-{value}" for key, value in self.settings) or "defaults"
         return f"{self.stage}_{self.domain}_{self.size}px_{tags}_seed{self.seed}"
 
-    def config(self):
-        from pyrodip import RunConfig
-
+    def config(self) -> RunConfig:
         settings = dict(self.settings)
         if self.stage != "flat":  # the sweeps ran before mfvi's guide started at std 0.1
             settings.setdefault("init_scale", SWEEP_INIT_SCALE)
@@ -111,36 +115,54 @@ def jobs(stage: str, smoke: bool = False) -> list[Job]:
             for settings in grid for domain, image in images.items() for seed in SEEDS]
 
 
-def run_job(job: Job, out: Path) -> str:
-    """Fit ``job`` and write its record; returns its name."""
+def guide_metrics(result, observation) -> dict:
+    """The ``metrics`` hook: mean std and median relative std (std / abs(mean)) of a mean-field
+    guide's weights (empty for a guide without scales, e.g. DIP's)."""
     import torch
 
-    from pyrodip import fit
-    from pyrodip.evaluate.metrics import psnr
+    guide = result.guide
+    if not hasattr(guide, "scales"):
+        return {}
+    with torch.no_grad():
+        scales = guide.scales().flatten()
+        locs = guide.locs.flatten()[: scales.numel()]
+        return {"mean_std": float(scales.mean()),
+                "median_relative_std": float((scales / locs.abs().clamp_min(1e-12)).median())}
 
-    torch.set_num_threads(1)
-    config = job.config()
-    obs = clipped_observation(config)
-    result = fit(obs, config, progress=False)
-    curves = result.history.curves
-    psnr_curve, loss = curves["psnr"], curves["loss"]
-    record = {
+
+HOOKS = Hooks(observe=clipped_observation, metrics=guide_metrics, baselines=False)
+
+
+def run_stage(stage: str, out: Path, workers: int, smoke: bool = False,
+              match: list[str] | None = None) -> None:
+    """Run the fits of ``stage`` that ``out`` lacks (only those whose name contains one of
+    ``match``, when given)."""
+    runs = [GridRun(job.name, job.config()) for job in jobs(stage, smoke)]
+    run_fits(runs, out, HOOKS, workers, match, desc=stage)
+
+
+def record(job: Job, dataset: xr.Dataset) -> dict:
+    """What the report reads of one fit."""
+    psnr_curve, loss = dataset["psnr"].values, dataset["loss"].values
+    return {
         "job": dataclasses.asdict(job),
-        "config": json.loads(config.to_json()),
+        "config": json.loads(dataset.attrs["config"]),
         "psnr_best": float(psnr_curve.max()),
         "step_best": int(psnr_curve.argmax()) + 1,
         "psnr_last": float(psnr_curve[-1]),
-        "psnr_mean": float(psnr(result.prediction.mean[None], obs.truth[None])[0]),
-        "std_epistemic": float(result.prediction.std_epistemic.mean()),
+        "psnr_mean": float(dataset.attrs["psnr"]),
+        "std_epistemic": float(dataset.attrs["mean_std_epistemic"]),
         "plateau_step": plateau_step(loss),
         "psnr_curve": psnr_curve[CURVE_EVERY - 1::CURVE_EVERY].round(3).tolist(),
-        "loss_curve": loss[CURVE_EVERY - 1::CURVE_EVERY].tolist(),
-        "guide": guide_summary(result.guide),
-        "wall_time_s": result.wall_time_s,
-        "status": result.status,
+        "guide": run_metrics(dataset),
     }
-    write_record(out, job.name, record)
-    return job.name
+
+
+def records(out: Path) -> list[dict]:
+    """The records of every finished fit of every stage (at full and at smoke scale)."""
+    known = {job.name: job for stage in STAGES for smoke in (False, True)
+             for job in jobs(stage, smoke)}
+    return [record(known[name], dataset) for name, dataset in finished(out, known).items()]
 
 
 def plateau_step(loss: np.ndarray, window: int = 100, tolerance: float = 0.01) -> int:
@@ -156,26 +178,6 @@ def plateau_step(loss: np.ndarray, window: int = 100, tolerance: float = 0.01) -
     band = tolerance * max(smooth[0] - smooth[-1], 1e-12)
     outside = np.nonzero(np.abs(smooth - smooth[-1]) > band)[0]
     return int(outside[-1] + 1 + window if len(outside) else window)
-
-
-def guide_summary(guide) -> dict:
-    """Mean std and median relative std (std / |mean|) of a mean-field guide's weights."""
-    import torch
-
-    if not hasattr(guide, "scales"):
-        return {}
-    with torch.no_grad():
-        scales = guide.scales().flatten()
-        locs = guide.locs.flatten()[: scales.numel()]
-        return {"mean_std": float(scales.mean()),
-                "median_relative_std": float((scales / locs.abs().clamp_min(1e-12)).median())}
-
-
-def run_stage(stage: str, out: Path, workers: int, smoke: bool = False,
-              match: list[str] | None = None) -> None:
-    """Run the fits of ``stage`` that ``out`` lacks (only those whose name contains one of
-    ``match``, when given)."""
-    run_jobs(stage, pending(jobs(stage, smoke), out, match), run_job, out, workers)
 
 
 def setting_label(settings: dict) -> str:
@@ -203,10 +205,10 @@ def summary_rows(records: list[dict]) -> list[list[str]]:
         drop = [r["psnr_best"] - r["psnr_last"] for r in group]
         rows.append([
             stage, domain, label, str(len(group)),
-            interval([r["psnr_last"] for r in group]),
-            interval([r["psnr_best"] for r in group]),
-            interval(drop),
-            interval([r["psnr_mean"] for r in group]),
+            format_interval([r["psnr_last"] for r in group]),
+            format_interval([r["psnr_best"] for r in group]),
+            format_interval(drop),
+            format_interval([r["psnr_mean"] for r in group]),
             f"{np.mean([r['std_epistemic'] for r in group]):.4f}",
             f"{np.mean([r['step_best'] for r in group]):.0f}",
             f"{np.mean([r['plateau_step'] for r in group]):.0f}",
@@ -229,14 +231,15 @@ def weight_std_ratio(record: dict) -> float:
 
 
 def report(out: Path) -> Path:
-    records = load_records(out)
-    if not records:
-        raise SystemExit(f"no fits in {out / 'jobs'}: run a stage first")
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(records)]
+    """Write ``OUT/report.md`` and ``OUT/curves_STAGE.png`` from the finished fits."""
+    found = records(out)
+    if not found:
+        raise SystemExit(f"no fits in {out / 'runs'}: run a stage first")
+    lines = [f"{PLUS_MINUS}; PSNR in dB.", "",
+             *table(HEADER, summary_rows(found))]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    plot_curves(records, out)
+    path.write_text("\n".join(lines))
+    plot_curves(found, out)
     return path
 
 
@@ -269,8 +272,8 @@ def plot_curves(records: list[dict], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return study_main(argv, "experiments.prior_study", __doc__, ("sweep", "networks", "flat"),
-                      "40 steps on 32 px images", DATA, run_stage, report)
+    return study_main(argv, "experiments.prior_study", __doc__, STAGES,
+                      "40 steps on 32 px images", run_stage, report)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ from pyrodip.plots import comparison_figures, plot_calibration
 from pyrodip.run.config import RunConfig, read_toml
 from pyrodip.run.results import read_dataset
 from pyrodip.studies.bo import Param, Study, best_parameters, optimize, resume
-from pyrodip.studies.compare import Comparison, fit_run, run_comparison, summary_table
+from pyrodip.studies.compare import Comparison, run_comparison
 from pyrodip.studies.execution import SyncExecutor, dask_executor
+from pyrodip.studies.grid import fit_run
+from pyrodip.studies.table import summary_table
 
 DEFAULT_FILE = Path(__file__).with_name("reproduce.toml")
 

@@ -10,15 +10,14 @@ A model and guide built by hand are fitted with :func:`fit_model`
 (see :mod:`pyrodip.infer.loop` for the protocol they follow).
 """
 
-__version__ = "0.1.0"
-
 from .bayes.guides import MAPGuide, MeanFieldGuide, make_guide, register_guide
 from .bayes.likelihoods import GaussianLikelihood, Likelihood, PoissonLikelihood, SpeckleLikelihood
 from .bayes.model import BayesianDIP
 from .bayes.networks import NetConfig, SkipNet
 from .bayes.priors import NormalPrior, Prior, make_prior, register_prior
 from .errors import InvalidInputError, MissingFileError, OutputError, PyrodipError
-from .infer.loop import FitResult, Training, fit_model
+from .infer.fitting import FitResult, Training
+from .infer.loop import fit_model
 from .infer.predictive import Prediction, predict
 from .io.images import center_crop, load_image
 from .physics.noise import GaussianNoise, PoissonNoise, SpeckleNoise, make_noise
@@ -28,6 +27,7 @@ from .physics.radon import Radon
 from .run.config import RunConfig
 from .run.fit import fit, fit_batch
 from .run.observe import prepare_observation
+from .version import __version__
 
 __all__ = [
     "BayesianDIP",
@@ -69,4 +69,5 @@ __all__ = [
     "prepare_observation",
     "register_guide",
     "register_prior",
+    "__version__",
 ]

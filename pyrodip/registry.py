@@ -1,9 +1,10 @@
 """One kind of extension point for everything chosen by name: priors, guides, methods, tasks
 (each with its forward operator), noise models, image samples, network presets, optimisers.
 
-A :class:`Registry` maps names to entries (classes, factories or objects). The CLI, ``compare``
-and ``bo`` read their choices from the registries, so an entry registered by a user's module
-is usable everywhere that module is imported.
+A :class:`Registry` maps names to entries (classes, factories or objects), each with the run
+settings it declares (:class:`~pyrodip.settings.Option`). The CLI, ``compare`` and ``bo`` read
+their choices and options from the registries, so an entry registered by a user's module, and
+its settings, are usable everywhere that module is imported.
 
 >>> COLOURS = Registry("colour")
 >>> @COLOURS.register("red")
@@ -12,18 +13,22 @@ is usable everywhere that module is imported.
 >>> COLOURS.register("blue", object())
 >>> COLOURS["red"] is Red, sorted(COLOURS)
 (True, ['blue', 'red'])
+>>> COLOURS.register("grey", object(), options=[Option("shade", float, 0.5, "grey: lightness")])
+>>> [option.name for option in COLOURS.options("grey")]
+['shade']
 >>> COLOURS["green"]
 Traceback (most recent call last):
 ...
-pyrodip.errors.InvalidInputError: unknown colour 'green': choose one of red, blue
+pyrodip.errors.InvalidInputError: unknown colour 'green': choose one of red, blue, grey
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
 from .errors import InvalidInputError
+from .settings import Option
 
 T = TypeVar("T")
 
@@ -34,10 +39,21 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._options: dict[str, tuple[Option, ...]] = {}
 
-    def register(self, name: str, entry: T | None = None, *, replace: bool = False):
-        """Add ``entry`` under ``name``; without ``entry``, a decorator that adds what it
-        decorates. A name already taken is refused unless ``replace``."""
+    def register(
+        self, name: str, entry: T | None = None, *, replace: bool = False,
+        options: Iterable[Option] = (),
+    ):
+        """Add ``entry`` under ``name``, with the run settings it declares (``options``);
+        without ``entry``, a decorator that adds what it decorates. A name already taken is
+        refused unless ``replace``."""
+        options = tuple(options)
+        if not all(isinstance(option, Option) for option in options):
+            raise InvalidInputError(
+                f"the options of {self.kind} {name!r} must be pyrodip.settings.Option "
+                f"declarations, got {options!r}"
+            )
         if not isinstance(name, str) or not name or ":" in name:
             raise InvalidInputError(
                 f"a {self.kind} name must be a non-empty string without ':', got {name!r}"
@@ -50,6 +66,7 @@ class Registry(Generic[T]):
                     "replace=True"
                 )
             self._entries[name] = value
+            self._options[name] = options
             return value
 
         if entry is None:
@@ -63,6 +80,10 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}: choose one of {', '.join(self._entries)}"
             )
         return self._entries[name]
+
+    def options(self, name: str) -> tuple[Option, ...]:
+        """The run settings the entry ``name`` declared when it was registered."""
+        return self._options.get(name, ()) if name in self._entries else ()
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -88,16 +109,19 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests and plugins that clean up after themselves)."""
         self._entries.pop(name, None)
+        self._options.pop(name, None)
 
     def __delitem__(self, name: str) -> None:
         del self._entries[name]
+        self._options.pop(name, None)
 
     def clear(self) -> None:
-        """Remove every entry (with :meth:`update`, restores a saved ``dict(registry)``)."""
+        """Remove every entry (with :meth:`update`, restores a saved ``dict(registry)``; the
+        options entries declared are kept for that)."""
         self._entries.clear()
 
     def update(self, entries: dict[str, T]) -> None:
-        """Add or replace the ``entries``."""
+        """Add or replace the ``entries`` (with the options declared under their names)."""
         self._entries.update(entries)
 
     def __repr__(self) -> str:

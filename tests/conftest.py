@@ -14,6 +14,10 @@ from pyrodip.io.images import load_image
 
 pyrodip.infer.loop.VALIDATE = True  # Pyro's checks on in every test fit
 
+# Plugins the tests import on purpose: collecting them as doctest modules would register their
+# names in every test of the session.
+collect_ignore = ["deblur_plugin.py", "fault_injection.py"]
+
 
 # One thread per process: the suite's images are tiny, and subprocesses (CLI runs, Dask
 # workers) inherit OMP_NUM_THREADS, so nothing oversubscribes the cores.

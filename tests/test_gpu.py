@@ -58,14 +58,14 @@ def test_batched_fits_on_cuda_take_the_single_fits_first_step(monkeypatch):
 
 
 def test_a_fit_step_never_waits_for_the_device(noisy64):
-    from pyrodip.infer.loop import _Fitting
+    from pyrodip.infer.fitting import Fitting
     from pyrodip.run.fit import build, training
 
     config = RunConfig(steps=10, device="cuda", calibration="none")
     model, guide = build(config, noisy64)
     model.cuda()
     guide.cuda()
-    fitting = _Fitting(model, guide, noisy64, training(config), None, "", None)
+    fitting = Fitting(model, guide, noisy64, training(config), None, "", None)
     model.train()
     fitting._one_step()  # the first step sets up the optimiser's state
     fitting.step += 1

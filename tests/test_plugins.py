@@ -5,6 +5,7 @@ line and exit status 2."""
 
 import importlib.metadata
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -155,7 +156,7 @@ def test_a_worker_imports_the_plugins_of_the_config_it_is_sent(plugin, tmp_path)
                        task="test_mirror", noise="test_quiet", plugins=[PLUGIN])
     (tmp_path / "config.pkl").write_bytes(pickle.dumps(config))
     code = (
-        "import pickle, sys; from pyrodip.studies.compare import fit_run; "
+        "import pickle, sys; from pyrodip.studies.grid import fit_run; "
         f"assert {PLUGIN!r} not in sys.modules; "
         f"fit_run(pickle.loads(open({str(tmp_path / 'config.pkl')!r}, 'rb').read()), "
         f"{str(tmp_path / 'run.nc')!r})"
@@ -193,3 +194,90 @@ def test_a_broken_entry_point_is_one_error(monkeypatch):
     monkeypatch.setattr(pyrodip.plugins, "_entry_points_loaded", False)
     with pytest.raises(InvalidInputError, match="plugin 'bad' .*entry point group"):
         pyrodip.plugins.load_plugins()
+
+
+# --- a plugin task with settings of its own: tests/deblur_plugin.py, as in docs/extend.md -----
+
+DEBLUR = "deblur_plugin"
+TINY = ["--image", "sample:phantom", "--size", "32", "--steps", "3", "--samples", "2", "--quiet"]
+
+
+@pytest.fixture
+def deblur(monkeypatch):
+    """tests/deblur_plugin.py importable here and on worker processes, imported afresh, and
+    its task gone after the test."""
+    tests = str(Path(__file__).parent)
+    monkeypatch.syspath_prepend(tests)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, str(ROOT)]))
+    sys.modules.pop(DEBLUR, None)
+    TASKS.unregister("deblur")
+    yield
+    sys.modules.pop(DEBLUR, None)
+    TASKS.unregister("deblur")
+
+
+def test_the_docs_show_the_deblur_plugin_of_the_tests():
+    page = (ROOT / "docs" / "extend.md").read_text()
+    shown = page.split(f"<!-- file: {DEBLUR}.py -->\n```python\n", 1)[1].split("\n```", 1)[0]
+    assert shown + "\n" == (ROOT / "tests" / f"{DEBLUR}.py").read_text()
+
+
+def test_a_plugin_setting_reaches_the_task_from_python_toml_and_run(deblur, tmp_path):
+    config = RunConfig(task="deblur", kernel_size=3, plugins=[DEBLUR])
+    assert (config.kernel_size, config.blur_std) == (3, 1.0)
+    assert TASKS["deblur"].operator(config, (1, 32, 32)).kernel.shape == (3, 3)
+    with pytest.raises(InvalidInputError, match="^kernel_size must be an odd positive integer"):
+        config.replace(kernel_size=4)
+    (tmp_path / "run.toml").write_text(f'plugins = ["{DEBLUR}"]\ntask = "deblur"\n'
+                                       "kernel_size = 7\n")
+    assert RunConfig.from_toml(tmp_path / "run.toml").kernel_size == 7
+    out = tmp_path / "run"
+    argv = ["run", "--plugin", DEBLUR, "--task", "deblur", "--kernel-size", "3", *TINY]
+    assert exit_code([*argv, "--out", str(out)]) == 0
+    result = read_dataset(out / "result.nc")
+    recorded = json.loads(result.attrs["config"])
+    assert (recorded["kernel_size"], recorded["blur_std"]) == (3, 1.0)
+    assert result["classical"].values.tolist() == ["richardson-lucy"]
+
+
+def test_plugin_settings_stay_out_of_the_json_of_runs_that_do_not_use_them(deblur):
+    plain = RunConfig().to_json()
+    with_plugin = RunConfig(plugins=[DEBLUR])
+    assert with_plugin.kernel_size == 5 and "kernel_size" not in with_plugin.to_json()
+    assert with_plugin.replace(plugins=[]).to_json() == plain
+    assert json.loads(with_plugin.replace(kernel_size=9).to_json())["kernel_size"] == 9
+
+
+def test_a_plugin_setting_reaches_compare_from_the_study_and_set(deblur, tmp_path, capsys):
+    study = tmp_path / "study.toml"
+    study.write_text(textwrap.dedent(f"""
+        methods = ["dip"]
+        images = ["sample:phantom"]
+
+        [settings]
+        plugins = ["{DEBLUR}"]
+        task = "deblur"
+        kernel_size = 3
+        size = 32
+        steps = 3
+        samples = 2
+    """))
+    out = tmp_path / "out"
+    argv = ["compare", str(study), "--out", str(out), "--quiet", "--set", "kernel_size=7"]
+    assert exit_code(argv) == 0
+    run = read_dataset(next((out / "runs").glob("*.nc")))
+    assert json.loads(run.attrs["config"])["kernel_size"] == 7
+    assert run.attrs["task"] == "deblur"
+
+
+def test_a_plugin_setting_reaches_bo_and_a_numeric_one_is_tuned(deblur, tmp_path, capsys):
+    """Two trials on one worker process, which imports the plugin itself."""
+    out = tmp_path / "bo"
+    argv = ["bo", "--plugin", DEBLUR, "--task", "deblur", "--kernel-size", "3", *TINY,
+            "--param", "blur_std=0.5:2", "--init-points", "2", "--rounds", "0",
+            "--workers", "1", "--out", str(out)]
+    assert exit_code(argv) == 0
+    study = json.loads((out / "study.json").read_text())
+    assert study["config"]["kernel_size"] == 3 and study["params"] == ["blur_std=0.5:2.0"]
+    assert read_dataset(out / "bo.nc")["status"].values.tolist() == ["ok", "ok"]
+    assert "best observed   blur_std=" in capsys.readouterr().out

@@ -15,6 +15,7 @@ from pyrodip.physics.noise import NOISE_MODELS
 from pyrodip.physics.tasks import TASKS
 from pyrodip.registry import Registry
 from pyrodip.run.config import RunConfig
+from pyrodip.settings import Option
 from pyrodip.validation import choice, number, positive, positive_setting
 
 REGISTRIES = {
@@ -56,6 +57,28 @@ def test_names_registered_later_are_valid_settings(capsys):
         PRESETS.unregister("test_tiny")
     with pytest.raises(InvalidInputError, match="unknown method 'test_method'"):
         RunConfig(method="test_method")
+
+
+def test_an_entry_declares_its_settings_with_its_registration():
+    colours = Registry("colour")
+    shade = Option("shade", float, 0.5, "grey: lightness")
+    colours.register("grey", object(), options=[shade])
+
+    @colours.register("red", options=(Option("depth", int, 1, "red: depth"),))
+    class Red:
+        pass
+
+    assert colours.options("grey") == (shade,) and colours.options("blue") == ()
+    assert [option.name for option in colours.options("red")] == ["depth"]
+    saved = dict(colours)
+    colours.clear()
+    assert colours.options("grey") == ()
+    colours.update(saved)
+    assert colours.options("grey") == (shade,)
+    colours.unregister("grey")
+    assert colours.options("grey") == ()
+    with pytest.raises(InvalidInputError, match="options of colour 'blue' must be pyrodip"):
+        colours.register("blue", object(), options=["shade"])
 
 
 def test_a_taken_name_is_refused():

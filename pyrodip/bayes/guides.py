@@ -36,7 +36,7 @@ Register your own with :func:`register_guide`. A guide's ``forward`` samples eve
 ``model.weight_sites`` inside ``model.prior_weighting()``. It is built as
 ``cls(model, **options)``; a guide that takes an argument declares its name in ``argument``
 (e.g. ``argument = "RANK"``) and is built as ``cls(model, ARG, **options)``, ARG the string
-after the colon of its spec. The options are those :func:`pyrodip.infer.loop.build` passes:
+after the colon of its spec. The options are those :func:`pyrodip.run.fit.build` passes:
 ``init_loc`` and ``init_scale``.
 """
 
@@ -74,6 +74,21 @@ class WeightGuide(nn.Module):
 
     #: The name of the argument after the colon of the spec (e.g. "RANK"); None: takes none.
     argument: str | None = None
+    #: Values autograd keeps per weight in a training step: the drawn weight and the graph of
+    #: its draw (measured: 11 for a sampling guide, 3 for a point estimate; see
+    #: :func:`pyrodip.run.resources.estimate_memory`).
+    step_values_per_weight: int = 11
+
+    @classmethod
+    def values_per_weight(cls, argument: str) -> int:
+        """Parameter values the guide keeps per weight, for the spec argument ``argument``
+        (memory estimates; bad arguments are refused later, when the guide is built). Here
+        two, a location and a scale: a guide that keeps more says so.
+
+        >>> GUIDES["meanfield"].values_per_weight(""), GUIDES["lowrank"].values_per_weight("5")
+        (2, 7)
+        """
+        return 2
 
     def __init__(self, model, init_loc: str = "pytorch") -> None:
         super().__init__()
@@ -152,9 +167,15 @@ class MAPGuide(WeightGuide):
     """A point estimate per weight: the guide of plain DIP (and MAP with a prior)."""
 
     bayesian_sites: list[str] = []
+    step_values_per_weight = 3
 
     def __init__(self, model, init_loc: str = "pytorch", init_scale: float | None = None) -> None:
         super().__init__(model, init_loc)
+
+    @classmethod
+    def values_per_weight(cls, argument: str) -> int:
+        """One value per weight: the location."""
+        return 1
 
     def site_distributions(self) -> dict[str, dist.Distribution]:
         return {site: _point(self.loc(site)) for site in self.sites}
@@ -200,6 +221,11 @@ class LowRankGuide(WeightGuide):
     """
 
     argument = "RANK"
+
+    @classmethod
+    def values_per_weight(cls, argument: str) -> int:
+        """Location, scale and the RANK values of the factor's row."""
+        return 2 + (int(argument) if argument.isdigit() else 1)
 
     def __init__(
         self,

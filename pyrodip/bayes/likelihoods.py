@@ -10,6 +10,9 @@ pixels add exactly nothing to the log-likelihood, whatever value they hold.
 * :class:`SpeckleLikelihood`: log y ~ N(log A(x), sigma^2), multiplicative (ultrasound) speckle.
 * :class:`PoissonLikelihood`: peak * y ~ Poisson(peak * A(x)), photon counts (X-ray, CT).
 
+The likelihood that matches a noise model of :mod:`pyrodip.physics.noise` is built by
+:func:`pyrodip.bayes.noise_likelihoods.noise_likelihood`.
+
 >>> lik = GaussianLikelihood(noise_std=0.1)
 >>> round(float(lik.std()), 6)
 0.1
@@ -27,11 +30,11 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from ..errors import InvalidInputError
+from ..physics.noise import LOG_FLOOR
 from ..validation import positive
 
 __all__ = [
     "LIKELIHOODS",
-    "LOG_FLOOR",
     "RATE_FLOOR",
     "GaussianLikelihood",
     "Likelihood",
@@ -42,9 +45,6 @@ __all__ = [
 LIKELIHOODS = ("gaussian", "learned", "heteroscedastic")
 """The Gaussian likelihood choices of :class:`pyrodip.run.config.RunConfig`
 (``--likelihood``)."""
-
-LOG_FLOOR = 1e-3
-"""Smallest image value taken to the log domain (speckle): A(x) is clamped to it."""
 
 RATE_FLOOR = 1e-6
 """Smallest Poisson rate, in counts: keeps log(rate) finite where A(x) is 0."""
@@ -79,6 +79,10 @@ def module_local_params() -> None:
 
 class Likelihood(PyroModule):
     """Base class: the per-pixel distribution of the ``obs`` site, masking and the interface.
+
+    Called as ``likelihood(prediction, observation, log_variance, mask)`` (:meth:`forward`):
+    the prediction A(x) is a `(B, C, H', W')` tensor; the observation, the log-variance and
+    the mask have its shape (the mask broadcasts to it).
 
     Subclasses define :meth:`distribution` and :attr:`name`; those whose site does not hold
     the observation itself (Poisson counts) also override :meth:`to_site` and
@@ -174,7 +178,18 @@ class Likelihood(PyroModule):
         mask: Tensor | None = None,
     ) -> Tensor:
         """Declare the observation site ``obs`` (sampled when ``observation`` is None), as
-        :meth:`site` describes it. Returns the observation in image units."""
+        :meth:`site` describes it.
+
+        Args:
+            prediction: A(x), a `(B, C, H', W')` tensor.
+            observation: y, a `(B, C, H', W')` tensor, or None to draw it.
+            log_variance: the per-pixel log-variance (heteroscedastic), a `(B, C, H', W')`
+                tensor, or None.
+            mask: a bool tensor broadcastable to `(B, C, H', W')`, True = observed, or None.
+
+        Returns:
+            The observation in image units, a `(B, C, H', W')` tensor.
+        """
         fn, value = self.site(prediction, observation, log_variance, mask)
         return self.from_site(pyro.sample("obs", fn, obs=value))
 
@@ -189,6 +204,8 @@ class Likelihood(PyroModule):
 
 class GaussianLikelihood(Likelihood):
     """y ~ N(A(x), sigma^2), summed over every observed pixel.
+
+    Called on a `(B, C, H', W')` prediction A(x) and observation y, as :class:`Likelihood`.
 
     Args:
         noise_std: sigma, in image units ([0, 1] images). With ``learn_std`` it is the
@@ -236,6 +253,8 @@ class GaussianLikelihood(Likelihood):
 class SpeckleLikelihood(Likelihood):
     """log y ~ N(log A(x), sigma^2): multiplicative log-normal speckle, as in ultrasound.
 
+    Called on a `(B, C, H', W')` prediction A(x) and observation y, as :class:`Likelihood`.
+
     The site holds y itself under ``LogNormal(log(max(A(x), LOG_FLOOR)), sigma)``, so its
     log-density includes the Jacobian term -log y (constant in the weights). Observed pixels
     must be positive (as :class:`pyrodip.physics.noise.SpeckleNoise` makes them).
@@ -275,6 +294,8 @@ class SpeckleLikelihood(Likelihood):
 
 class PoissonLikelihood(Likelihood):
     """peak * y ~ Poisson(peak * A(x)): photon-counting noise, as in X-ray and CT.
+
+    Called on a `(B, C, H', W')` prediction A(x) and observation y, as :class:`Likelihood`.
 
     The ``obs`` site holds the counts, ``round(peak * y)``, not y, so that its log-density
     is the Poisson probability mass; ``forward`` still returns y = counts / peak. The rate is

@@ -183,7 +183,7 @@ class BayesianDIP(PyroModule):
         noise: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """One pass of the network with ``weights`` (site name -> value; drawn by
-        :meth:`sample_weights` when None): the image (1, C, H, W) in (0, 1) and, for a
+        :meth:`sample_weights` when None): the image `(1, C, H, W)` in (0, 1) and, for a
         heteroscedastic likelihood, the per-pixel log-variance (else None). ``jitter``: add
         ``self.jitter`` times ``noise`` (standard normal, shaped like z; drawn when None)
         to the input."""
@@ -202,8 +202,13 @@ class BayesianDIP(PyroModule):
     def forward(self, observation: Tensor | None = None) -> Tensor:
         """The Pyro model: draw the weights, render the image, observe A(image).
 
-        ``observation`` is y with a leading batch dim of 1, shaped like A(x). Returns the
-        rendered image, also kept (detached) as ``last_image`` for progress tracking.
+        Args:
+            observation: y with a leading batch dim of 1, a `(1, C, H', W')` tensor shaped
+                like A(x); None draws it.
+
+        Returns:
+            The rendered image, a `(1, C, H, W)` tensor, also kept (detached) as
+            ``last_image`` for progress tracking.
         """
         image, log_variance = self.render(jitter=self.training)
         self.last_image = image.detach()

@@ -132,6 +132,9 @@ class SkipNet(nn.Module):
     Each scale: a strided conv down, a conv, the coarser scales, bilinear upsampling, the
     concatenated skip branch (1x1 conv), BatchNorm, a conv and a 1x1 conv up. A final 1x1 conv
     maps to ``out_channels``.
+
+    Called on the input noise z, a `(B, input_channels, H, W)` tensor (H and W multiples of
+    ``2 ** scales``), it returns a `(B, out_channels, H, W)` tensor.
     """
 
     def __init__(self, out_channels: int, config: NetConfig | None = None) -> None:

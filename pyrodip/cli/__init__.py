@@ -17,36 +17,21 @@ import argparse
 import re
 import sys
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 
-from .. import __version__
-from ..bayes.guides import GUIDES, guide_usage
-from ..bayes.networks import NORMALIZATIONS, PRESETS
-from ..bayes.priors import PRIORS, prior_usage
 from ..errors import PyrodipError
-from ..infer.methods import METHODS
-from ..infer.optimizers import OPTIMIZERS
-from ..infer.recalibration import CALIBRATIONS
-from ..infer.stopping import STOP_RULES
-from ..physics.noise import NOISE_MODELS
-from ..physics.tasks import DEFAULT_NOISE_STD, DEFAULT_PHOTONS, TASKS
 from ..plugins import load_entry_points, load_plugins
-from ..run.config import RunConfig
-from .commands import (
-    bo_command,
-    compare_command,
-    config_from_args,
-    parse_settings,
-    prepare_output,
-    report_command,
-    run_command,
-    summary,
-)
+from ..run.config import declared_settings
+from ..settings import Option
+from ..version import __version__
+from .arguments import config_from_args, parse_settings
+from .handlers import bo_command, compare_command, report_command, run_command
+from .output import prepare_output
+from .summaries import summary
 
 __all__ = [
-    "build_parser", "cli_message", "config_from_args", "listing", "main", "one_line",
-    "parse_settings", "plugins_named", "prepare_output", "summary",
+    "add_run_options", "build_parser", "cli_message", "config_from_args", "main", "one_line",
+    "option_help", "parse_settings", "plugins_named", "prepare_output", "summary",
 ]
 
 
@@ -225,108 +210,47 @@ def add_bo_parser(commands) -> None:
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options of every RunConfig setting (shared by ``run``, ``bo`` and ``compare``)."""
-    d = RunConfig()
-    add = parser.add_argument
-    add("--config", type=Path, help="TOML file with any of the settings below")
-    add("--image", help="image file (PNG, JPEG, TIFF, DICOM, NIfTI, .npy) or sample:NAME "
-        f"[{d.image}]")
-    add("--size", type=int, metavar="N",
-        help="resize the image so that its longer side has N pixels [its own size]")
-    add("--slice", type=int, dest="slice_index", metavar="N",
-        help="NIfTI volumes and DICOM series (a folder): the slice [the middle]")
-    add("--volume", type=int, dest="volume_index", metavar="T",
-        help="4-D NIfTI: the volume (needed when the file holds several)")
-    add("--observed", action="store_true",
-        help="the image is the observation itself (ct: a sinogram, detectors x angles, .npy "
-        "or an image): nothing simulated, no truth metrics, the noise level estimated unless "
-        "given")
-    add("--plugin", action="append", dest="plugins", metavar="MODULE",
-        help="import MODULE first: what it registers (priors, tasks, ...) can be named here "
-        "(repeatable; recorded in the run's settings)")
-    add("--task", help=f"{listing(TASKS)} [{d.task}]")
-    add("--noise", help=f"noise model: {listing(NOISE_MODELS)} [{d.noise}]")
-    add("--noise-std", type=float, help="std of gaussian or speckle noise (ct: relative to the "
-        f"largest projection) [{DEFAULT_NOISE_STD}; --observed: estimated from the image]")
-    add("--photons", type=float, help="poisson: expected counts at intensity 1 "
-        f"[{DEFAULT_PHOTONS:g}; --observed: estimated from the image]")
-    add("--factor", type=int, help=f"superres: downsampling factor, 2, 4 or 8 [{d.factor}]")
-    add("--mask", help=f"inpaint: mask file (255 = known), random:FRACTION, strokes or text "
-        f"[{d.mask}]")
-    add("--angles", type=int, help=f"ct: projections evenly over [0, 180) degrees [{d.angles}]")
-    add("--method", help=f"{listing(METHODS)} [{d.method}]")
-    add("--net", help=f"network preset: {listing(PRESETS)} [{d.net}]")
-    add("--normalization", help=f"the network's normalisation: {listing(NORMALIZATIONS)} "
-        f"[{d.normalization}]")
-    priors = (prior_usage(name).replace(":SCALE", "", 1) for name in PRIORS)
-    add("--prior", help=f"weight prior NAME[:SCALE[:ARGS]]: {', '.join(priors)} [{d.prior}]")
-    add("--prior-scale", type=float, help=f"scale of the weight prior [{d.prior_scale}]")
-    add("--layer-prior", action=_LayerPrior, dest="layer_priors", metavar="PATTERN=PRIOR",
-        help="a prior for the layers whose name matches PATTERN, e.g. 'net.head.*=laplace:0.05' "
-        "(repeatable)")
-    add("--guide", help=f"{listing(map(guide_usage, GUIDES))} [the method's]")
-    add("--temperature", type=float,
-        help="posterior temperature T, the weight of the KL term (1: the ELBO; 0: no prior) "
-        "[the method's]")
-    add("--noise-level", help=f"the likelihood's noise level: known, learned or "
-        f"heteroscedastic [{d.noise_level}]")
-    add("--bayesian-batchnorm", action="store_true",
-        help="make BatchNorm scales and shifts random too [off]")
-    add("--init-scale", type=float, help="initial std of the guide [the method's: 0.01]")
-    add("--init-loc", help="initial guide means: pytorch or normal:STD [the method's: pytorch]")
-    add("--local-reparam", action="store_true",
-        help="mfvi: local reparameterisation as the training gradient estimator [off]")
-    add("--dropout", type=float, help="dropout rate after each conv [0.3 for mcdropout, else 0]")
-    add("--optimizer", help=f"{listing(OPTIMIZERS)} [adamw for mcdropout, else adam]")
-    add("--lr", type=float, help="learning rate [the method's: 0.01]")
-    add("--weight-decay", type=float,
-        help="decoupled weight decay [1e-4 for mcdropout, else 0]")
-    add("--sgld", help=f"sgld variant: adam (the papers') or textbook [{d.sgld}]")
-    add("--burn-in", type=int, help="sgld: steps before sampling [min(7000, steps / 2)]")
-    add("--sample-every", type=int,
-        help=f"sgld: steps between posterior samples [{d.sample_every}]")
-    add("--calibration", help=f"rescale the std on held-out observed values: "
-        f"{listing(CALIBRATIONS)} [the method's: scale; none for dip]")
-    add("--calibration-coverage", type=float, metavar="C",
-        help=f"conformal: the coverage the intervals target [{d.calibration_coverage}]")
-    add("--heldout-fraction", type=float, metavar="F",
-        help=f"share of the observed values held out to calibrate on [{d.heldout_fraction}]")
-    add("--calibration-refit", action="store_true",
-        help="after calibrating, fit again on all observed values (twice the time) [off]")
-    add("--stop-rule", help=f"dip, map: stop without ground truth by {listing(STOP_RULES)} "
-        "(ES-WMV's window variance, or the held-out residual) and keep the image of the chosen "
-        "step [the method's: wmv for dip-es, else none]")
-    add("--stop-patience", type=int, metavar="N",
-        help=f"steps without a new minimum before the rule stops [{d.stop_patience}]")
-    add("--steps", type=int, help=f"fitting steps [{d.steps}]")
-    add("--samples", type=int, help=f"posterior samples for the predictive [{d.samples}]")
-    add("--ema", type=float, help=f"smoothing of the tracked image [{d.ema}]")
-    add("--jitter", type=float, help=f"std of the input noise jitter per step [{d.jitter}]")
-    add("--device", help=f"cpu, cuda or cuda:N [{d.device}]")
-    add("--engine", help=f"loss computation: auto, pyro or fast [{d.engine}]")
-    add("--seed", type=int, help=f"random seed [{d.seed}]")
+    """``--config`` and an option for every declared setting
+    (:func:`~pyrodip.run.config.declared_settings`, a loaded plugin's too), shared by ``run``
+    and ``bo``; ``compare`` takes the same settings by ``--set``. The help of each shows its
+    default (for the method-dependent ones, each method's)."""
+    parser.add_argument("--config", type=Path, help="TOML file with any of the settings below")
+    for option in declared_settings().values():
+        keywords = ACTIONS[option.type](option)
+        if option.metavar is not None:
+            keywords["metavar"] = option.metavar
+        parser.add_argument(option.flag, dest=option.name, help=option_help(option), **keywords)
 
 
-class _LayerPrior(argparse.Action):
-    """Collects repeated ``--layer-prior PATTERN=PRIOR`` options into a dict."""
+def option_help(option: Option) -> str:
+    """The help of ``option``: its text and, in brackets, its default."""
+    shown = option.default_text()
+    return option.help_text() + ("" if shown is None else f" [{shown}]")
+
+
+class _KeyValue(argparse.Action):
+    """Collects repeated ``--option KEY=VALUE`` options into a dict."""
 
     def __call__(self, parser, namespace, value, option_string=None) -> None:
-        pattern, equals, spec = value.partition("=")
-        if not equals or not pattern or not spec:
-            parser.error(f"{option_string} takes PATTERN=PRIOR, e.g. 'net.head.*=laplace:0.05'")
-        priors = dict(getattr(namespace, self.dest, None) or {})
-        priors[pattern] = spec
-        setattr(namespace, self.dest, priors)
+        key, equals, setting = value.partition("=")
+        if not equals or not key or not setting:
+            parser.error(f"{option_string} takes {self.metavar}, got {value!r}")
+        table = dict(getattr(namespace, self.dest, None) or {})
+        table[key] = setting
+        setattr(namespace, self.dest, table)
 
 
-def listing(names: Iterable[str]) -> str:
-    """``names`` as words: "a, b or c".
-
-    >>> listing(["denoise", "superres", "ct"])
-    'denoise, superres or ct'
-    """
-    names = list(names)
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+#: How each type of setting is read from the command line (argparse keywords).
+ACTIONS = {
+    str: lambda option: {},
+    int: lambda option: {"type": int},
+    float: lambda option: {"type": float},
+    bool: lambda option: {
+        "action": argparse.BooleanOptionalAction if option.default else "store_true"
+    },
+    list: lambda option: {"action": "append"},
+    dict: lambda option: {"action": _KeyValue},
+}
 
 
 def plugins_named(argv: list[str]) -> list[str]:

@@ -55,7 +55,9 @@ from ..physics.observation import Observation
 from . import loop
 from .checkpoints import Interrupted
 from .elbo import FastELBO, unsupported_reason
-from .loop import CHECK_EVERY, FitResult, Training, _check_stop_rule, _Fitting, make_optimizer
+from .fitting import CHECK_EVERY, FitResult, Fitting, Training
+from .optimizers import make_optimizer
+from .stopping import check_stop_rule
 from .tracking import TrackerBatch
 
 __all__ = ["fit_generator", "fit_models"]
@@ -115,7 +117,7 @@ def _shapes(tensors: dict[str, Tensor]) -> dict[str, tuple[int, ...]]:
 class _Batch:
     """The fits' stacked parameters and buffers, their optimiser, and the step over all."""
 
-    def __init__(self, fittings: list[_Fitting], generators: Sequence[torch.Generator]) -> None:
+    def __init__(self, fittings: list[Fitting], generators: Sequence[torch.Generator]) -> None:
         self.fittings, self.generators = fittings, list(generators)
         losses = [_PureLoss(fitting.loss_fn) for fitting in fittings]
         first = losses[0]
@@ -288,8 +290,8 @@ def fit_models(
     fittings = []
     for model, guide, observation, held in zip(models, guides, observations, heldouts,
                                                strict=True):
-        _check_stop_rule(training, guide, None, held)
-        fittings.append(_Fitting(model, guide, observation, training, None, "", held))
+        check_stop_rule(training.stop_rule, guide, None, held)
+        fittings.append(Fitting(model, guide, observation, training, None, "", held))
     with pyro.validation_enabled(False):  # vmap cannot run the data-dependent checks
         elapsed = _run(_Batch(fittings, generators), training, progress, stop)
     results = []

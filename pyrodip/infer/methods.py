@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
 from ..registry import Registry
+from ..settings import Option, at_least_zero, positive_int
 from .predictive import Prediction, RunningMoments, draw_images, measure
 
 
@@ -61,6 +63,7 @@ class Method:
     calibration: str = "scale"  # how the std is recalibrated (pyrodip.infer.recalibration)
     stop_rule: str = "none"  # early stopping without ground truth (pyrodip.infer.stopping)
     description: str = ""
+    loss_is_elbo: bool = False  # whether its loss is a negative ELBO (a study's ELBO column)
 
     def temperature_for(self, observed_values: int, noise_std: float | None) -> float:
         """The temperature of a fit to ``observed_values`` values with Gaussian noise of std
@@ -82,6 +85,21 @@ class Method:
         """What runs after each optimiser step of a ``steps``-step fit and collects the
         posterior predictive (None: predict from the guide after the fit)."""
         return None
+
+    def check(self, settings: Any) -> None:
+        """Refuse (:class:`~pyrodip.errors.InvalidInputError`) run settings this method cannot
+        fit with; ``settings`` is the run's :class:`~pyrodip.run.config.RunConfig`."""
+
+    def shown_default(self, key: str) -> str:
+        """The default this method gives to the setting ``key``, as the help shows it.
+
+        >>> METHODS["mfvi-paper"].shown_default("temperature")
+        'from beta 1e-06'
+        """
+        if key == "temperature" and self.beta is not None:
+            return f"from beta {self.beta:g}"
+        value = getattr(self, key)
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def temperature_from_beta(beta: float, observed_values: int, noise_std: float) -> float:
@@ -107,11 +125,20 @@ def temperature_from_mean_nll(weight: float, observed_values: int) -> float:
 @dataclass(frozen=True)
 class SGLDMethod(Method):
     """SGLD-DIP: noise after every step (:class:`SGLDNoise`), images collected after the
-    burn-in. Options of :meth:`sampler`: ``variant``, ``burn_in``, ``sample_every``."""
+    burn-in. Options of :meth:`sampler` (its declared settings): ``sgld`` (the variant),
+    ``burn_in``, ``sample_every``."""
 
-    def sampler(self, steps: int, lr: float, variant: str = "adam", burn_in: int | None = None,
+    def sampler(self, steps: int, lr: float, sgld: str = "adam", burn_in: int | None = None,
                 sample_every: int = 50, **options) -> Sampler:
-        return SGLDSampler(lr, variant, burn_in_steps(burn_in, steps), sample_every)
+        return SGLDSampler(lr, sgld, burn_in_steps(burn_in, steps), sample_every)
+
+    def check(self, settings: Any) -> None:
+        """The burn-in must end before the fit does."""
+        if settings.burn_in is not None and settings.burn_in >= settings.steps:
+            raise InvalidInputError(
+                f"burn_in ({settings.burn_in}) must be below steps ({settings.steps}): sgld "
+                "collects its samples after the burn-in"
+            )
 
 
 #: mfvi's temperature 0.1 and initial std 0.1 come from the prior study (docs/concepts.md, "The
@@ -120,12 +147,21 @@ class SGLDMethod(Method):
 METHODS: Registry[Method] = Registry("method")
 METHODS.register("mfvi", Method(
     "meanfield", 0.1, init_scale=0.1, description="mean-field variational inference",
+    loss_is_elbo=True,
 ))
 METHODS.register("dip", Method(
     "map", 0.0, calibration="none", description="plain DIP (point estimate, no prior)",
 ))
 METHODS.register(
-    "sgld", SGLDMethod("map", 0.0, description="SGLD-DIP (noisy DIP steps, averaged samples)")
+    "sgld", SGLDMethod("map", 0.0, description="SGLD-DIP (noisy DIP steps, averaged samples)"),
+    options=[
+        Option("sgld", str, "adam", "sgld variant: adam (the papers') or textbook",
+               check=lambda name, value: check_variant(value)),
+        Option("burn_in", int, None, "sgld: steps before sampling", check=at_least_zero,
+               shown_default="min(7000, steps / 2)"),
+        Option("sample_every", int, 50, "sgld: steps between posterior samples",
+               check=positive_int),
+    ],
 )
 METHODS.register("mcdropout", Method(
     "map", 0.0, optimizer="adamw", weight_decay=1e-4, dropout=0.3, description="MC-dropout DIP",
@@ -142,6 +178,22 @@ METHODS.register("dip-es", Method(
 METHODS.register("map", Method(
     "map", 0.1, calibration="none", description="MAP: DIP with mfvi's prior and temperature",
 ))
+
+
+
+def method_defaults(key: str) -> str:
+    """The default of the setting ``key`` per method, as the help shows it: the methods that
+    differ from the most common default, then that one.
+
+    >>> method_defaults("dropout")
+    "the method's: mcdropout 0.3, else 0"
+    """
+    shown = {name: method.shown_default(key) for name, method in METHODS.items()}
+    values = list(shown.values())
+    common = max(values, key=values.count)
+    others = [f"{name} {value}" for name, value in shown.items() if value != common]
+    return f"the method's: {', '.join([*others, f'else {common}'])}"
+
 
 #: The two SGLD variants (see :class:`SGLDNoise`).
 SGLD_VARIANTS = ("adam", "textbook")
@@ -176,7 +228,7 @@ class SGLDNoise:
     """
 
     def __init__(self, parameters: list[Tensor], lr: float, variant: str = "adam") -> None:
-        _check_variant(variant)
+        check_variant(variant)
         self.parameters = list(parameters)
         self.variant = variant
         self.std = 2 * lr if variant == "adam" else math.sqrt(2 * lr)
@@ -187,7 +239,8 @@ class SGLDNoise:
             param.add_(torch.randn_like(param), alpha=self.std)
 
 
-def _check_variant(variant: str) -> None:
+def check_variant(variant: str) -> None:
+    """Refuse an SGLD variant but :data:`SGLD_VARIANTS`."""
     if variant not in SGLD_VARIANTS:
         raise InvalidInputError(
             f"unknown SGLD variant {variant!r}: choose one of {', '.join(SGLD_VARIANTS)}"
@@ -220,7 +273,7 @@ class SGLDSampler(Sampler):
     image from the current weights every ``sample_every`` steps, summarised as they come."""
 
     def __init__(self, lr: float, variant: str, burn_in: int, sample_every: int) -> None:
-        _check_variant(variant)  # refused before the fit starts
+        check_variant(variant)  # refused before the fit starts
         self.lr, self.variant = lr, variant
         self.burn_in, self.sample_every = burn_in, sample_every
         self.moments = RunningMoments()

@@ -38,7 +38,15 @@ GPU_BATCH = 8
 
 @dataclass
 class Prediction:
-    """Per-pixel predictive summaries, each shaped (C, H, W)."""
+    """Per-pixel predictive summaries of ``num_samples`` posterior images.
+
+    Attributes:
+        mean, std_epistemic, std_total: `(C, H, W)` tensors, as the module docstring says.
+        std_aleatoric: a `(C, H, W)` tensor for a heteroscedastic likelihood, else None.
+        samples: the posterior images, an `(N, C, H, W)` tensor (``keep_samples``), or None.
+        measured_mean, measured_std: `(C, H', W')` tensors shaped like the observation y, or
+            None.
+    """
 
     mean: Tensor
     std_epistemic: Tensor
@@ -199,7 +207,12 @@ def predict(
     :func:`draw_images`).
 
     The sample standard deviation uses ``num_samples - 1`` degrees of freedom (0 for one
-    sample). Example::
+    sample).
+
+    Returns:
+        A :class:`Prediction` of `(C, H, W)` tensors (the model's image shape).
+
+    Example::
 
         prediction = predict(model, guide, num_samples=25)
         prediction.mean.shape  # (C, H, W)

@@ -22,9 +22,14 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..bayes.guides import MAPGuide
+from ..errors import InvalidInputError
 
 #: The stopping rules by name; "none" runs every step.
 STOP_RULES = ("none", "wmv", "heldout")
@@ -42,7 +47,7 @@ def stop_step(
     """The step (0-based index) a rule watching ``curve`` chooses: the minimum so far, at the
     first step that lies ``patience`` steps after it; None if the curve never rests that long.
     With ``check_every``, only every ``check_every``-th step is checked (as a fit does, see
-    :data:`pyrodip.infer.loop.CHECK_EVERY`). NaN entries (a window not yet full) are skipped.
+    :data:`pyrodip.infer.fitting.CHECK_EVERY`). NaN entries (a window not yet full) are skipped.
 
     >>> stop_step(np.array([np.nan, 3.0, 2.0, 2.5, 2.6, 1.0]), patience=2)
     2
@@ -57,6 +62,24 @@ def stop_step(
     checked = (np.arange(len(values)) + 1) % check_every == 0
     stops = np.flatnonzero((best >= 0) & (waited >= patience) & checked)
     return int(best[stops[0]]) if len(stops) else None
+
+
+def check_stop_rule(rule: str, guide: Any, sampler: Any, heldout: Tensor | None) -> None:
+    """Refuse stop rule ``rule`` (see :data:`STOP_RULES`) for a fit it cannot stop: one with a
+    method's ``sampler`` or a guide other than :class:`~pyrodip.bayes.guides.MAPGuide`, or the
+    ``heldout`` rule without held-out values."""
+    if rule == "none":
+        return
+    if sampler is not None or not isinstance(guide, MAPGuide):
+        raise InvalidInputError(
+            f"stop_rule={rule!r} stops a point-estimate fit: use method dip or map, or "
+            "`stop_rule=none`"
+        )
+    if rule == "heldout" and heldout is None:
+        raise InvalidInputError(
+            "stop_rule='heldout' needs held-out values: pass heldout= (see "
+            "pyrodip.physics.observation.hold_out)"
+        )
 
 
 class WindowVariance:

@@ -1,4 +1,5 @@
-"""Files written whole or not at all, and sets of files written together or not at all.
+"""Files and folders written whole or not at all, and sets of files written together or not
+at all.
 
 >>> import tempfile
 >>> with atomic_path(Path(tempfile.mkdtemp()) / "a.txt") as tmp:
@@ -56,6 +57,56 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise failure from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success rename it onto ``path``,
+    replacing whatever is there.
+
+    A failure or kill while the folder is written leaves the old ``path`` as it was; a write
+    that fails for want of space or permission raises :class:`~pyrodip.errors.OutputError`.
+
+    >>> folder = Path(tempfile.mkdtemp()) / "series"
+    >>> with atomic_folder(folder) as tmp:
+    ...     _ = (tmp / "IM0000.dcm").write_text("slice")
+    >>> [path.name for path in folder.iterdir()]
+    ['IM0000.dcm']
+    """
+    path = Path(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as error:
+        raise _output_error(error, path) from None
+    try:
+        yield tmp
+        _swap_into_place(tmp, path)
+    except OutputError:
+        raise
+    except OSError as error:
+        raise _output_error(error, path) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_into_place(new: Path, path: Path) -> None:
+    """Rename the folder ``new`` onto ``path``, replacing whatever is there."""
+    old = new.with_name(new.name + ".old")
+    had_old = path.exists() or path.is_symlink()
+    if had_old:
+        os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except OSError:
+        if had_old:
+            os.replace(old, path)
+        raise
+    if had_old:  # the new folder is in place: leaving the old one behind is no failure
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import MissingFileError
 from ..registry import Registry
+from .dicom import read_dicom
 
 __all__ = ["SAMPLES", "SampleLoader"]
 
@@ -39,14 +40,12 @@ def _pydicom_test_file(filename: str) -> np.ndarray:
     """A DICOM slice shipped with pydicom's test data."""
     from pydicom.data import get_testdata_file
 
-    from .images import _read_dicom
-
     path = get_testdata_file(filename)
     if path is None:
         raise MissingFileError(
             f"pydicom's test file {filename} is missing: reinstall pydicom or use another sample"
         )
-    return _read_dicom(Path(path))
+    return read_dicom(Path(path))
 
 
 @SAMPLES.register("ct")

@@ -1,4 +1,4 @@
-"""Noise models: simulate an observation y from a clean A(x), and build the matching likelihood.
+"""Noise models: simulate an observation y from a clean A(x).
 
 * :class:`GaussianNoise`: y = x + std * N(0, 1), additive (X-ray, OCT in the paper).
 * :class:`SpeckleNoise`: y = exp(log(max(x, LOG_FLOOR)) + std * N(0, 1)), multiplicative
@@ -7,13 +7,14 @@
 
 Every model draws its randomness from an optional ``torch.Generator`` (on the generator's
 device, then moved to the clean image's, so a seeded CPU generator gives the same noise on
-any device) and is also callable: ``noise(clean, generator)``.
+any device) and is also callable: ``noise(clean, generator)``. The likelihood that matches a
+noise model is built by :func:`pyrodip.bayes.noise_likelihoods.noise_likelihood`.
 
 >>> noise = make_noise("speckle", 0.2)
 >>> g = torch.Generator().manual_seed(0)
 >>> noisy = noise.sample(torch.full((1, 64, 64), 0.5), generator=g)
->>> bool((noisy > 0).all()), noise.level, noise.likelihood().name
-(True, 0.2, 'speckle')
+>>> bool((noisy > 0).all()), noise.level, noise.level_setting
+(True, 0.2, 'noise_std')
 """
 
 from __future__ import annotations
@@ -24,18 +25,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..bayes.likelihoods import (
-    LOG_FLOOR,
-    GaussianLikelihood,
-    Likelihood,
-    PoissonLikelihood,
-    SpeckleLikelihood,
-)
 from ..errors import InvalidInputError
 from ..registry import Registry
 from ..validation import positive
 
 __all__ = [
+    "LOG_FLOOR",
     "NOISE_MODELS",
     "GaussianNoise",
     "NoiseModel",
@@ -43,6 +38,9 @@ __all__ = [
     "SpeckleNoise",
     "make_noise",
 ]
+
+LOG_FLOOR = 1e-3
+"""Smallest image value taken to the log domain (speckle): A(x) is clamped to it."""
 
 
 def _check_clean(clean: Tensor) -> None:
@@ -59,9 +57,24 @@ def _device(clean: Tensor, generator: torch.Generator | None) -> torch.device:
 
 
 class NoiseModel:
-    """Base class: ``sample`` simulates y from A(x), ``likelihood`` builds p(y | A(x))."""
+    """Base class: ``sample`` simulates y from A(x); ``level`` is the noise level, given by the
+    run setting :attr:`level_setting`.
+
+    ``noise(clean, generator)`` (or ``sample``) takes A(x), a tensor of any shape such as
+    `(C, H, W)` or `(B, C, H, W)`, and returns y, a tensor of the same shape.
+    """
 
     name: ClassVar[str]
+    #: The run setting (:class:`pyrodip.run.config.RunConfig`) that gives the level.
+    level_setting: ClassVar[str] = "noise_std"
+    #: The level a simulation takes when the settings give none.
+    default_level: ClassVar[float] = 0.1
+
+    @classmethod
+    def scaled_level(cls, level: float, scale: float) -> float:
+        """The level, given for images in [0, 1], for images ``scale`` times larger (CT
+        sinograms: their largest projection); unchanged here (multiplicative noise)."""
+        return level
 
     @property
     def level(self) -> float:
@@ -69,35 +82,22 @@ class NoiseModel:
         raise NotImplementedError
 
     def sample(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """A noisy observation of ``clean`` (same shape, dtype and device)."""
-        raise NotImplementedError
-
-    def likelihood(self, learn: bool = False, heteroscedastic: bool = False) -> Likelihood:
-        """The likelihood that matches this noise (``learn``: fit its std too)."""
+        """A noisy observation of ``clean``, e.g. a `(C, H, W)` tensor: same shape, dtype and
+        device."""
         raise NotImplementedError
 
     def __call__(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """:meth:`sample`: y, shaped like ``clean`` (e.g. `(C, H, W)`)."""
         return self.sample(clean, generator)
-
-    def _refuse(self, learn: bool, heteroscedastic: bool, can_learn: bool) -> None:
-        if heteroscedastic:
-            raise InvalidInputError(
-                f"{self.name} noise has no heteroscedastic likelihood: use gaussian noise for a "
-                "per-pixel std"
-            )
-        if learn and not can_learn:
-            raise InvalidInputError(
-                f"{self.name} noise has no std to learn (its variance follows from the peak): "
-                "pass learn=False"
-            )
 
 
 @dataclass(frozen=True)
 class GaussianNoise(NoiseModel):
-    """y = x + std * N(0, 1), independent per pixel; not clipped.
+    """y = x + std * N(0, 1), independent per pixel; not clipped. x and y: tensors of one
+    shape, e.g. `(C, H, W)`.
 
-    >>> GaussianNoise(0.1).likelihood(heteroscedastic=True).extra_channels
-    1
+    >>> GaussianNoise(0.1).level, GaussianNoise.level_setting
+    (0.1, 'noise_std')
     """
 
     std: float
@@ -109,6 +109,11 @@ class GaussianNoise(NoiseModel):
     @property
     def level(self) -> float:
         return self.std
+
+    @classmethod
+    def scaled_level(cls, level: float, scale: float) -> float:
+        """The std scales with the image: ``level * scale``."""
+        return level * scale
 
     def sample(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``clean + std * N(0, 1)``, not clipped (it may leave [0, 1]: that is the
@@ -124,13 +129,11 @@ class GaussianNoise(NoiseModel):
         noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype, device=device)
         return clean + self.std * noise.to(clean.device)
 
-    def likelihood(self, learn: bool = False, heteroscedastic: bool = False) -> Likelihood:
-        return GaussianLikelihood(self.std, learn_std=learn, heteroscedastic=heteroscedastic)
-
 
 @dataclass(frozen=True)
 class SpeckleNoise(NoiseModel):
-    """y = exp(log(max(x, LOG_FLOOR)) + std * N(0, 1)): log-normal speckle, y > 0.
+    """y = exp(log(max(x, LOG_FLOOR)) + std * N(0, 1)): log-normal speckle, y > 0. x and y:
+    tensors of one shape, e.g. `(C, H, W)`.
 
     ``std`` is the std of the noise in the log domain; ``LOG_FLOOR`` (1e-3) keeps black pixels
     finite there.
@@ -153,14 +156,11 @@ class SpeckleNoise(NoiseModel):
         log_clean = torch.log(clean.clamp_min(LOG_FLOOR))
         return torch.exp(log_clean + self.std * noise.to(clean.device))
 
-    def likelihood(self, learn: bool = False, heteroscedastic: bool = False) -> Likelihood:
-        self._refuse(learn, heteroscedastic, can_learn=True)
-        return SpeckleLikelihood(self.std, learn_std=learn)
-
 
 @dataclass(frozen=True)
 class PoissonNoise(NoiseModel):
-    """y = Poisson(peak * max(x, 0)) / peak: photon counts, mean x and variance x / peak.
+    """y = Poisson(peak * max(x, 0)) / peak: photon counts, mean x and variance x / peak. x and
+    y: tensors of one shape, e.g. `(C, H, W)`.
 
     ``peak`` is the mean photon count of an image value of 1 (larger = less noise).
 
@@ -172,6 +172,8 @@ class PoissonNoise(NoiseModel):
 
     peak: float
     name: ClassVar[str] = "poisson"
+    level_setting: ClassVar[str] = "photons"
+    default_level: ClassVar[float] = 1000.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "peak", positive("peak", self.peak))
@@ -180,15 +182,16 @@ class PoissonNoise(NoiseModel):
     def level(self) -> float:
         return self.peak
 
+    @classmethod
+    def scaled_level(cls, level: float, scale: float) -> float:
+        """Counts per unit intensity shrink as the image grows: ``level / scale``."""
+        return level / scale
+
     def sample(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
         _check_clean(clean)
         rate = (self.peak * clean.clamp_min(0.0)).to(_device(clean, generator))
         counts = torch.poisson(rate, generator=generator)
         return (counts / self.peak).to(clean.device)
-
-    def likelihood(self, learn: bool = False, heteroscedastic: bool = False) -> Likelihood:
-        self._refuse(learn, heteroscedastic, can_learn=False)
-        return PoissonLikelihood(self.peak)
 
 
 NOISE_MODELS: Registry[type[NoiseModel]] = Registry("noise model")

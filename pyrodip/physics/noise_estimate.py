@@ -31,8 +31,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor
 
-from ..bayes.likelihoods import LOG_FLOOR
 from ..errors import InvalidInputError
+from .noise import LOG_FLOOR
 
 __all__ = ["NOISE_ESTIMATE_FACTOR", "estimate_noise_level", "estimate_noise_std"]
 

@@ -26,9 +26,9 @@ class Observation:
     """An inverse problem instance: y = noise(A(x)).
 
     Attributes:
-        observation: y, shaped (C, H', W') as A produces it.
-        truth: x, shaped (C, H, W), or None for a real observation (no truth metrics then).
-        image_shape: (C, H, W) of the image to reconstruct.
+        observation: y, a `(C, H', W')` tensor as A produces it.
+        truth: x, a `(C, H, W)` tensor, or None for a real observation (no truth metrics then).
+        image_shape: `(C, H, W)` of the image to reconstruct.
         noise: the noise model (its level is taken as known by the likelihood).
         operator: the forward operator A.
         name: where it came from (a path or ``sample:NAME``).

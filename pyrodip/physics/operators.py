@@ -41,14 +41,23 @@ __all__ = [
     "LinearOperator",
     "Mask",
     "Subset",
+    "check_image_batch",
 ]
 
 SUPERRESOLUTION_FACTORS = (2, 4, 8)
 """The downsampling factors :class:`Downsample` accepts."""
 
 
-def _check_image(x: Tensor, operator: str) -> None:
-    """Refuse anything but a 4-D floating-point (B, C, H, W) tensor (metadata only, no sync)."""
+def check_image_batch(x: Tensor, operator: str) -> None:
+    """Refuse anything but a floating-point `(B, C, H, W)` tensor as the input of
+    ``operator`` (the name its error names); reads metadata only, no device sync.
+
+    >>> try:
+    ...     check_image_batch(torch.zeros(1, 4, 4), "Mask")
+    ... except InvalidInputError as error:
+    ...     print(str(error)[:50])
+    Mask needs an image batch shaped (B, C, H, W), got
+    """
     if not isinstance(x, Tensor):
         raise InvalidInputError(
             f"{operator} needs a torch.Tensor image, got {type(x).__name__}: convert it with "
@@ -134,7 +143,7 @@ class LinearOperator(nn.Module):
 
 
 class Identity(LinearOperator):
-    """Denoising: A(x) = x."""
+    """Denoising: A(x) = x, a `(B, C, H, W)` tensor to the same tensor."""
 
     def forward(self, x: Tensor) -> Tensor:
         return x
@@ -166,6 +175,8 @@ class Downsample(LinearOperator):
     phase and normalised to sum 1, applied per channel with stride ``factor`` after replicate
     padding of ``3 * factor / 2`` pixels, so an H x W image becomes (H/factor) x (W/factor)
     and a constant image stays the same constant.
+
+    Called on a `(B, C, H, W)` tensor, it returns a `(B, C, H / factor, W / factor)` tensor.
 
     Args:
         factor: the super-resolution factor, one of :data:`SUPERRESOLUTION_FACTORS`.
@@ -207,7 +218,7 @@ class Downsample(LinearOperator):
         return f"factor={self.factor}, channels={self.channels}"
 
     def _check(self, x: Tensor) -> None:
-        _check_image(x, "Downsample")
+        check_image_batch(x, "Downsample")
         if self.channels is not None and x.shape[1] != self.channels:
             raise InvalidInputError(
                 f"Downsample was built for {self.channels} channels but the image has "
@@ -245,8 +256,10 @@ class Mask(LinearOperator):
     :attr:`observed_mask` (bool, shaped (1, 1 or C, H, W)) tells the likelihood which pixels
     to use.
 
+    Called on a `(B, C, H, W)` tensor, it returns a `(B, C, H, W)` tensor.
+
     Args:
-        mask: bool tensor (H, W) or (1 or C, H, W), True = known pixel.
+        mask: a bool `(H, W)` or `(1 or C, H, W)` tensor, True = known pixel.
 
     >>> A = Mask(torch.tensor([[True, False], [True, True]]))
     >>> A(torch.ones(1, 3, 2, 2))[0, 0]
@@ -284,7 +297,7 @@ class Mask(LinearOperator):
         return f"shape={tuple(self.observed_mask.shape[1:])}, known={known:.1%}"
 
     def _check(self, x: Tensor) -> None:
-        _check_image(x, "Mask")
+        check_image_batch(x, "Mask")
         _, mask_channels, height, width = self.observed_mask.shape
         if tuple(x.shape[-2:]) != (height, width):
             raise InvalidInputError(

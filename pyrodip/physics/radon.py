@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InvalidInputError
-from .operators import LinearOperator, _check_image
+from .operators import LinearOperator, check_image_batch
 
 __all__ = ["Radon", "default_ct_angles"]
 
@@ -47,9 +47,10 @@ class Radon(LinearOperator):
     """Sparse-view CT: the parallel-beam projection (Radon transform) of square images.
 
     For each angle, the image is rotated about its centre pixel (``image_size // 2``) by
-    bilinear sampling (zeros outside) and summed along its rows: the sinogram is shaped
-    (B, C, image_size detectors, n_angles), with the layout, orientation and angle
-    convention of ``skimage.transform.radon(image, theta=angles, circle=True)``.
+    bilinear sampling (zeros outside) and summed along its rows: a `(B, C, S, S)` image
+    (S = ``image_size``) becomes a `(B, C, S, A)` sinogram (S detectors, A = ``len(angles)``),
+    with the layout, orientation and angle convention of
+    ``skimage.transform.radon(image, theta=angles, circle=True)``.
 
     Args:
         angles: projection angles in degrees (default :func:`default_ct_angles`).
@@ -117,7 +118,7 @@ class Radon(LinearOperator):
         return f"n_angles={self.n_angles}, image_size={self.image_size}"
 
     def _check(self, x: Tensor) -> None:
-        _check_image(x, "Radon")
+        check_image_batch(x, "Radon")
         height, width = x.shape[-2:]
         if height != width:
             raise InvalidInputError(
@@ -150,7 +151,7 @@ class Radon(LinearOperator):
         return (*lead, self.image_size, self.image_size)
 
     def _check_sinogram(self, sinogram: Tensor) -> None:
-        _check_image(sinogram, "Radon.fbp")
+        check_image_batch(sinogram, "Radon.fbp")
         expected = (self.image_size, self.n_angles)
         if tuple(sinogram.shape[-2:]) != expected:
             raise InvalidInputError(

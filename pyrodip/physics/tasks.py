@@ -13,8 +13,10 @@ classical baselines and what its operator adds to a fit's memory. The settings i
 >>> task_of(Observation.simulate(torch.rand(1, 16, 16), noise=0.1)).name
 'denoise'
 
-Add a task by subclassing :class:`Task` and registering an instance:
-``TASKS.register("deblur", DeblurTask())``.
+Add a task by subclassing :class:`Task` and registering an instance with the settings it
+reads beyond the general ones (superres's ``factor``, inpaint's ``mask``, ct's ``angles``):
+``TASKS.register("deblur", DeblurTask(), options=[Option("kernel_size", int, 5, "...")])``
+(see ``docs/extend.md``).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from ..errors import InvalidInputError
 from ..io.images import center_crop
 from ..registry import Registry
 from ..seeding import generator
+from ..settings import Option, positive_int
 from .masks import names_a_mask_file, parse_mask
-from .noise import NoiseModel, make_noise
+from .noise import NOISE_MODELS, GaussianNoise, NoiseModel, PoissonNoise
 from .noise_estimate import estimate_noise_level, estimate_noise_std
 from .observation import Observation
-from .operators import Downsample, Identity, Mask, Subset
+from .operators import SUPERRESOLUTION_FACTORS, Downsample, Identity, Mask, Subset
 from .radon import Radon, default_ct_angles
 
 __all__ = [
@@ -48,18 +51,19 @@ CT_FLOATS_PER_ANGLE = 6
 
 
 #: The noise levels a simulation takes when the settings give none (``noise_std``, ``photons``).
-DEFAULT_NOISE_STD = 0.1
-DEFAULT_PHOTONS = 1000.0
+DEFAULT_NOISE_STD = GaussianNoise.default_level
+DEFAULT_PHOTONS = PoissonNoise.default_level
 
 
 def noise_level_setting(noise: str) -> str:
-    """The setting that gives the level of noise model ``noise``: ``photons`` for Poisson,
-    else ``noise_std``.
+    """The setting that gives the level of noise model ``noise``: its
+    :attr:`~pyrodip.physics.noise.NoiseModel.level_setting` (``photons`` for Poisson, else
+    ``noise_std``).
 
     >>> noise_level_setting("poisson"), noise_level_setting("speckle")
     ('photons', 'noise_std')
     """
-    return "photons" if noise == "poisson" else "noise_std"
+    return NOISE_MODELS[noise].level_setting
 
 
 def given_noise_level(settings: Any) -> float | None:
@@ -69,18 +73,24 @@ def given_noise_level(settings: Any) -> float | None:
 
 
 def noise_model(settings: Any, relative_to: float = 1.0, level: float | None = None) -> NoiseModel:
-    """The noise model the settings name at ``level`` (default: the settings' own, else
-    :data:`DEFAULT_NOISE_STD` or :data:`DEFAULT_PHOTONS`); Gaussian std and Poisson counts
-    are relative to ``relative_to`` (CT's largest projection; speckle is multiplicative and
-    needs no scale)."""
+    """The noise model the settings name at ``level`` (default: the settings' own, else the
+    model's :attr:`~pyrodip.physics.noise.NoiseModel.default_level`), scaled to images
+    ``relative_to`` times larger (CT's largest projection) by the model's
+    :meth:`~pyrodip.physics.noise.NoiseModel.scaled_level`."""
     if level is None:
         level = given_noise_level(settings)
-    if settings.noise == "poisson":
-        return make_noise("poisson", (level or DEFAULT_PHOTONS) / relative_to)
-    level = level or DEFAULT_NOISE_STD
-    if settings.noise == "gaussian":
-        level *= relative_to
-    return make_noise(settings.noise, level)
+    cls = NOISE_MODELS[settings.noise]
+    return cls(cls.scaled_level(level or cls.default_level, relative_to))
+
+
+def check_factor(name: str, value: object) -> int:
+    """A super-resolution factor: one of :data:`SUPERRESOLUTION_FACTORS` (an int)."""
+    if type(value) is not int or value not in SUPERRESOLUTION_FACTORS:
+        raise InvalidInputError(
+            "super-resolution factor must be one of "
+            f"{', '.join(map(str, SUPERRESOLUTION_FACTORS))}, got {value!r}"
+        )
+    return value
 
 
 class Task:
@@ -89,6 +99,13 @@ class Task:
     name: ClassVar[str] = ""
     #: The operators of this task: :func:`task_of` finds an observation's task by them.
     operator_type: ClassVar[type[nn.Module]] = Identity
+    #: Whether an observed volume's noise level is estimated from its image slices (not, as
+    #: for a sinogram, from the observation of each fit).
+    estimates_noise_from_images: ClassVar[bool] = True
+    #: Whether the reconstruction of an observed slice lies on the slice's own pixel grid.
+    accepts_observed_slices: ClassVar[bool] = True
+    #: Whether the task crops the slices to a square.
+    needs_square_slices: ClassVar[bool] = False
 
     def observed_downscale(self, settings: Any) -> int:
         """How many times smaller (per side) an ``--observed`` image is than the image to
@@ -179,6 +196,7 @@ class SuperresTask(Task):
 
     name = "superres"
     operator_type = Downsample
+    accepts_observed_slices = False
 
     def observed_downscale(self, settings):
         return settings.factor
@@ -243,6 +261,9 @@ class CTTask(Task):
 
     name = "ct"
     operator_type = Radon
+    estimates_noise_from_images = False
+    accepts_observed_slices = False
+    needs_square_slices = True
 
     def operator(self, settings, shape, mask=None):
         return Radon(default_ct_angles(settings.angles), image_size=shape[-2])
@@ -317,9 +338,12 @@ class CTTask(Task):
 TASKS: Registry[Task] = Registry("task")
 """The tasks by name (``--task``), each a :class:`Task` instance."""
 TASKS.register("denoise", DenoiseTask())
-TASKS.register("superres", SuperresTask())
-TASKS.register("inpaint", InpaintTask())
-TASKS.register("ct", CTTask())
+TASKS.register("superres", SuperresTask(), options=[
+    Option("factor", int, 4, "superres: downsampling factor, 2, 4 or 8", check=check_factor)])
+TASKS.register("inpaint", InpaintTask(), options=[Option(
+    "mask", str, "strokes", "inpaint: mask file (255 = known), random:FRACTION, strokes or text")])
+TASKS.register("ct", CTTask(), options=[
+    Option("angles", int, 45, "ct: projections evenly over [0, 180) degrees", check=positive_int)])
 
 
 def task_of(observation: Observation) -> Task:

@@ -1,12 +1,16 @@
-"""Every setting of a run in one validated dataclass, from Python, TOML or the command line.
+"""Every setting of a run in one validated :class:`RunConfig`, from Python, TOML or the command
+line. The settings are declared (:class:`~pyrodip.settings.Option`): the general ones here
+(:data:`GENERAL`), the others by the task, method, prior, guide or noise model they belong to,
+with its registration (superres's ``factor``, sgld's ``burn_in``, a plugin task's
+``kernel_size``); :func:`declared_settings` has them all.
 
 >>> config = RunConfig(steps=500, prior="normal:0.1")
->>> config.prior, config.prior_scale
-('normal', 0.1)
+>>> config.prior, config.prior_scale, config.factor
+('normal', 0.1, 4)
 >>> RunConfig(stepz=5)
 Traceback (most recent call last):
 ...
-TypeError: RunConfig.__init__() got an unexpected keyword argument 'stepz'
+pyrodip.errors.InvalidInputError: unknown key 'stepz' in settings (did you mean 'steps'?)
 
 A TOML file holds the same keys at top level (``steps = 500``, ``prior = "normal:0.1"``);
 see ``experiments/ct_denoise.toml``.
@@ -14,197 +18,283 @@ see ``experiments/ct_denoise.toml``.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
-import math
 import re
 import tomllib
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from ..bayes.guides import GUIDES
+from ..bayes.guides import GUIDES, guide_usage
 from ..bayes.networks import NORMALIZATIONS, PRESETS
-from ..bayes.priors import PRIORS
+from ..bayes.priors import PRIORS, prior_usage
 from ..errors import InvalidInputError, MissingFileError
 from ..infer.elbo import ENGINES
-from ..infer.methods import METHODS, SGLD_VARIANTS
+from ..infer.methods import METHODS, method_defaults
 from ..infer.optimizers import OPTIMIZERS
 from ..infer.recalibration import CALIBRATIONS, CONFORMAL_COVERAGE, HELDOUT_FRACTION
 from ..infer.stopping import STOP_PATIENCE, STOP_RULES
 from ..physics.noise import NOISE_MODELS
-from ..physics.operators import SUPERRESOLUTION_FACTORS
-from ..physics.tasks import TASKS
+from ..physics.tasks import DEFAULT_NOISE_STD, DEFAULT_PHOTONS, TASKS
 from ..plugins import load_plugins
+from ..registry import Registry
+from ..settings import Option, fraction, listing, non_negative, positive_int
 from ..validation import choice, number, positive_setting
 
 #: How the likelihood treats the noise level: the simulated (or stated) one, a point estimate
 #: fitted with the weights, or one per pixel from an extra output channel (Gaussian only).
 NOISE_LEVELS = ("known", "learned", "heteroscedastic")
+#: The registries whose entries declare settings of their own, by the setting that names one.
+COMPONENTS: dict[str, Registry] = {
+    "task": TASKS, "noise": NOISE_MODELS, "method": METHODS, "prior": PRIORS, "guide": GUIDES,
+}
+
+
+def check_index(name: str, value: object) -> int:
+    """A slice or volume index: an integer >= 0 (named without ``_index`` in the message)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(
+            f"{name.removesuffix('_index')} must be an integer >= 0, got {value!r}"
+        )
+    return value
+
+
+def check_prior(name: str, value: str) -> str:
+    """A prior spec ``NAME[:SCALE[:ARGS]]`` (or ``NAME::ARGS``) whose NAME is registered."""
+    choice("prior", value.partition(":")[0], PRIORS)
+    return value
+
+
+def check_guide(name: str, value: str) -> str:
+    """A guide spec ``NAME[:ARGUMENT]`` whose NAME is registered."""
+    choice("guide", value.partition(":")[0], GUIDES)
+    return value
+
+
+def check_layer_priors(name: str, value: object) -> dict:
+    """A table of layer-name patterns to prior specs."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidInputError(
+            f"layer_priors must map layer-name patterns to prior specs, e.g. "
+            f"{{'net.head.*' = 'laplace:0.05'}}, got {value!r}"
+        )
+    return value
+
+
+def check_dropout(name: str, value: object) -> float:
+    """A dropout rate in [0, 1)."""
+    non_negative(name, value)
+    if value >= 1:
+        raise InvalidInputError(f"dropout must be in [0, 1), got {value!r}")
+    return value
+
+
+def check_ema(name: str, value: object) -> float:
+    """The tracked image's smoothing, in [0, 1)."""
+    if not (isinstance(value, int | float) and 0 <= value < 1):
+        raise InvalidInputError(f"ema must be in [0, 1), got {value!r}")
+    return value
+
+
+def check_device(name: str, value: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``."""
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", value):
+        raise InvalidInputError(f"unknown device {value!r}: use cpu, cuda or cuda:N")
+    return value
+
+
+def check_seed(name: str, value: object) -> int:
+    """A seed: an integer from 0 to 2^32 - 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise InvalidInputError(f"seed must be an integer from 0 to {2**32 - 1}, got {value!r}")
+    return value
+
+
+def check_plugins(name: str, value: object) -> list:
+    """Module names (a list or tuple of strings)."""
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise InvalidInputError(
+            f"plugins must be a list of module names, e.g. ['my_priors'], got {value!r}"
+        )
+    return value
+
+
+def prior_help() -> str:
+    priors = (prior_usage(name).replace(":SCALE", "", 1) for name in PRIORS)
+    return f"weight prior NAME[:SCALE[:ARGS]]: {', '.join(priors)}"
+
+
+def guide_help() -> str:
+    return f"the guide: {listing(map(guide_usage, GUIDES))}"
+
+
 #: Settings whose default depends on the method (None in RunConfig: see pyrodip.infer.methods).
 METHOD_DEFAULTS = (
     "guide", "temperature", "optimizer", "weight_decay", "dropout", "lr", "init_loc", "init_scale",
     "calibration", "stop_rule",
 )
+ESTIMATED = "--observed: estimated from the image"
+
+#: The settings of every run, whatever its components (RunConfig's own).
+GENERAL: tuple[Option, ...] = (
+    Option("image", str, "sample:ct",
+           "image file (PNG, JPEG, TIFF, DICOM, NIfTI, .npy) or sample:NAME"),
+    Option("size", int, None, "resize the image so that its longer side has N pixels",
+           check=positive_int, metavar="N", shown_default="its own size"),
+    Option("slice_index", int, None, "NIfTI volumes and DICOM series (a folder): the slice",
+           check=check_index, metavar="N", flag_name="--slice", shown_default="the middle"),
+    Option("volume_index", int, None, "4-D NIfTI: the volume (needed when the file holds "
+           "several)", check=check_index, metavar="T", flag_name="--volume"),
+    Option("observed", bool, False, "the image is the observation itself (ct: a sinogram, "
+           "detectors x angles, .npy or an image): nothing simulated, no truth metrics, the "
+           "noise level estimated unless given"),
+    Option("task", str, "denoise", "the inverse problem", choices=TASKS),
+    Option("noise", str, "gaussian", "noise model", choices=NOISE_MODELS),
+    Option("noise_std", float, None, "std of gaussian or speckle noise (ct: relative to the "
+           "largest projection)", check=positive_setting,
+           shown_default=f"{DEFAULT_NOISE_STD}; {ESTIMATED}"),
+    Option("photons", float, None, "poisson: expected counts at intensity 1",
+           check=positive_setting, shown_default=f"{DEFAULT_PHOTONS:g}; {ESTIMATED}"),
+    Option("method", str, "mfvi", "the fitting method", choices=METHODS),
+    Option("net", str, "small", "network preset", choices=PRESETS),
+    Option("normalization", str, "batch", "the network's normalisation",
+           choices=NORMALIZATIONS),
+    Option("prior", str, "normal", prior_help, check=check_prior),
+    Option("prior_scale", float, 0.1, "scale of the weight prior", check=positive_setting),
+    Option("layer_priors", dict, {}, "a prior for the layers whose name matches PATTERN, e.g. "
+           "'net.head.*=laplace:0.05' (repeatable)", check=check_layer_priors,
+           metavar="PATTERN=PRIOR", flag_name="--layer-prior"),
+    Option("guide", str, None, guide_help, check=check_guide,
+           shown_default=partial(method_defaults, "guide")),
+    Option("temperature", float, None, "posterior temperature T, the weight of the KL term "
+           "(1: the ELBO; 0: no prior)", check=non_negative,
+           shown_default=partial(method_defaults, "temperature")),
+    Option("noise_level", str, "known", "the likelihood's noise level", choices=NOISE_LEVELS),
+    Option("bayesian_batchnorm", bool, False, "make BatchNorm scales and shifts random too"),
+    Option("init_loc", str, None, "initial guide means: pytorch or normal:STD",
+           shown_default=partial(method_defaults, "init_loc")),
+    Option("init_scale", float, None, "initial std of the guide", check=positive_setting,
+           shown_default=partial(method_defaults, "init_scale")),
+    Option("local_reparam", bool, False,
+           "mfvi: local reparameterisation as the training gradient estimator"),
+    Option("dropout", float, None, "dropout rate after each conv", check=check_dropout,
+           shown_default=partial(method_defaults, "dropout")),
+    Option("optimizer", str, None, "the optimiser", choices=OPTIMIZERS,
+           shown_default=partial(method_defaults, "optimizer")),
+    Option("lr", float, None, "learning rate", check=positive_setting,
+           shown_default=partial(method_defaults, "lr")),
+    Option("weight_decay", float, None, "decoupled weight decay", check=non_negative,
+           shown_default=partial(method_defaults, "weight_decay")),
+    Option("calibration", str, None, "rescale the std on held-out observed values",
+           choices=CALIBRATIONS, shown_default=partial(method_defaults, "calibration")),
+    Option("calibration_coverage", float, CONFORMAL_COVERAGE,
+           "conformal: the coverage the intervals target", check=fraction, metavar="C"),
+    Option("heldout_fraction", float, HELDOUT_FRACTION,
+           "share of the observed values held out to calibrate on", check=fraction,
+           metavar="F"),
+    Option("calibration_refit", bool, False,
+           "after calibrating, fit again on all observed values (twice the time)"),
+    Option("stop_rule", str, None, "stop without ground truth and keep the image of the "
+           "chosen step (wmv: ES-WMV's window variance; heldout: the held-out residual)",
+           choices=STOP_RULES, shown_default=partial(method_defaults, "stop_rule")),
+    Option("stop_patience", int, STOP_PATIENCE,
+           "steps without a new minimum before the rule stops", check=positive_int,
+           metavar="N"),
+    Option("steps", int, 1000, "fitting steps", check=positive_int),
+    Option("samples", int, 25, "posterior samples for the predictive", check=positive_int),
+    Option("ema", float, 0.99, "smoothing of the tracked image", check=check_ema),
+    Option("jitter", float, 0.03, "std of the input noise jitter per step", check=non_negative),
+    Option("device", str, "cpu", "cpu, cuda or cuda:N", check=check_device),
+    Option("engine", str, "auto", "loss computation", choices=ENGINES),
+    Option("seed", int, 0, "random seed", check=check_seed),
+    Option("plugins", list, [], "import MODULE first: what it registers (priors, tasks, ...) "
+           "can be named here (repeatable; recorded in the run's settings)",
+           check=check_plugins, metavar="MODULE", flag_name="--plugin"),
+)
 
 
-@dataclass
+def declared_settings() -> dict[str, Option]:
+    """Every setting by name: :data:`GENERAL`, then those the registered components declare
+    (read now, so a plugin's are included once it is loaded).
+
+    >>> settings = declared_settings()
+    >>> settings["steps"].default, settings["angles"].default
+    (1000, 45)
+    """
+    table = {option.name: option for option in GENERAL}
+    for registry in COMPONENTS.values():
+        for name in registry:
+            for option in registry.options(name):
+                if table.setdefault(option.name, option) != option:
+                    raise InvalidInputError(
+                        f"setting {option.name!r} of {registry.kind} {name!r} is declared "
+                        "differently elsewhere: give it another name"
+                    )
+    return table
+
+
+#: The settings pyrodip itself declares: every run's JSON records them (a plugin's only where
+#: the run uses it, see :meth:`RunConfig.to_json`).
+BUILT_IN_SETTINGS = frozenset(declared_settings())
+
+
 class RunConfig:
-    """The settings of one reconstruction. Defaults are the CPU demo's: the embedded CT slice,
-    Gaussian noise 0.1, the small network, mean-field VI."""
+    """The settings of one reconstruction, by keyword (:func:`declared_settings`: those of
+    :data:`GENERAL` and those the registered components declare), each an attribute. Defaults
+    are the CPU demo's: the embedded CT slice, Gaussian noise 0.1, the small network, mean-field
+    VI. The ``plugins`` are imported first, so that what they register and declare is
+    accepted."""
 
-    image: str = "sample:ct"
-    size: int | None = None  # resize the image so that its longer side has this many pixels
-    slice_index: int | None = None  # NIfTI volumes, DICOM series: the slice (None: the middle)
-    volume_index: int | None = None  # 4-D NIfTI: the volume (needed when it holds several)
-    observed: bool = False  # the image is the observation itself (no truth, no simulation)
-    task: str = "denoise"
-    noise: str = "gaussian"
-    # gaussian and speckle; for ct, relative to the largest projection. None: 0.1 when
-    # simulating, estimated from an observed image (pyrodip.physics.noise_estimate)
-    noise_std: float | None = None
-    photons: float | None = None  # poisson: expected counts at intensity 1 (None: as noise_std)
-    factor: int = 4  # superres
-    mask: str = "strokes"  # inpaint: PATH, random:FRACTION or strokes
-    angles: int = 45  # ct: projections evenly over [0, 180) degrees
-    method: str = "mfvi"
-    net: str = "small"
-    normalization: str = "batch"  # the network's: batch, none or scaled (see NORMALIZATIONS)
-    prior: str = "normal"
-    prior_scale: float = 0.1
-    layer_priors: dict[str, str] = dataclasses.field(default_factory=dict)  # pattern -> prior
-    guide: str | None = None  # None: the method's guide
-    temperature: float | None = None  # T, the KL's weight (1: the ELBO); None: the method's
-    noise_level: str = "known"  # known, learned or heteroscedastic (see NOISE_LEVELS)
-    bayesian_batchnorm: bool = False
-    init_loc: str | None = None  # None: the method's (pytorch, or normal:STD)
-    init_scale: float | None = None  # None: the method's (0.01)
-    local_reparam: bool = False  # mfvi: local reparameterisation as the gradient estimator
-    dropout: float | None = None  # None: the method's (0.3 for mcdropout, else 0)
-    optimizer: str | None = None  # None: the method's (adamw for mcdropout, else adam)
-    lr: float | None = None  # None: the method's (0.01)
-    weight_decay: float | None = None  # None: the method's (1e-4 for mcdropout, else 0)
-    sgld: str = "adam"  # sgld variant: adam (the papers') or textbook (see pyrodip.infer.methods)
-    burn_in: int | None = None  # sgld: steps before sampling (None: min(7000, steps // 2))
-    sample_every: int = 50  # sgld: steps between posterior samples
-    calibration: str | None = None  # none, scale or conformal (CALIBRATIONS); None: the method's
-    calibration_coverage: float = CONFORMAL_COVERAGE  # what conformal calibration targets
-    heldout_fraction: float = HELDOUT_FRACTION  # observed values held out to calibrate on
-    calibration_refit: bool = False  # fit again on all observed values after calibrating
-    stop_rule: str | None = None  # none, wmv or heldout (STOP_RULES); None: the method's
-    stop_patience: int = STOP_PATIENCE  # steps without a new minimum before the rule stops
-    steps: int = 1000
-    samples: int = 25
-    ema: float = 0.99
-    jitter: float = 0.03
-    device: str = "cpu"
-    engine: str = "auto"
-    seed: int = 0
-    plugins: list[str] = dataclasses.field(default_factory=list)  # modules imported first
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.plugins, list | tuple) or not all(
-            isinstance(name, str) for name in self.plugins
-        ):
-            raise InvalidInputError(
-                f"plugins must be a list of module names, e.g. ['my_priors'], got {self.plugins!r}"
-            )
-        self.plugins = list(self.plugins)
-        load_plugins(self.plugins)  # before the names below are checked: they may add some
-        for f in dataclasses.fields(self):  # e.g. from TOML: prior = 3
-            value = getattr(self, f.name)
-            if f.type in ("str", "str | None") and not (
-                isinstance(value, str) or (value is None and f.type == "str | None")
-            ):
-                raise InvalidInputError(f"{f.name} must be a string, got {value!r}")
+    def __init__(self, **settings: Any) -> None:
+        self._assign(settings, "settings")
+
+    def _assign(self, settings: dict[str, Any], source: str) -> None:
+        plugins = settings.get("plugins", [])
+        check_plugins("plugins", plugins)
+        load_plugins(plugins)  # before the names below are checked: they may add some
+        table = declared_settings()
+        _check_keys(settings, table, source)
+        values = {name: settings[name] if name in settings else option.initial()
+                  for name, option in table.items()}
+        values["plugins"] = list(plugins)
+        if not isinstance(values["prior"], str):
+            raise InvalidInputError(f"prior must be a string, got {values['prior']!r}")
         # NAME[:SCALE[:ARG...]]: SCALE moves to prior_scale, leaving NAME or NAME::ARG...
-        name, _, rest = self.prior.partition(":")
+        name, _, rest = values["prior"].partition(":")
         scale, _, arguments = rest.partition(":")
         if scale:
-            self.prior_scale = number("prior scale", scale)
-        self.prior = f"{name}::{arguments}" if arguments else name
-        choice("task", self.task, TASKS)
-        choice("method", self.method, METHODS)
-        choice("net", self.net, PRESETS)
-        choice("normalization", self.normalization, NORMALIZATIONS)
-        choice("prior", name, PRIORS)
-        choice("noise_level", self.noise_level, NOISE_LEVELS)
-        if self.optimizer is not None:
-            choice("optimizer", self.optimizer, OPTIMIZERS)
-        if self.guide is not None:
-            choice("guide", self.guide.partition(":")[0], GUIDES)
-        if self.calibration is not None:
-            choice("calibration", self.calibration, CALIBRATIONS)
-        for key in ("calibration_coverage", "heldout_fraction"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-                raise InvalidInputError(f"{key} must be a number in (0, 1), got {value!r}")
-        if self.stop_rule is not None:
-            choice("stop_rule", self.stop_rule, STOP_RULES)
+            values["prior_scale"] = number("prior scale", scale)
+        values["prior"] = f"{name}::{arguments}" if arguments else name
+        for key, option in table.items():
+            option.validate(values[key])
+        self.__dict__.update(values)
         if self.resolved("stop_rule") == "heldout" and self.calibration_refit:
             raise InvalidInputError(
                 "stop_rule=heldout watches held-out values, which a refit on all values lacks: "
                 "drop calibration_refit"
             )
-        choice("sgld variant", self.sgld, SGLD_VARIANTS)
-        choice("engine", self.engine, ENGINES)
-        choice("noise", self.noise, NOISE_MODELS)
-        factor = self.factor
-        if isinstance(factor, bool) or not isinstance(factor, int) or (
-            factor not in SUPERRESOLUTION_FACTORS
-        ):
-            raise InvalidInputError(
-                "super-resolution factor must be one of "
-                f"{', '.join(map(str, SUPERRESOLUTION_FACTORS))}, got {self.factor!r}"
-            )
-        for key in ("noise_std", "photons", "prior_scale", "init_scale", "lr"):
-            if getattr(self, key) is not None:
-                positive_setting(key, getattr(self, key))
-        optional = tuple(key for key in ("size", "burn_in") if getattr(self, key) is not None)
-        for key in ("steps", "samples", "angles", "sample_every", "stop_patience", *optional):
-            value = getattr(self, key)
-            lowest, what = (0, "an integer >= 0") if key == "burn_in" else (1, "a positive integer")
-            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-                raise InvalidInputError(f"{key} must be {what}, got {value!r}")
-        optional = tuple(
-            key for key in ("temperature", "weight_decay", "dropout")
-            if getattr(self, key) is not None
-        )
-        for key in ("jitter", *optional):
-            value = getattr(self, key)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise InvalidInputError(f"{key} must be a number >= 0, got {value!r}")
-        if self.method == "sgld" and self.burn_in is not None and self.burn_in >= self.steps:
-            raise InvalidInputError(
-                f"burn_in ({self.burn_in}) must be below steps ({self.steps}): sgld collects "
-                "its samples after the burn-in"
-            )
-        if self.dropout is not None and self.dropout >= 1:
-            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.layer_priors, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in self.layer_priors.items()
-        ):
-            raise InvalidInputError(
-                f"layer_priors must map layer-name patterns to prior specs, e.g. "
-                f"{{'net.head.*' = 'laplace:0.05'}}, got {self.layer_priors!r}"
-            )
-        for key in ("bayesian_batchnorm", "observed", "local_reparam", "calibration_refit"):
-            if not isinstance(getattr(self, key), bool):
-                raise InvalidInputError(f"{key} must be true or false, got {getattr(self, key)!r}")
-        for key in ("slice_index", "volume_index"):
-            value = getattr(self, key)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
-                name = key.removesuffix("_index")
-                raise InvalidInputError(f"{name} must be an integer >= 0, got {value!r}")
-        if not (isinstance(self.ema, int | float) and 0 <= self.ema < 1):
-            raise InvalidInputError(f"ema must be in [0, 1), got {self.ema!r}")
-        if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", self.device):
-            raise InvalidInputError(f"unknown device {self.device!r}: use cpu, cuda or cuda:N")
-        seed = self.seed
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-            raise InvalidInputError(f"seed must be an integer from 0 to {2**32 - 1}, got {seed!r}")
+        METHODS[self.method].check(self)
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting by name (a copy)."""
+        return dict(self.__dict__)
+
+    def component_settings(self) -> set[str]:
+        """The settings that the components this config names (its task, noise model, method,
+        prior and guide) declare.
+
+        >>> sorted(RunConfig(method="sgld", task="ct").component_settings())
+        ['angles', 'burn_in', 'sample_every', 'sgld']
+        """
+        return {
+            option.name for key, registry in COMPONENTS.items()
+            for option in registry.options(str(self.resolved(key)).partition(":")[0])
+        }
 
     def resolved(self, key: str):
         """The setting ``key``, or the method's default for it when it is None.
@@ -217,24 +307,43 @@ class RunConfig:
 
     def replace(self, **changes: object) -> RunConfig:
         """A copy with some settings changed; unknown keys are refused with a suggestion."""
-        _check_keys(changes)
-        return dataclasses.replace(self, **changes)
+        return RunConfig(**{**self.settings(), **changes})
 
     def to_json(self) -> str:
-        """The settings as JSON (``plugins`` only when there are some, so that runs without
-        plugins keep the JSON they always had)."""
-        settings = dataclasses.asdict(self)
+        """The settings as JSON: those of :data:`BUILT_IN_SETTINGS` (``plugins`` only when
+        there are some) and a plugin's when this config uses the component that declares it
+        or gives it another value than its default, so that runs without plugin settings keep
+        the JSON they always had.
+
+        >>> json.loads(RunConfig(steps=3).to_json())["steps"]
+        3
+        """
+        table, chosen = declared_settings(), self.component_settings()
+        settings = {
+            key: value for key, value in self.__dict__.items()
+            if key in BUILT_IN_SETTINGS or key in chosen or key not in table
+            or value != table[key].default
+        }
         if not settings["plugins"]:
             del settings["plugins"]
         return json.dumps(settings, sort_keys=True)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunConfig):
+            return NotImplemented
+        return self.to_json() == other.to_json()
+
+    def __repr__(self) -> str:
+        return f"RunConfig({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: object) -> RunConfig:
         """Read the settings from a TOML file; ``overrides`` (e.g. from the CLI) win."""
         settings = read_toml(path, "config file")
         settings.update(overrides)
-        _check_keys(settings, source=f"config file {path}")
-        return cls(**settings)
+        config = cls.__new__(cls)
+        config._assign(settings, f"config file {path}")
+        return config
 
 
 def read_toml(path: str | Path, what: str) -> dict:
@@ -252,8 +361,8 @@ def read_toml(path: str | Path, what: str) -> dict:
 RENAMED = {"kl_weight": "'temperature' (the same number: the KL term's weight, 1 = the ELBO)"}
 
 
-def _check_keys(settings: dict, source: str = "settings") -> None:
-    valid = [f.name for f in dataclasses.fields(RunConfig)]
+def _check_keys(settings: dict, table: dict[str, Option], source: str) -> None:
+    valid = list(table)
     for key in settings:
         if key in RENAMED:
             raise InvalidInputError(f"{key!r} in {source} is now {RENAMED[key]}")

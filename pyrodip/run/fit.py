@@ -20,10 +20,12 @@ import torch
 from ..bayes.guides import WeightGuide, make_guide
 from ..bayes.model import BayesianDIP
 from ..bayes.networks import NetConfig
+from ..bayes.noise_likelihoods import noise_likelihood
 from ..errors import InvalidInputError
 from ..infer.batched import fit_generator, fit_models
 from ..infer.checkpoints import Checkpointing
-from ..infer.loop import FitResult, Training, fit_model
+from ..infer.fitting import FitResult, Training
+from ..infer.loop import fit_model
 from ..infer.methods import METHODS
 from ..infer.recalibration import censored_range, recalibrate, rescaled
 from ..physics.observation import Observation, hold_out
@@ -42,7 +44,8 @@ def resolve_device(name: str) -> torch.device:
 
 def build(config: RunConfig, observation: Observation) -> tuple[BayesianDIP, WeightGuide]:
     """The model and guide that ``config`` describes, for ``observation`` (on the CPU)."""
-    likelihood = observation.noise.likelihood(
+    likelihood = noise_likelihood(
+        observation.noise,
         learn=config.noise_level == "learned",
         heteroscedastic=config.noise_level == "heteroscedastic",
     )
@@ -242,9 +245,9 @@ def _fit_batch_once(observations, configs, device, progress, stop, heldouts=None
 def _fit_once(observation, config, device, progress, validate, checkpoint, resume, stop,
               heldout=None):
     """One fit of ``config`` to ``observation``, seeded from ``config.seed``."""
-    sampler = METHODS[config.method].sampler(
-        config.steps, config.resolved("lr"), variant=config.sgld, burn_in=config.burn_in,
-        sample_every=config.sample_every,
+    sampler = METHODS[config.method].sampler(  # with the settings the method declares
+        config.steps, config.resolved("lr"),
+        **{option.name: getattr(config, option.name) for option in METHODS.options(config.method)},
     )
     pyro.set_rng_seed(config.seed)
     model, guide = build(config, observation)

@@ -4,10 +4,11 @@ not fit the device.
 :func:`estimate_memory` adds up, in float32 values:
 
 - **weights**: each weight of the network (counted on PyTorch's meta device, nothing
-  allocated) times what the fit keeps of it: the guide's values (loc and rho for mean-field, the
-  loc for MAP, the factor rows too for ``lowrank``), each with its gradient, the optimiser's
-  moments (Adam: two) and a copy of value and moments for rolling back a divergence; plus the
-  step's sampled weight and what autograd keeps of it (11 values for a sampling guide, 3 for
+  allocated) times what the fit keeps of it: the guide's values (its class's
+  ``values_per_weight``: loc and rho for mean-field, the loc for MAP, the factor rows too for
+  ``lowrank``), each with its gradient, the optimiser's moments (Adam: two) and a copy of value
+  and moments for rolling back a divergence; plus the step's sampled weight and what autograd
+  keeps of it (the class's ``step_values_per_weight``: 11 values for a sampling guide, 3 for
   MAP, counted with autograd's saved-tensor hooks) and the model's copy of the initial weights;
 - **activations**: the tensors autograd keeps for the backward pass, counted layer by layer
   for the skip network (:func:`activation_floats_per_pixel`), plus the gradient buffers of the
@@ -35,15 +36,16 @@ raised the measured peaks by up to 12 %, to the estimate at most.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..bayes.guides import GUIDES
 from ..bayes.networks import NetConfig, SkipNet
 from ..errors import InvalidInputError
+from ..infer.optimizers import OPTIMIZERS
 from ..physics.tasks import TASKS
 from .config import RunConfig
 
@@ -57,8 +59,8 @@ CURVES = 9
 #: Gradient buffers, each the size of the widest full-resolution layer, alive at the backward
 #: pass's peak besides the kept activations (fitted to the measured peaks).
 GRADIENT_BUFFERS = 4
-#: Optimiser moments per value.
-OPTIMIZER_MOMENTS = {"adam": 2, "adamw": 2, "sgd": 0}
+#: Optimiser moments per value, by optimiser class (another class: as Adam).
+OPTIMIZER_MOMENTS = {torch.optim.Adam: 2, torch.optim.AdamW: 2, torch.optim.SGD: 0}
 
 
 @dataclass(frozen=True)
@@ -115,16 +117,6 @@ def _widest(net: NetConfig) -> int:
     return max(net.input_channels, merged, up[0])
 
 
-def _guide_values_per_weight(spec: str) -> int:
-    """Values the guide keeps per weight (bad specs are refused later, by the guide)."""
-    name, _, argument = spec.partition(":")
-    if name == "map":
-        return 1
-    if name == "lowrank":
-        return 2 + (int(argument) if argument.isdigit() else 1)
-    return 2
-
-
 def count_weights(net: NetConfig, out_channels: int) -> int:
     """Parameters of the skip network (built on the meta device: nothing is allocated).
 
@@ -142,10 +134,11 @@ def estimate_memory(config: RunConfig, image_shape: tuple[int, int, int]) -> Mem
     pixels = height * width
     net = NetConfig.preset(config.net, normalization=config.normalization)
     out_channels = channels * (2 if config.noise_level == "heteroscedastic" else 1)
-    guide = config.resolved("guide")
-    moments = OPTIMIZER_MOMENTS.get(config.resolved("optimizer"), 2)  # a plugin's: as Adam
+    name, _, argument = config.resolved("guide").partition(":")
+    guide = GUIDES[name]
+    moments = OPTIMIZER_MOMENTS.get(OPTIMIZERS[config.resolved("optimizer")], 2)
     per_value = 1 + 1 + moments + (1 + moments)  # value, gradient, moments, rollback copy
-    per_weight = _guide_values_per_weight(guide) * per_value + (3 if guide == "map" else 11) + 1
+    per_weight = guide.values_per_weight(argument) * per_value + guide.step_values_per_weight + 1
     activations = activation_floats_per_pixel(net, out_channels) + GRADIENT_BUFFERS * _widest(net)
     operator = TASKS[config.task].operator_floats(config, pixels)
     return MemoryEstimate(
@@ -240,7 +233,7 @@ def _smaller(config: RunConfig, shape: tuple[int, int, int], available: int) -> 
     """Settings that fit in ``available`` bytes: the small net, a smaller --size, or both."""
 
     def fits(net: str, image_shape: tuple[int, int, int]) -> bool:
-        changed = dataclasses.replace(config, net=net)
+        changed = config.replace(net=net)
         return estimate_memory(changed, image_shape).total <= available
 
     options = []

@@ -38,12 +38,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .. import __version__
 from ..evaluate.calibration import calibrate, calibration_attrs, calibration_variables
 from ..evaluate.metrics import psnr, ssim
-from ..infer.loop import FitResult
+from ..infer.fitting import FitResult
+from ..infer.methods import METHODS
 from ..io.files import atomic_path
-from ..physics.tasks import classical_baselines
+from ..physics.tasks import TASKS, classical_baselines
+from ..version import __version__
 
 if TYPE_CHECKING:
     from ..io.volumes import Volume
@@ -76,6 +77,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     data_vars.update({name: ("step", values) for name, values in result.history.curves.items()})
     attrs = {
         "method": result.config.method,
+        "loss_is_elbo": int(METHODS[result.config.method].loss_is_elbo),
         "task": result.config.task,
         "image": obs.name,
         "guide": result.config.resolved("guide"),
@@ -186,9 +188,9 @@ def write_result(dataset: xr.Dataset, out: str | os.PathLike, config: RunConfig,
     format (the slices from ``first_slice`` on, default the run's own). Returns a line on that
     format's output (what was written, or why not), ``""`` for an image input."""
     from ..io.files import result_set
+    from ..io.scanner_outputs import scanner_output_note, write_scanner_outputs
     from ..io.volumes import is_volume_source, read_volume
     from ..plots import plot_panel
-    from ..studies.volume import scanner_output_note, write_scanner_outputs
 
     line = ""
     if volume is None and is_volume_source(config.image):
@@ -202,7 +204,8 @@ def write_result(dataset: xr.Dataset, out: str | os.PathLike, config: RunConfig,
             if first_slice is None:  # load_image's slice: the given one, else the middle
                 first_slice = (volume.slice_count // 2 if config.slice_index is None
                                else config.slice_index)
-            note = scanner_output_note(config, tuple(volume.images.shape[-2:]))
+            note = scanner_output_note(tuple(volume.images.shape[-2:]), task=TASKS[config.task],
+                                       observed=config.observed, size=config.size)
             kind = {"nifti": "NIfTI", "dicom": "DICOM"}[volume.kind]
             if note is not None:
                 line = f"  no {kind} output: {note}"

@@ -33,16 +33,16 @@ from ..errors import PyrodipError
 from ..run.results import write_dataset
 from .bo_objective import HELDOUT_FRACTION, FitObjective, heldout_log_likelihood, score
 from .bo_results import (
-    _DTYPE,
+    DTYPE,
     GRID_POINTS,
     MC_SAMPLES,
     MIN_GP_TRIALS,
-    _fit_gp,
-    _gp_context,
-    _unit,
     best_parameters,
+    fit_gp,
+    gp_context,
     study_dataset,
     summary,
+    unit_points,
 )
 from .bo_study import (
     FIXED_SETTINGS,
@@ -53,16 +53,16 @@ from .bo_study import (
     Param,
     Study,
     Trial,
-    _append,
-    _outcomes,
-    _record,
-    _result_record,
-    _write_study,
+    append_record,
     create_study,
     load_study,
     parse_init,
     read_trials,
+    record_outcome,
+    result_record,
+    trial_outcomes,
     tunable_settings,
+    write_study,
 )
 from .execution import Executor, Retrying, SyncExecutor, run_trial, run_trials
 
@@ -130,11 +130,11 @@ def resume(
     study = load_study(folder)
     if rounds is not None:
         study = dataclasses.replace(study, rounds=rounds)
-        _write_study(study, folder)
+        write_study(study, folder)
     trials = read_trials(folder)
     if retry_failed:
         for trial in [t for t in trials.values() if t.status == "failed"]:
-            _append(folder, {"event": "resubmitted", "trial": trial.trial})
+            append_record(folder, {"event": "resubmitted", "trial": trial.trial})
         trials = read_trials(folder)
     return _run(study, folder, trials, executor, evaluate, progress, figures)
 
@@ -144,7 +144,8 @@ def _run(study, folder, trials, executor, evaluate, progress, figures) -> xr.Dat
         evaluate = FitObjective(study.config, study.objective)
     def retried(task) -> None:
         for trial in running[task]:
-            _append(folder, {"event": "retried", "trial": trial.trial, "error": task.errors[-1]})
+            append_record(folder, {"event": "retried", "trial": trial.trial,
+                                   "error": task.errors[-1]})
 
     executor = Retrying(executor if executor is not None else SyncExecutor(), on_retry=retried)
     running: dict = {}  # task -> its trials
@@ -179,7 +180,7 @@ def _run(study, folder, trials, executor, evaluate, progress, figures) -> xr.Dat
             number = first + offset
             trial = Trial(number, study.round_of(number), settings)
             trials[number] = trial
-            _append(folder, {"event": "submitted", "trial": number, "round": trial.round,
+            append_record(folder, {"event": "submitted", "trial": number, "round": trial.round,
                              "params": trial.params})
             group.append(trial)
         submit(group)
@@ -195,9 +196,9 @@ def _run(study, folder, trials, executor, evaluate, progress, figures) -> xr.Dat
         while running:
             for task in executor.next_completed():
                 group = running.pop(task)
-                for trial, outcome in zip(group, _outcomes(task, len(group)), strict=True):
-                    _record(trial, outcome)
-                    _append(folder, {"event": "finished", **_result_record(trial)})
+                for trial, outcome in zip(group, trial_outcomes(task, len(group)), strict=True):
+                    record_outcome(trial, outcome)
+                    append_record(folder, {"event": "finished", **result_record(trial)})
                     bar.update()
                 bar.set_postfix(best=_best_observed_text(trials), refresh=False)
             propose()
@@ -229,7 +230,7 @@ def _settings(params: Sequence[Param], unit: Sequence[float]) -> dict[str, float
 def _sobol(study: Study, first: int, count: int) -> Tensor:
     """Points ``first`` to ``first + count - 1`` of the study's scrambled Sobol sequence."""
     engine = torch.quasirandom.SobolEngine(len(study.params), scramble=True, seed=study.seed)
-    return engine.draw(first + count, dtype=_DTYPE)[first:]
+    return engine.draw(first + count, dtype=DTYPE)[first:]
 
 
 def _candidates(study, trials, running, first: int, count: int):
@@ -246,18 +247,18 @@ def _candidates(study, trials, running, first: int, count: int):
     from botorch.sampling import SobolQMCNormalSampler
 
     seed = study.seed * 100_003 + first
-    x = _unit(study.params, ok)
-    pending = _unit(study.params, running) if running else None
+    x = unit_points(study.params, ok)
+    pending = unit_points(study.params, running) if running else None
     d = len(study.params)
-    with torch.random.fork_rng(devices=[]), _gp_context():
+    with torch.random.fork_rng(devices=[]), gp_context():
         torch.manual_seed(seed)
-        model = _fit_gp(x, ok)
+        model = fit_gp(x, ok)
         acquisition = qLogNoisyExpectedImprovement(
             model, x, sampler=SobolQMCNormalSampler(torch.Size([MC_SAMPLES]), seed=seed),
             X_pending=pending,
         )
         points, _ = optimize_acqf(
-            acquisition, torch.tensor([[0.0] * d, [1.0] * d], dtype=_DTYPE), q=count,
+            acquisition, torch.tensor([[0.0] * d, [1.0] * d], dtype=DTYPE), q=count,
             num_restarts=NUM_RESTARTS, raw_samples=RAW_SAMPLES, options={"seed": seed},
         )
     points = points.detach().clamp(0, 1)

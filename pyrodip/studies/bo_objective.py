@@ -105,7 +105,7 @@ class FitObjective:
 
 
 def score(result, objective: str, held: Tensor | None = None) -> float:
-    """The ``objective`` of a fit (a :class:`pyrodip.infer.loop.FitResult`); ``heldout`` needs
+    """The ``objective`` of a fit (a :class:`pyrodip.infer.fitting.FitResult`); ``heldout`` needs
     the held-out pixels from :func:`pyrodip.physics.observation.hold_out`."""
     curves = result.history.curves
     if objective == "psnr":

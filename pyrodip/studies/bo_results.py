@@ -21,9 +21,9 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from .. import __version__
 from ..errors import InvalidInputError, MissingFileError
 from ..run.results import read_dataset
+from ..version import __version__
 from .bo_study import RESULT_FILE, Param, Study, Trial
 
 #: Quasi-Monte Carlo samples of the acquisition function.
@@ -33,7 +33,7 @@ MIN_GP_TRIALS = 2
 #: Points per axis of the grid on which bo.nc stores the GP and the acquisition (1-D, 2-D).
 GRID_POINTS = {1: 200, 2: 40}
 
-_DTYPE = torch.float64
+DTYPE = torch.float64
 
 
 def best_parameters(path: str | os.PathLike) -> dict[str, float]:
@@ -55,14 +55,14 @@ def best_parameters(path: str | os.PathLike) -> dict[str, float]:
     return best["params"]
 
 
-def _unit(params: Sequence[Param], trials) -> Tensor:
+def unit_points(params: Sequence[Param], trials) -> Tensor:
     """The trials' settings scaled to [0, 1], shaped (n, d)."""
     rows = [[p.to_unit(t.params[p.name]) for p in params] for t in trials]
-    return torch.tensor(rows, dtype=_DTYPE).reshape(len(rows), len(params))
+    return torch.tensor(rows, dtype=DTYPE).reshape(len(rows), len(params))
 
 
 @contextlib.contextmanager
-def _gp_context() -> Iterator[None]:
+def gp_context() -> Iterator[None]:
     """One torch thread (the GP's matrices are tiny: more threads only contend, with each
     other and with the fits) and quiet routine numerics: jitter added to a near-singular
     covariance (close trials), acquisition restarts that stopped early (BoTorch retries, then
@@ -82,13 +82,13 @@ def _gp_context() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _fit_gp(x: Tensor, ok: list[Trial]):
+def fit_gp(x: Tensor, ok: list[Trial]):
     """SingleTaskGP on (x, objective), outcomes standardised, noise learned; fitted by ML-II."""
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
-    y = torch.tensor([[t.objective] for t in ok], dtype=_DTYPE)
+    y = torch.tensor([[t.objective] for t in ok], dtype=DTYPE)
     model = SingleTaskGP(x, y)
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     return model
@@ -131,11 +131,11 @@ def study_dataset(
                          "observed": top.objective, "trial": top.trial}
         best = best_observed
     if model is not None or len(ok) >= MIN_GP_TRIALS:
-        with torch.random.fork_rng(devices=[]), _gp_context():
+        with torch.random.fork_rng(devices=[]), gp_context():
             torch.manual_seed(study.seed)
             if model is None:
-                model = _fit_gp(_unit(study.params, ok), ok)
-            best = _best(model, _unit(study.params, ok), ok)
+                model = fit_gp(unit_points(study.params, ok), ok)
+            best = _best(model, unit_points(study.params, ok), ok)
             if len(study.params) <= 2:
                 grid_data, grid_coords = _grid(study, model, acquisition, ok)
                 data.update(grid_data)
@@ -158,12 +158,12 @@ def _grid(study, model, acquisition, ok):
     from botorch.sampling import SobolQMCNormalSampler
 
     d = len(study.params)
-    axis = torch.linspace(0, 1, GRID_POINTS[d], dtype=_DTYPE)
+    axis = torch.linspace(0, 1, GRID_POINTS[d], dtype=DTYPE)
     units = torch.cartesian_prod(*[axis] * d).reshape(-1, d)
     if acquisition is None:  # the next proposal's: no trial running
         sampler = SobolQMCNormalSampler(torch.Size([MC_SAMPLES]), seed=study.seed)
         acquisition = qLogNoisyExpectedImprovement(
-            model, _unit(study.params, ok), sampler=sampler
+            model, unit_points(study.params, ok), sampler=sampler
         )
     with torch.no_grad():
         posterior = model.posterior(units)

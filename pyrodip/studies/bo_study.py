@@ -14,15 +14,14 @@ import difflib
 import json
 import math
 import os
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
 from ..errors import InvalidInputError, MissingFileError
 from ..io.files import atomic_path
-from ..run.config import RunConfig
+from ..run.config import RunConfig, declared_settings
+from ..version import __version__
 from .execution import Failed
 
 #: What a trial maximises: PSNR or SSIM of the smoothed image against the truth at the last
@@ -34,15 +33,15 @@ STUDY_FILE, TRIALS_FILE, RESULT_FILE = "study.json", "trials.jsonl", "bo.nc"
 
 
 def tunable_settings() -> tuple[str, ...]:
-    """The RunConfig settings a study can tune: its float ones but :data:`FIXED_SETTINGS`.
+    """The run settings a study can tune: the float ones (a loaded plugin's too) but
+    :data:`FIXED_SETTINGS`.
 
     >>> tunable_settings()[:3]
     ('prior_scale', 'temperature', 'init_scale')
     """
-    hints = typing.get_type_hints(RunConfig)
     return tuple(
-        name for name, kind in hints.items()
-        if float in (typing.get_args(kind) or (kind,)) and name not in FIXED_SETTINGS
+        name for name, option in declared_settings().items()
+        if option.type is float and name not in FIXED_SETTINGS
     )
 
 
@@ -242,8 +241,8 @@ class Study:
     def from_json(cls, text: str) -> Study:
         settings = json.loads(text)
         settings.pop("pyrodip_version", None)
+        settings["config"] = RunConfig(**settings["config"])  # its plugins may declare params
         settings["params"] = tuple(Param.parse(spec) for spec in settings["params"])
-        settings["config"] = RunConfig(**settings["config"])
         settings["init"] = tuple(tuple(point) for point in settings["init"])
         return cls(**settings)
 
@@ -285,7 +284,7 @@ def create_study(study: Study, folder: str | os.PathLike) -> Path:
             "another `out` folder"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    _write_study(study, folder)
+    write_study(study, folder)
     return folder
 
 
@@ -324,12 +323,13 @@ def read_trials(folder: str | os.PathLike) -> dict[int, Trial]:
     return trials
 
 
-def _write_study(study: Study, folder: Path) -> None:
+def write_study(study: Study, folder: Path) -> None:
+    """Write the study's settings to ``folder/study.json``, atomically."""
     with atomic_path(folder / STUDY_FILE) as tmp:
         tmp.write_text(study.to_json())
 
 
-def _append(folder: Path, record: dict) -> None:
+def append_record(folder: Path, record: dict) -> None:
     """One line appended to trials.jsonl and forced to disk (after a line torn by a crash
     while it was written, on a line of its own)."""
     path = folder / TRIALS_FILE
@@ -344,7 +344,7 @@ def _append(folder: Path, record: dict) -> None:
         os.fsync(log.fileno())
 
 
-def _outcomes(task, count: int) -> list[tuple[float, float, str] | Failed]:
+def trial_outcomes(task, count: int) -> list[tuple[float, float, str] | Failed]:
     """The (value, wall time, error) of each of the ``count`` trials a finished task evaluated
     (one, or a batch), or its :class:`~pyrodip.studies.execution.Failed` outcome for each."""
     outcome = task.outcome
@@ -353,7 +353,7 @@ def _outcomes(task, count: int) -> list[tuple[float, float, str] | Failed]:
     return outcome if isinstance(outcome, list) else [outcome]
 
 
-def _record(trial: Trial, outcome: tuple[float, float, str] | Failed) -> None:
+def record_outcome(trial: Trial, outcome: tuple[float, float, str] | Failed) -> None:
     """Fill in ``trial`` from its outcome: ok, or failed with the error."""
     if isinstance(outcome, Failed):
         value, error = math.nan, f"{outcome.error} (after {outcome.attempts} attempts)"
@@ -365,7 +365,8 @@ def _record(trial: Trial, outcome: tuple[float, float, str] | Failed) -> None:
     trial.objective = value if not error else math.nan
 
 
-def _result_record(trial: Trial) -> dict:
+def result_record(trial: Trial) -> dict:
+    """The record of a finished trial, as trials.jsonl holds it."""
     objective = None if math.isnan(trial.objective) else trial.objective
     return {"trial": trial.trial, "status": trial.status, "objective": objective,
             "wall_time_s": trial.wall_time_s, "error": trial.error}

@@ -9,12 +9,12 @@ from pyro import poutine
 
 from pyrodip.bayes.likelihoods import (
     LIKELIHOODS,
-    LOG_FLOOR,
     GaussianLikelihood,
     PoissonLikelihood,
     SpeckleLikelihood,
 )
 from pyrodip.errors import InvalidInputError
+from pyrodip.physics.noise import LOG_FLOOR
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 PEAK = 50.0

@@ -12,9 +12,9 @@ import pytest
 import torch
 import xarray as xr
 
-import pyrodip.infer.loop as inference
 from pyrodip import Observation, RunConfig, fit
-from pyrodip.infer.loop import Checkpointing, Interrupted
+from pyrodip.infer.checkpoints import Checkpointing, Interrupted
+from pyrodip.infer.fitting import Fitting
 from pyrodip.run.results import read_dataset, write_dataset
 
 
@@ -117,7 +117,7 @@ def test_absurd_learning_rate_stops_cleanly_with_its_events(tiny):
 
 
 def test_one_injected_nan_is_rolled_back_and_the_fit_recovers(tiny, monkeypatch):
-    original = inference._Fitting._one_step
+    original = Fitting._one_step
 
     def poisoned(self):
         original(self)
@@ -125,7 +125,7 @@ def test_one_injected_nan_is_rolled_back_and_the_fit_recovers(tiny, monkeypatch)
             with torch.no_grad():
                 next(iter(self.guide.parameters())).fill_(float("nan"))
 
-    monkeypatch.setattr(inference._Fitting, "_one_step", poisoned)
+    monkeypatch.setattr(Fitting, "_one_step", poisoned)
     with pytest.warns(UserWarning, match="rolled back to step 25"):
         result = fit(tiny, RunConfig(steps=60, lr=0.01), progress=False, validate=False)
     assert result.status == "completed"

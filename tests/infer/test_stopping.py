@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pyrodip import RunConfig, fit
 from pyrodip.errors import InvalidInputError
 from pyrodip.infer.checkpoints import Checkpointing, Interrupted
-from pyrodip.infer.loop import CHECK_EVERY
+from pyrodip.infer.fitting import CHECK_EVERY
 from pyrodip.infer.stopping import EarlyStopping, WindowVariance, stop_step
 from pyrodip.run.observe import prepare_observation
 

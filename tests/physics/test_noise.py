@@ -1,20 +1,13 @@
 import math
 
-import pyro
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pyro import poutine
 
-from pyrodip.bayes.likelihoods import (
-    LOG_FLOOR,
-    GaussianLikelihood,
-    PoissonLikelihood,
-    SpeckleLikelihood,
-)
 from pyrodip.errors import InvalidInputError
 from pyrodip.physics.noise import (
+    LOG_FLOOR,
     NOISE_MODELS,
     GaussianNoise,
     PoissonNoise,
@@ -129,44 +122,15 @@ def test_integer_images_are_refused():
             make_noise(name, LEVELS[name]).sample(torch.ones(1, 4, 4, dtype=torch.int64))
 
 
-def test_each_model_builds_its_matching_likelihood():
-    lik = GaussianNoise(0.1).likelihood()
-    assert isinstance(lik, GaussianLikelihood) and float(lik.std()) == pytest.approx(0.1)
-    assert GaussianNoise(0.1).likelihood(learn=True).name == "learned"
-    assert GaussianNoise(0.1).likelihood(heteroscedastic=True).extra_channels == 1
-    lik = SpeckleNoise(0.2).likelihood()
-    assert isinstance(lik, SpeckleLikelihood) and float(lik.std()) == pytest.approx(0.2)
-    assert SpeckleNoise(0.2).likelihood(learn=True).learn_std
-    lik = PoissonNoise(100.0).likelihood()
-    assert isinstance(lik, PoissonLikelihood) and lik.peak == 100.0
+def test_each_model_names_its_level_setting_and_default():
+    assert [(cls.level_setting, cls.default_level) for cls in NOISE_MODELS.values()] == [
+        ("noise_std", 0.1), ("noise_std", 0.1), ("photons", 1000.0)]
 
 
-@pytest.mark.parametrize(
-    "noise, kwargs, message",
-    [
-        (SpeckleNoise(0.2), {"heteroscedastic": True}, "no heteroscedastic"),
-        (PoissonNoise(100.0), {"heteroscedastic": True}, "no heteroscedastic"),
-        (PoissonNoise(100.0), {"learn": True}, "no std to learn"),
-    ],
-)
-def test_unsupported_likelihood_options_are_refused(noise, kwargs, message):
-    with pytest.raises(InvalidInputError, match=message):
-        noise.likelihood(**kwargs)
-
-
-@pytest.mark.parametrize("name", sorted(NOISE_MODELS))
-def test_the_matching_likelihood_prefers_the_clean_image(name):
-    noise = make_noise(name, LEVELS[name])
-    clean = ramp()[None, :, :64, :64]
-    noisy = noise.sample(clean, generator=seeded())
-    lik = noise.likelihood()
-
-    def log_prob(prediction):
-        with pyro.validation_enabled(True):
-            return poutine.trace(lambda: lik(prediction, noisy)).get_trace().log_prob_sum()
-
-    assert log_prob(clean) > log_prob(0.8 * clean)
-    assert log_prob(clean) > log_prob(1.2 * clean)
+def test_levels_scale_with_the_image_as_each_noise_does():
+    assert GaussianNoise.scaled_level(0.1, 4.0) == 0.1 * 4.0
+    assert SpeckleNoise.scaled_level(0.1, 4.0) == 0.1
+    assert PoissonNoise.scaled_level(1000.0, 4.0) == 1000.0 / 4.0
 
 
 # --- GaussianNoise.sample (was pyrodip.io.images.add_gaussian_noise) -------------------------

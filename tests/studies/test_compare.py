@@ -4,7 +4,8 @@ import pytest
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError
 from pyrodip.run.results import read_dataset
-from pyrodip.studies.compare import Comparison, load_results, summary_table
+from pyrodip.studies.compare import Comparison, load_results
+from pyrodip.studies.table import summary_table
 
 STUDY = """
 methods = ["dip", "mfvi"]
@@ -47,7 +48,8 @@ def test_compare_stacks_methods_images_seeds_and_reports(study_file, tmp_path, c
     assert float(study["mean_psnr"].sel({"method": "mfvi"}).std("seed").min()) > 0
     table = (out / "table.md").read_text()
     assert table.splitlines()[0].startswith("| method | image | PSNR last | PSNR best")
-    assert "| mfvi | phantom |" in table and " +- " in table and table.strip() in printed
+    assert "| mfvi | phantom |" in table and " ± " in table and table.strip() in printed
+    assert "mean ± 95 % t-interval half-width over 2 seeds" in table
     assert (out / "psnr_curves.png").stat().st_size > 0
     assert (out / "uncertainty_phantom.png").stat().st_size > 0
     assert (out / "calibration.png").stat().st_size > 0  # error against std per method
@@ -67,16 +69,12 @@ def test_compare_stacks_methods_images_seeds_and_reports(study_file, tmp_path, c
     assert "other settings" in capsys.readouterr().err
 
 
-def test_table_values_are_mean_and_std_over_seeds(study_file, tmp_path):
+def test_runs_are_methods_then_variants_over_images_and_seeds(study_file):
     comparison = Comparison.from_toml(study_file)
     assert [run[:3] for run in comparison.runs()][:2] == [("dip", "sample:phantom", 0),
                                                          ("dip", "sample:phantom", 1)]
-    import xarray as xr
-
-    from pyrodip.studies.compare import _cell
-
-    assert _cell(xr.DataArray([20.0, 22.0])) == "21.0 +- 1.41"
-    assert _cell(xr.DataArray([np.nan, np.nan])) == "-"
+    assert [run.name for run in comparison.grid_runs()] == [
+        "phantom-dip-seed0", "phantom-dip-seed1", "phantom-mfvi-seed0", "phantom-mfvi-seed1"]
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -94,25 +92,6 @@ def test_bad_study_files_fail_clearly(tmp_path, capsys, text, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
-
-
-def test_images_of_other_sizes_stack_padded_with_nan():
-    import xarray as xr
-
-    from pyrodip.studies.compare import stack
-
-    def run(side: int, steps: int) -> xr.Dataset:
-        return xr.Dataset(
-            {"mean": (("channel", "y", "x"), np.ones((1, side, side))),
-             "psnr": ("step", np.arange(steps, dtype=float))},
-            coords={"step": np.arange(1, steps + 1)}, attrs={"task": "denoise"},
-        )
-
-    study = stack({("dip", "ct", 0): run(64, 3), ("dip", "mr", 0): run(32, 5)})
-    assert study["mean"].sizes["y"] == 64 and study.sizes["step"] == 5
-    small = study["mean"].sel({"image": "mr", "method": "dip", "seed": 0})
-    assert int(small.notnull().sum()) == 32 * 32
-    assert float(study["psnr"].sel({"image": "ct", "method": "dip", "seed": 0}).isnull().sum()) == 2
 
 
 def test_set_overrides_every_run_but_not_the_axes(study_file):
@@ -139,15 +118,14 @@ def test_bad_set_options_are_refused_before_anything_is_written(study_file, tmp_
 
 
 def test_batched_study_groups_runs_by_seed_and_matches_single_fits(study_file, tmp_path, capsys):
-    from pyrodip.studies.compare import _batches
+    from pyrodip.studies.grid import batches
 
     comparison = Comparison(methods=["dip", "mfvi", "sgld"], images=["sample:phantom"],
                             seeds=[0, 1, 2], settings={"size": 32, "steps": 3, "samples": 2})
-    runs = [(config, tmp_path / f"{method}{seed}") for method, _, seed, config
-            in comparison.runs()]
-    groups = [[path.name for path in paths] for _, paths in _batches(runs, 2)]
-    assert groups == [["dip0", "dip1"], ["dip2"], ["mfvi0", "mfvi1"], ["mfvi2"],
-                      ["sgld0"], ["sgld1"], ["sgld2"]]  # SGLD takes its own steps: alone
+    groups = [[run.name.removeprefix("phantom-") for run in group]
+              for group in batches(comparison.grid_runs(), 2)]
+    assert groups == [["dip-seed0", "dip-seed1"], ["dip-seed2"], ["mfvi-seed0", "mfvi-seed1"],
+                      ["mfvi-seed2"], ["sgld-seed0"], ["sgld-seed1"], ["sgld-seed2"]]  # SGLD: alone
 
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["compare", str(study_file), "--out", str(one), "--quiet"]) == 0
@@ -166,17 +144,77 @@ def test_batched_study_groups_runs_by_seed_and_matches_single_fits(study_file, t
 
 def test_auto_batch_is_what_the_memory_estimate_admits_on_a_gpu(monkeypatch):
     from pyrodip.run import resources
-    from pyrodip.studies.compare import check_batch
+    from pyrodip.studies.grid import check_batch
 
     comparison = Comparison(methods=["mfvi", "sgld"], images=["sample:ct"], seeds=[0, 1, 2, 3],
                             settings={"size": 64})
-    assert check_batch(comparison, "auto") == 1  # a CPU: batches pay little there
+    assert check_batch(comparison.grid_runs(), "auto") == 1  # a CPU: batches pay little there
     gpu = comparison.with_settings(device="cuda")
     per_fit = resources.estimate_memory(next(gpu.runs())[3], (1, 64, 64)).total
     for available, batch in ((1.5 * per_fit, 1), (2.5 * per_fit, 2), (100 * per_fit, 4)):
         monkeypatch.setattr(resources, "available_memory", lambda device, a=available: int(a))
-        assert check_batch(gpu, "auto") == batch
-    assert check_batch(gpu, 3) == 3
+        assert check_batch(gpu.grid_runs(), "auto") == batch
+    assert check_batch(gpu.grid_runs(), 3) == 3
     monkeypatch.setattr(resources, "available_memory", lambda device: int(1.5 * per_fit))
     with pytest.raises(InvalidInputError, match="a batch of 3 fits .* use `batch=1`"):
-        check_batch(comparison, 3)  # a given batch is checked on a CPU too
+        check_batch(comparison.grid_runs(), 3)  # a given batch is checked on a CPU too
+
+
+VARIANTS = """
+methods = ["dip"]
+images = ["sample:phantom"]
+seeds = [0]
+
+[settings]
+size = 32
+steps = 3
+samples = 2
+
+[method.mfvi]
+init_scale = 0.05
+
+[variant.cold]
+method = "mfvi"
+temperature = 0.01
+
+[variant.fast]
+lr = 0.05
+"""
+
+
+def test_variants_are_rows_of_their_own_settings(tmp_path, capsys):
+    study = tmp_path / "variants.toml"
+    study.write_text(VARIANTS)
+    comparison = Comparison.from_toml(study)
+    configs = {row: config for row, _, _, config in comparison.runs()}
+    assert list(configs) == ["dip", "cold", "fast"]
+    cold = configs["cold"]
+    assert (cold.method, cold.temperature, cold.init_scale) == ("mfvi", 0.01, 0.05)
+    assert (configs["fast"].method, configs["fast"].lr) == ("mfvi", 0.05)  # the default method
+    assert comparison.with_settings(steps=5).variants["cold"]["steps"] == 5
+
+    out = tmp_path / "out"
+    assert main(["compare", str(study), "--out", str(out), "--quiet"]) == 0
+    result = read_dataset(out / "comparison.nc")
+    assert list(result["method"].values) == ["dip", "cold", "fast"]
+    assert result["run_method"].values.ravel().tolist() == ["dip", "mfvi", "mfvi"]
+    assert read_dataset(out / "runs" / "phantom-cold-seed0.nc").attrs["method"] == "mfvi"
+    table = (out / "table.md").read_text()
+    assert "| cold | phantom |" in table and "| fast | phantom |" in table
+    rows = {line.split(" | ")[0]: line for line in table.splitlines()}
+    elbo = table.splitlines()[0].split(" | ").index("ELBO")
+    assert rows["| dip"].split(" | ")[elbo] == "-" != rows["| cold"].split(" | ")[elbo]
+
+
+@pytest.mark.parametrize(("variant", "message"), [
+    ("[variant.dip]\nlr = 0.1\n", "variant name 'dip' is a method of the study"),
+    ("[variant.cold]\nmethod = \"gibbs\"\n", "unknown method 'gibbs'"),
+    ("[variant.cold]\nseed = 3\n", "seed is an axis of the study, not a setting of variant"),
+    ("[variant.cold]\nstepz = 3\n", "did you mean 'steps'"),
+    ("[variant]\ncold = 3\n", "variant in a study file holds tables"),
+])
+def test_bad_variants_are_refused(tmp_path, variant, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'methods = ["dip"]\nimages = ["sample:ct"]\n{variant}')
+    with pytest.raises(InvalidInputError, match=message):
+        Comparison.from_toml(path)

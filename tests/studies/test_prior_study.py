@@ -1,12 +1,11 @@
 """The prior study (experiments/prior_study.py): its job lists, its summaries, and (with the
 shared images) a smoke-scale run of a stage and its report."""
 
-import json
-
 import numpy as np
 import pytest
 
-from experiments.prior_study import DATA, interval, jobs, main, plateau_step, summary_rows
+from experiments import prior_study
+from experiments.prior_study import DATA, jobs, main, plateau_step, summary_rows
 
 
 def test_stages_declare_the_issues_grid():
@@ -29,12 +28,7 @@ def test_plateau_is_where_the_loss_stops_falling():
     assert plateau_step(np.zeros(50)) == 50  # too short to tell: the whole fit
 
 
-def test_interval_is_a_t_interval():
-    assert interval([1.0, 2.0, 3.0]) == "2.00 ± 2.48"  # 4.30 x 1 / sqrt(3)
-    assert interval([5.0]) == "5.00"
-
-
-def test_summary_groups_seeds_per_setting():
+def test_summary_groups_seeds_per_setting_with_t_intervals():
     def record(seed, last):
         return {"job": {"stage": "sweep", "domain": "oct", "settings": [["method", "dip"]],
                         "seed": seed},
@@ -44,19 +38,20 @@ def test_summary_groups_seeds_per_setting():
 
     rows = summary_rows([record(0, 28.0), record(1, 29.0), record(2, 30.0)])
     assert len(rows) == 1 and rows[0][:4] == ["sweep", "oct", "dip (batch)", "3"]
+    assert rows[0][4] == "29.00 ± 2.48"  # t(0.975, 2) = 4.30, times 1 / sqrt(3)
     assert rows[0][6].startswith("1.00 ±")  # best - last
 
 
 @pytest.mark.shared_data
 @pytest.mark.slow
-def test_smoke_stage_writes_records_and_a_report(tmp_path):
+def test_smoke_stage_writes_runs_and_a_report(tmp_path):
     assert DATA.is_dir()
     out = tmp_path / "study"
     assert main(["run", "--stage", "flat", "--out", str(out), "--workers", "1", "--smoke"]) == 0
-    records = [json.loads(p.read_text()) for p in (out / "jobs").glob("*.json")]
+    records = prior_study.records(out)
     assert len(records) == len(jobs("flat"))
-    assert all(r["status"] == "completed" and len(r["psnr_curve"]) == 4 for r in records)
-    assert "| flat | oct | dip (batch) | 3 |" in (out / "report.md").read_text()
+    assert all(len(r["psnr_curve"]) == 4 for r in records)
+    assert all(r["guide"]["mean_std"] > 0 for r in records if r["config"]["method"] == "mfvi")
+    report = (out / "report.md").read_text()
+    assert "| flat | oct | dip (batch) | 3 |" in report and "95 % t-interval" in report
     assert (out / "curves_flat.png").stat().st_size > 0
-    # run again: nothing left to fit
-    assert main(["run", "--stage", "flat", "--out", str(out), "--workers", "1", "--smoke"]) == 0

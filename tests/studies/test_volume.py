@@ -9,13 +9,15 @@ import torch
 from conftest import exit_code, write_dicom
 from pydicom.uid import generate_uid
 
-import pyrodip.studies.compare
+import pyrodip.studies.grid
 from pyrodip.errors import InvalidInputError
 from pyrodip.evaluate.metrics import psnr
 from pyrodip.io.images import load_image
+from pyrodip.io.volumes import Volume
+from pyrodip.run.config import RunConfig
 from pyrodip.run.results import read_dataset
 from pyrodip.seeding import generator
-from pyrodip.studies.volume import slice_range
+from pyrodip.studies.volume import slice_range, volume_config
 
 FAST = ["--steps", "3", "--samples", "2", "--quiet"]
 AFFINE = np.array([[0.8, 0, 0, -40.0], [0, 0.8, 0, -25.0], [0, 0, 2.5, 12.0], [0, 0, 0, 1]])
@@ -52,6 +54,15 @@ def test_slice_ranges_are_checked():
     for text in ("4:9", "3:2", "x", "5"):
         with pytest.raises(InvalidInputError, match="--slices"):
             slice_range(text, 5)
+
+
+def test_an_observed_volume_s_noise_is_estimated_where_the_task_observes_images(volume):
+    path, clean = volume
+    images = Volume(noisy(clean, 0.05), path, "nifti", 0.0, 1.0)
+    denoise = volume_config(RunConfig(image=str(path), observed=True), images, range(4))
+    assert denoise.noise_std == pytest.approx(0.05, rel=0.25) and denoise.slice_index is None
+    ct = RunConfig(image=str(path), task="ct", observed=True)  # a sinogram: estimated per fit
+    assert volume_config(ct, images, range(4)).noise_std is None
 
 
 def test_volume_end_to_end(volume, tmp_path, capsys):
@@ -102,7 +113,7 @@ def test_an_interrupted_volume_fits_only_the_slices_it_lacks(volume, tmp_path, m
     path, _ = volume
     out = tmp_path / "out"
     fitted = []
-    fit_runs = pyrodip.studies.compare.fit_runs
+    fit_runs = pyrodip.studies.grid.fit_runs
 
     def interrupted(configs, paths, *options):
         if configs[0].slice_index == 2 and not fitted.count(2):
@@ -111,7 +122,7 @@ def test_an_interrupted_volume_fits_only_the_slices_it_lacks(volume, tmp_path, m
         fitted.extend(config.slice_index for config in configs)
         return fit_runs(configs, paths, *options)
 
-    monkeypatch.setattr(pyrodip.studies.compare, "fit_runs", interrupted)
+    monkeypatch.setattr(pyrodip.studies.grid, "fit_runs", interrupted)
     argv = ["run", "--image", str(path), "--observed", "--slices", "all", "--out", str(out)]
     assert exit_code([*argv, *FAST]) == 130
     assert sorted(p.name for p in (out / "slices").iterdir()) == [
@@ -128,7 +139,7 @@ def test_a_slice_that_keeps_failing_is_named_and_the_others_are_kept(volume, tmp
                                                                      monkeypatch, capsys):
     path, _ = volume
     out = tmp_path / "out"
-    fit_runs = pyrodip.studies.compare.fit_runs
+    fit_runs = pyrodip.studies.grid.fit_runs
     broken = {"on": True}
 
     def out_of_memory_at_slice_1(configs, paths, *options):
@@ -136,7 +147,7 @@ def test_a_slice_that_keeps_failing_is_named_and_the_others_are_kept(volume, tmp
             raise MemoryError("out of memory")
         return fit_runs(configs, paths, *options)
 
-    monkeypatch.setattr(pyrodip.studies.compare, "fit_runs", out_of_memory_at_slice_1)
+    monkeypatch.setattr(pyrodip.studies.grid, "fit_runs", out_of_memory_at_slice_1)
     argv = ["run", "--image", str(path), "--observed", "--slices", "0:3", "--out", str(out)]
     assert exit_code([*argv, *FAST]) == 2
     err = capsys.readouterr().err

@@ -1,3 +1,6 @@
+"""``pyrodip run`` end to end (pyrodip.cli.handlers): what it writes and prints, and its
+refusals of bad options."""
+
 import pytest
 import torch
 from conftest import exit_code
@@ -26,26 +29,6 @@ def test_network_and_temperature_options_reach_the_result(tiny_png, tmp_path):
                  "scaled", "--temperature", "0.5", *FAST]) == 0
     attrs = read_dataset(out / "result.nc").attrs
     assert attrs["temperature"] == 0.5 and '"normalization": "scaled"' in attrs["config"]
-
-
-def test_config_file_is_read_and_options_override_it(tiny_png, tmp_path):
-    config = tmp_path / "run.toml"
-    config.write_text(f'image = "{tiny_png}"\nsteps = 50\nmethod = "dip"\nseed = 7\n')
-    out = tmp_path / "out"
-    assert main(["run", "--config", str(config), "--out", str(out), *FAST]) == 0
-    attrs = read_dataset(out / "result.nc").attrs
-    assert (attrs["steps"], attrs["method"], attrs["seed"]) == (3, "dip", 7)
-
-
-def test_existing_result_is_kept_unless_overwrite(tiny_png, tmp_path, capsys):
-    out = tmp_path / "out"
-    args = ["run", "--image", str(tiny_png), "--out", str(out), *FAST]
-    assert main(args) == 0
-    before = (out / "result.nc").read_bytes()
-    assert main(args) == 2
-    assert "--overwrite" in capsys.readouterr().err
-    assert (out / "result.nc").read_bytes() == before
-    assert main([*args, "--overwrite", "--seed", "1"]) == 0
 
 
 @pytest.mark.parametrize("task", ["denoise", "superres", "inpaint", "ct"])

@@ -1,0 +1,105 @@
+"""What the studies in ``experiments/`` share: the shared images, the seeds, their command line,
+their fits on the library's grid runner (:mod:`pyrodip.studies.grid`) and Markdown tables.
+
+A study declares its fits as :class:`~pyrodip.studies.grid.GridRun` s; each fit's dataset goes
+to ``OUT/runs/NAME.nc`` with the study's own values in its ``metrics`` attribute, so that a
+stage run again fits only what it lacks (an interrupted study continues, a fit cut short
+resumes from its checkpoint) and a failed fit is recorded while the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import xarray as xr
+
+from pyrodip.evaluate.statistics import CONFIDENCE
+from pyrodip.run.config import RunConfig
+from pyrodip.run.observe import prepare_observation
+from pyrodip.run.results import read_dataset
+from pyrodip.studies.execution import dask_executor
+from pyrodip.studies.grid import GridOutcome, GridRun, Hooks, run_grid
+
+#: The shared test images (see their README), beside the checkout.
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: The seeds of every study: a claim needs at least three.
+SEEDS = (0, 1, 2)
+#: What a table's ``a ± b`` is (:func:`pyrodip.evaluate.statistics.format_interval`).
+PLUS_MINUS = (f"a ± b: the mean over seeds and the half-width of its {CONFIDENCE * 100:g} % "
+              "t-interval")
+
+
+def clipped_observation(config: RunConfig):
+    """The observation of ``config``, Gaussian noise clipped to [0, 1] as the paper did (not a
+    CT sinogram, which is no image): the ``observe`` hook of the studies."""
+    obs = prepare_observation(config)
+    if config.noise == "gaussian" and config.task != "ct":
+        obs = dataclasses.replace(obs, observation=obs.observation.clamp(0, 1))
+    return obs
+
+
+def run_fits(runs: list[GridRun], out: Path, hooks: Hooks, workers: int,
+             match: list[str] | None = None, desc: str = "study") -> GridOutcome:
+    """Fit the ``runs`` (only those whose name contains one of ``match``, when given) that
+    ``out`` lacks, on ``workers`` local Dask workers of one thread each (in this process, one
+    thread, for ``workers`` <= 1); prints the fits that failed."""
+    import torch
+
+    chosen = [run for run in runs if not match or any(text in run.name for text in match)]
+    print(f"{desc}: {len(chosen)} fits", flush=True)
+    if workers <= 1:
+        torch.set_num_threads(1)
+        outcome = run_grid(chosen, out, hooks=hooks, desc=desc)
+    else:
+        with dask_executor(workers=workers) as executor:
+            outcome = run_grid(chosen, out, hooks=hooks, executor=executor, desc=desc)
+    for name, error in outcome.failures.items():
+        print(f"failed: {name}: {error}", file=sys.stderr)
+    return outcome
+
+
+def finished(out: Path, names: Iterable[str]) -> dict[str, xr.Dataset]:
+    """The datasets of the fits ``names`` that ``OUT/runs`` holds, by name."""
+    paths = {name: out / "runs" / f"{name}.nc" for name in names}
+    return {name: read_dataset(path) for name, path in paths.items() if path.exists()}
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines (and an empty line after it).
+
+    >>> table(["a", "b"], [["1", "2"]])
+    ['| a | b |', '| --- | --- |', '| 1 | 2 |', '']
+    """
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def study_main(argv: list[str] | None, module: str, doc: str, stages: tuple[str, ...],
+               smoke: str, run_stage: Callable, report: Callable) -> int:
+    """The command line of a study: ``run --stage STAGE`` (then the report) or ``report``.
+
+    ``run_stage(stage, out, workers, smoke, match)`` runs a stage's fits; ``report(out)``
+    writes the report and returns what to print."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n")[0])
+    parser.add_argument("action", choices=("run", "report"))
+    parser.add_argument("--stage", choices=stages)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="local Dask workers of one thread each (1: in this process)")
+    parser.add_argument("--smoke", action="store_true", help=smoke)
+    parser.add_argument("--match", action="append", metavar="TEXT",
+                        help="run only the fits whose name contains TEXT (repeatable)")
+    args = parser.parse_args(argv)
+    if args.action == "run":
+        if args.stage is None:
+            parser.error(f"run needs --stage {', '.join(stages)}")
+        if not DATA.is_dir():
+            print(f"error: the shared images are not at {DATA}", file=sys.stderr)
+            return 2
+        run_stage(args.stage, args.out, args.workers, args.smoke, args.match)
+    print(report(args.out))
+    return 0

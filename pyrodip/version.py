@@ -1,0 +1,7 @@
+"""The version of pyrodip, kept in the results it writes.
+
+>>> __version__
+'0.1.0'
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,33 @@
+"""The calibration study's report (experiments/calibration_report.py): its tables."""
+
+from experiments.calibration_fits import DOMAINS, Job
+from experiments.calibration_report import cell, goal_rows, psnr_cost_rows
+
+
+def record(domain, method, seed, psnr, settings=(), scale=2.0, coverage=0.6):
+    calibrations = {name: {"scale": s, "uce": 1e-3, "ause": 0.1, "coverage_68": c,
+                           "coverage_95": c + 0.3}
+                    for name, s, c in (("raw", 1.0, coverage / 2), ("scale", scale, coverage),
+                                       ("conformal0.9", scale, coverage))}
+    job = Job("goal", domain, DOMAINS[domain][0], method, seed, settings)
+    result = {"job": {**job.__dict__, "settings": [list(s) for s in settings]},
+              "psnr": psnr, "status": "completed", "uce_observation": 2e-3,
+              "config": {"noise": "gaussian"}}
+    if not settings:
+        result["calibrations"] = calibrations
+    return result
+
+
+def test_goal_table_and_the_psnr_the_held_out_values_cost():
+    records = [record("oct", "mfvi", seed, 28.0 + seed) for seed in (0, 1, 2)]
+    records += [record("oct", "mfvi", seed, 28.2 + seed, (("calibration", "none"),))
+                for seed in (0, 1, 2)]
+    rows = goal_rows(records)
+    assert len(rows) == 1 and rows[0][:4] == ["oct", "mfvi", "29.00 ± 2.48", "2.00 ± 0.00"]
+    assert rows[0][4:8] == ["0.30 ± 0.00", "0.60 ± 0.00", "0.60 ± 0.00", "0.90 ± 0.00"]
+    cost = psnr_cost_rows(records)
+    assert cost == [["oct", "29.20 ± 2.48", "29.00 ± 2.48", "-0.20 ± 0.00"]]
+
+
+def test_a_cell_without_values_is_a_dash():
+    assert cell([]) == "-" and cell([0.5]) == "0.50"
