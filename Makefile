@@ -30,7 +30,7 @@ test: setup
 # Debian's slurm-wlm and munge), then runs the tests marked slurm.
 test-slurm: setup
 	bash .ci/slurm/start.sh
-	$(BIN)/pytest -m slurm -s tests/studies/test_slurm.py
+	$(BIN)/pytest -m slurm -s tests/experiments/test_slurm_cluster.py
 
 clean:
 	rm -rf $(VENV) runs site .pytest_cache .hypothesis

@@ -34,7 +34,7 @@ from step_time import interleaved, paired_ratio, show  # noqa: E402
 from pyrodip import RunConfig, prepare_observation  # noqa: E402
 from pyrodip.infer.batched import _Batch, fit_generator  # noqa: E402
 from pyrodip.infer.fitting import Fitting  # noqa: E402
-from pyrodip.run.fit import build, training  # noqa: E402
+from pyrodip.run.fit import build_model, training  # noqa: E402
 
 KEYS = ("device", "size", "batch", "step_ms", "ratio_to_one")
 
@@ -50,7 +50,7 @@ class Fits:
             seeded = config.replace(seed=seed, steps=total_steps)
             observation = prepare_observation(seeded)
             pyro.set_rng_seed(seed)
-            model, guide = build(seeded, observation)
+            model, guide = build_model(seeded, observation)
             model.to(device)
             guide.to(device)
             generators.append(fit_generator(device))

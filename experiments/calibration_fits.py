@@ -147,7 +147,7 @@ def record(job: Job, dataset: xr.Dataset) -> dict:
     return {
         "job": dataclasses.asdict(job),
         "config": json.loads(dataset.attrs["config"]),
-        "psnr": float(dataset.attrs["psnr"]),
+        "psnr": float(dataset.attrs["mean_psnr"]),
         "psnr_smoothed": float(dataset["psnr"].values[-1]),
         "wall_time_s": float(dataset.attrs["wall_time_s"]),
         "status": dataset.attrs["status"],

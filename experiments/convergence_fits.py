@@ -16,6 +16,7 @@ from experiments.common import DATA, SEEDS, clipped_observation, finished
 from pyrodip.infer.fitting import CHECK_EVERY
 from pyrodip.infer.stopping import RULE_CURVES, stop_step
 from pyrodip.run.config import RunConfig
+from pyrodip.run.results import MEAN_RENAMED
 from pyrodip.studies.grid import GridRun, Hooks, run_metrics
 
 STEPS = 3000
@@ -49,7 +50,8 @@ LONG_DOMAINS = ("xray", "oct")
 PATIENCE = 1000  # ES-WMV's
 #: The curves the report draws and reads (where the fit has them).
 CURVES = ("loss", "psnr", "psnr_current", *RULE_CURVES.values())
-#: The attributes of a fit's dataset that the report reads.
+#: The attributes of a fit's dataset that the report reads (the mean's PSNR and SSIM are its
+#: mean_psnr and mean_ssim).
 SCORES = ("psnr", "ssim", "psnr_known", "psnr_missing", "coverage_68", "coverage_95",
           "coverage_68_raw", "coverage_95_raw", "uce", "uce_raw", "calibration_scale")
 
@@ -162,10 +164,11 @@ def record(job: Job, dataset: xr.Dataset) -> dict:
     return {
         "job": dataclasses.asdict(job),
         "config": json.loads(attrs["config"]),
-        **{key: float(attrs[key]) for key in SCORES if key in attrs},
+        **{key: float(attrs[MEAN_RENAMED.get(key, key)]) for key in SCORES
+           if MEAN_RENAMED.get(key, key) in attrs},
         "baselines": dict(zip(dataset["classical"].values.tolist(),
                               map(float, dataset["classical_psnr"].values), strict=True)),
-        "baseline": attrs["baseline"],
+        "baseline": attrs["baseline_method"],
         "baseline_psnr_known": attrs.get("baseline_psnr_known"),
         "baseline_psnr_missing": attrs.get("baseline_psnr_missing"),
         "wall_time_s": float(attrs["wall_time_s"]),

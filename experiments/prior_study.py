@@ -150,7 +150,7 @@ def record(job: Job, dataset: xr.Dataset) -> dict:
         "psnr_best": float(psnr_curve.max()),
         "step_best": int(psnr_curve.argmax()) + 1,
         "psnr_last": float(psnr_curve[-1]),
-        "psnr_mean": float(dataset.attrs["psnr"]),
+        "psnr_mean": float(dataset.attrs["mean_psnr"]),
         "std_epistemic": float(dataset.attrs["mean_std_epistemic"]),
         "plateau_step": plateau_step(loss),
         "psnr_curve": psnr_curve[CURVE_EVERY - 1::CURVE_EVERY].round(3).tolist(),

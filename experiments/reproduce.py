@@ -34,7 +34,7 @@ import numpy as np
 import pyrodip
 from pyrodip.errors import InvalidInputError, PyrodipError
 from pyrodip.io.files import atomic_path
-from pyrodip.plots import comparison_figures, plot_calibration
+from pyrodip.plots import plot_calibration
 from pyrodip.run.config import RunConfig, read_toml
 from pyrodip.run.results import read_dataset
 from pyrodip.studies.bo import Param, Study, best_parameters, optimize, resume
@@ -170,10 +170,7 @@ def compare(plan: Plan, domain: Domain, tuned: dict, folder: Path, executor,
     """Run the comparison of ``domain`` in ``folder``, write its table and figures, and return
     the table."""
     dataset = run_comparison(plan.comparison(domain, tuned), folder, progress, executor)
-    table = summary_table(dataset)
-    with atomic_path(folder / "table.md") as tmp:
-        tmp.write_text(table + "\n")
-    comparison_figures(dataset, folder)
+    table = summary_table(dataset)  # written with comparison.nc and its figures, as one set
     for method in plan.methods:
         run = read_dataset(next((folder / "runs").glob(f"*-{method}-seed{plan.seeds[0]}.nc")))
         plot_calibration(run, folder / f"calibration_{method}.png")

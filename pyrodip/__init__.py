@@ -25,7 +25,7 @@ from .physics.observation import Observation
 from .physics.operators import Downsample, Identity, Mask
 from .physics.radon import Radon
 from .run.config import RunConfig
-from .run.fit import fit, fit_batch
+from .run.fit import build_model, fit, fit_batch
 from .run.observe import prepare_observation
 from .version import __version__
 
@@ -57,6 +57,7 @@ __all__ = [
     "RunConfig",
     "SkipNet",
     "Training",
+    "build_model",
     "center_crop",
     "fit",
     "fit_batch",

@@ -118,8 +118,8 @@ def panel_figure(dataset: xr.Dataset) -> Figure:
             ax.imshow(_display(dataset[name]), cmap="gray", aspect="auto")
         else:
             ax.imshow(_display(dataset[name]), cmap="gray", vmin=0, vmax=1)
-        if name == "mean" and "psnr" in dataset.attrs:
-            title += f"\nPSNR {dataset.attrs['psnr']:.2f} dB"
+        if name == "mean" and "mean_psnr" in dataset.attrs:
+            title += f"\nPSNR {dataset.attrs['mean_psnr']:.2f} dB"
         if name == "observation" and "psnr_input" in dataset.attrs:
             title += f"\nPSNR {dataset.attrs['psnr_input']:.2f} dB"
         ax.set_title(title, fontsize=9)

@@ -11,6 +11,7 @@ import pyrodip.infer.loop
 from pyrodip import Observation
 from pyrodip.cli import main
 from pyrodip.io.images import load_image
+from pyrodip.seeding import generator
 
 pyrodip.infer.loop.VALIDATE = True  # Pyro's checks on in every test fit
 
@@ -52,6 +53,32 @@ def tiny_png(tmp_path, phantom64):
 
 
 # --- helpers the test modules import (``from conftest import ...``) ---------------------------
+
+#: The devices a test runs on: the CPU always, CUDA (marked ``gpu``) where there is one.
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+        ],
+    ),
+]
+
+
+#: The tolerance the noise estimate keeps at the levels 0.05 to 0.2 (experiments/
+#: noise_estimation.py measures it on the shared images; below 0.05 fine texture makes it
+#: overestimate).
+NOISE_ESTIMATE_TOLERANCE = 0.15
+
+
+def noisy_sample(name: str, std: float, seed: int = 0) -> torch.Tensor:
+    """An embedded sample with Gaussian noise of ``std`` from the run's noise stream, clipped
+    to [0, 1] as a stored image is."""
+    clean = torch.from_numpy(load_image(f"sample:{name}"))
+    noise = torch.randn(clean.shape, generator=generator(seed, "noise"))
+    return (clean + std * noise).clamp(0, 1)
 
 
 def exit_code(args: list[str]) -> int:

@@ -83,3 +83,19 @@ def test_the_stress_script_interrupts_a_run_and_finds_it_whole(tmp_path, capsys)
     [record] = stress.read_log(tmp_path / "trials.jsonl")
     assert len(record["interruptions"]) == 1 and record["ok"] and record["partial"] == []
     assert "| run | 1 | 1 of 1 |" in capsys.readouterr().out
+
+
+def test_the_stress_script_kills_study_writes_and_bo_trials(tmp_path, capsys):
+    """Its smoke mode for the study kinds: a kill while ``compare`` and ``bo`` write their set
+    leaves a whole set, old or new; a BO trial killed after its first checkpoint resumes there
+    to the uninterrupted study."""
+    spec = importlib.util.spec_from_file_location("stress", SCRIPT.parent / "stress.py")
+    stress = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stress)
+    kinds = ["compare-set", "bo-set", "bo-trial"]
+    assert stress.main(["--smoke", "--kinds", *kinds, "--out", str(tmp_path)]) == 0
+    records = {r["kind"]: r for r in stress.read_log(tmp_path / "trials.jsonl")}
+    assert sorted(records) == sorted(kinds) and all(r["ok"] for r in records.values())
+    assert {records[kind]["set"] for kind in kinds[:2]} <= {"old", "new"}
+    assert records["bo-trial"]["resumed_at"][0][0] >= 25 and records["bo-trial"]["differ"] == []
+    assert "| bo-trial | 1 | 1 of 1 |" in capsys.readouterr().out

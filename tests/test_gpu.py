@@ -30,7 +30,7 @@ def test_cli_on_cuda(tmp_path):
     out = tmp_path / "out"
     args = ["run", "--device", "cuda", "--steps", "20", "--samples", "2", "--quiet"]
     assert main([*args, "--out", str(out)]) == 0
-    assert read_dataset(out / "result.nc").attrs["psnr"] > 0
+    assert read_dataset(out / "result.nc").attrs["mean_psnr"] > 0
 
 
 @pytest.mark.parametrize("task", ["superres", "inpaint", "ct"])
@@ -39,7 +39,7 @@ def test_each_task_on_cuda(task, tmp_path):
     args = ["run", "--task", task, "--device", "cuda", "--steps", "10", "--samples", "2"]
     assert main([*args, "--quiet", "--out", str(out)]) == 0
     dataset = read_dataset(out / "result.nc")
-    assert dataset.attrs["psnr"] > 0 and dataset.attrs["baseline_psnr"] > 0
+    assert dataset.attrs["mean_psnr"] > 0 and dataset.attrs["baseline_psnr"] > 0
 
 
 def test_batched_fits_on_cuda_take_the_single_fits_first_step(monkeypatch):
@@ -59,10 +59,10 @@ def test_batched_fits_on_cuda_take_the_single_fits_first_step(monkeypatch):
 
 def test_a_fit_step_never_waits_for_the_device(noisy64):
     from pyrodip.infer.fitting import Fitting
-    from pyrodip.run.fit import build, training
+    from pyrodip.run.fit import build_model, training
 
     config = RunConfig(steps=10, device="cuda", calibration="none")
-    model, guide = build(config, noisy64)
+    model, guide = build_model(config, noisy64)
     model.cuda()
     guide.cuda()
     fitting = Fitting(model, guide, noisy64, training(config), None, "", None)

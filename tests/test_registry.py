@@ -16,7 +16,6 @@ from pyrodip.physics.tasks import TASKS
 from pyrodip.registry import Registry
 from pyrodip.run.config import RunConfig
 from pyrodip.settings import Option
-from pyrodip.validation import choice, number, positive, positive_setting
 
 REGISTRIES = {
     "prior": PRIORS, "guide": GUIDES, "method": METHODS, "task": TASKS,
@@ -84,27 +83,3 @@ def test_an_entry_declares_its_settings_with_its_registration():
 def test_a_taken_name_is_refused():
     with pytest.raises(InvalidInputError, match="'normal' is already registered"):
         PRIORS.register("normal", type("Other", (NormalPrior,), {}))
-
-
-# --- pyrodip.validation ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "abc", None, True])
-def test_positive_names_the_argument(value):
-    with pytest.raises(InvalidInputError, match=r"^noise_std must be a positive number, got "):
-        positive("noise_std", value)
-
-
-def test_positive_settings_are_real_numbers_within_float32():
-    assert positive("lr", "0.5") == 0.5 and positive_setting("lr", 2) == 2.0
-    with pytest.raises(InvalidInputError, match="lr must be a positive number, got '0.5'"):
-        positive_setting("lr", "0.5")
-    with pytest.raises(InvalidInputError, match="between 1e-15 and 1e"):
-        positive_setting("lr", 1e30)
-
-
-def test_number_and_choice_messages():
-    with pytest.raises(InvalidInputError, match="^prior scale must be a number, got 'x'$"):
-        number("prior scale", "x")
-    with pytest.raises(InvalidInputError, match="^unknown task 'blur': choose one of denoise, "):
-        choice("task", "blur", TASKS)

@@ -1,5 +1,6 @@
 """The package's shape: no import cycle between files or subpackages (imports inside
-functions count), no module over 400 lines, no worker pool of its own in ``experiments/``.
+functions count), no module over 400 lines, no worker pool of its own in ``experiments/``, and
+a test file named after every module with behaviour.
 
 The graph is read from the source with :mod:`ast`, so a cycle is found before anything runs::
 
@@ -144,3 +145,53 @@ def test_experiments_run_no_worker_pool_of_their_own():
         assert not any(pool in text for pool in pools), (
             f"{path.name} runs its own worker pool: run its fits on pyrodip.studies.grid"
         )
+
+
+#: Modules with public functions or classes but no test file of their own, each with its reason.
+UNTESTED_BY_NAME = {
+    # doctest-only: small functions whose doctests (run by --doctest-modules) are their tests
+    "pyrodip.errors",
+    # tested in tests/studies/test_bo.py (bo, bo_objective, bo_results, bo_study together)
+    "pyrodip.studies.bo_objective",
+    "pyrodip.studies.bo_results",
+    "pyrodip.studies.bo_study",
+}
+
+
+def named_test_file(module: str) -> Path:
+    """Where the tests of ``module`` live: ``pyrodip.infer.checkpoints`` ->
+    ``tests/infer/test_checkpoints.py``, ``experiments.prior_study`` ->
+    ``tests/experiments/test_prior_study.py``, a package's ``__init__`` (``pyrodip.cli``) ->
+    ``tests/cli/test_cli.py``."""
+    parts = module.split(".")
+    folders = parts[1:-1] if parts[0] == "pyrodip" else parts[:-1]
+    if module_files()[module].name == "__init__.py":
+        folders = parts[1:] if parts[0] == "pyrodip" else parts
+    return ROOT.joinpath("tests", *folders, f"test_{parts[-1]}.py")
+
+
+def has_behaviour(path: Path) -> bool:
+    """Whether the module at ``path`` defines a public function or class."""
+    return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+               and not node.name.startswith("_") for node in ast.parse(path.read_text()).body)
+
+
+def test_the_test_file_is_named_after_the_module():
+    assert named_test_file("pyrodip.infer.checkpoints") == ROOT / "tests/infer/test_checkpoints.py"
+    assert named_test_file("pyrodip.plots") == ROOT / "tests/test_plots.py"
+    assert named_test_file("pyrodip.cli") == ROOT / "tests/cli/test_cli.py"
+    assert named_test_file("experiments.prior_study") == (
+        ROOT / "tests/experiments/test_prior_study.py")
+
+
+def test_every_module_with_behaviour_has_a_test_file_named_after_it():
+    modules = module_files()
+    missing = sorted(
+        f"{name}: {named_test_file(name).relative_to(ROOT)}" for name, path in modules.items()
+        if has_behaviour(path) and name not in UNTESTED_BY_NAME
+        and not named_test_file(name).exists()
+    )
+    assert not missing, f"modules without a test file named after them: {missing}"
+    stale = sorted(name for name in UNTESTED_BY_NAME
+                   if name not in modules or named_test_file(name).exists())
+    assert not stale, f"allowed without a test file but gone or tested by name now: {stale}"

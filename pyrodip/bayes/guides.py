@@ -14,6 +14,9 @@
   comma-separated fnmatch patterns (e.g. ``partial:net.head.*,net.body.up.*``), a point
   estimate everywhere else.
 
+Pyro's own ``AutoNormal``, ``AutoDelta`` and ``AutoLowRankMultivariateNormal`` are registered
+too, as ``autonormal``, ``autodelta`` and ``autolowrank:RANK`` (:mod:`pyrodip.bayes.autoguides`).
+
 Locations start from a fresh PyTorch initialisation of the network (``init_loc="pytorch"``)
 or from N(0, s^2) (``init_loc="normal:0.1"``, the paper's); standard deviations from
 ``init_scale``.
@@ -36,7 +39,7 @@ Register your own with :func:`register_guide`. A guide's ``forward`` samples eve
 ``model.weight_sites`` inside ``model.prior_weighting()``. It is built as
 ``cls(model, **options)``; a guide that takes an argument declares its name in ``argument``
 (e.g. ``argument = "RANK"``) and is built as ``cls(model, ARG, **options)``, ARG the string
-after the colon of its spec. The options are those :func:`pyrodip.run.fit.build` passes:
+after the colon of its spec. The options are those :func:`pyrodip.build_model` passes:
 ``init_loc`` and ``init_scale``.
 """
 
@@ -50,6 +53,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pyro.nn import PyroModule
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
@@ -58,6 +62,9 @@ from ..validation import positive
 from .model import example_sites
 
 GUIDES: Registry[type[WeightGuide]] = Registry("guide")
+#: The guides' initial std: the ``mfvi`` method's (and so ``pyrodip run``'s), which takes it from
+#: here.
+DEFAULT_INIT_SCALE = 0.1
 #: The most memory (bytes) the covariance factor of a ``lowrank`` guide may take: 1 GiB.
 #: Adam's two moments and the gradient take three times as much again while fitting.
 LOWRANK_MEMORY_BUDGET = 2**30
@@ -68,9 +75,17 @@ def register_guide(name: str) -> Callable[[type[WeightGuide]], type[WeightGuide]
     return GUIDES.register(name)
 
 
-class WeightGuide(nn.Module):
+class WeightGuide(PyroModule):
     """Base class: the location of every weight of a :class:`BayesianDIP`, in one flat
-    parameter ``locs`` (site order), and the views of it per site."""
+    parameter ``locs`` (site order), and the views of it per site.
+
+    A ``PyroModule``: called inside Pyro's inference (``pyro.infer.SVI``), its parameters are
+    Pyro parameters, seen by ``pyro.optim`` optimisers. It samples inside the model's
+    :meth:`~pyrodip.bayes.model.BayesianDIP.prior_weighting` (:attr:`weights_tempered`).
+    """
+
+    #: Whether the guide's sites carry the model's temperature itself (see :func:`tempered`).
+    weights_tempered = True
 
     #: The name of the argument after the colon of the spec (e.g. "RANK"); None: takes none.
     argument: str | None = None
@@ -91,11 +106,11 @@ class WeightGuide(nn.Module):
         return 2
 
     def __init__(self, model, init_loc: str = "pytorch") -> None:
-        super().__init__()
+        super().__init__(name=type(self).__name__)
         self.sites = dict(model.weight_sites)
         self._weighting = model.prior_weighting
         self.locs = nn.Parameter(torch.cat([
-            _initial_loc(init_loc, value).reshape(-1) for value in model.initial_weights.values()
+            initial_loc(init_loc, value).reshape(-1) for value in model.initial_weights.values()
         ]))
         self._slices = _slices(self.sites)
 
@@ -103,6 +118,10 @@ class WeightGuide(nn.Module):
         """The location of ``site``: a view of ``locs``."""
         start, stop = self._slices[site]
         return self.locs[start:stop].view(self.sites[site])
+
+    def flat_loc(self) -> Tensor:
+        """The location of every weight, flat in site order (``locs``)."""
+        return self.locs
 
     def site_distribution(self, site: str) -> dist.Distribution:
         """q of one weight site (one event over the site's tensor). A subclass overrides this
@@ -129,7 +148,7 @@ class MeanFieldGuide(WeightGuide):
         self,
         model,
         init_loc: str = "pytorch",
-        init_scale: float = 0.05,
+        init_scale: float = DEFAULT_INIT_SCALE,
         bayesian_sites: list[str] | None = None,
     ) -> None:
         super().__init__(model, init_loc)
@@ -142,6 +161,10 @@ class MeanFieldGuide(WeightGuide):
     def scales(self) -> Tensor:
         """softplus(rhos): the std of every weight of :attr:`bayesian_sites`, flat."""
         return F.softplus(self.rhos)
+
+    def flat_scale(self) -> Tensor:
+        """:meth:`scales`, by the name every guide of the fast engine gives it."""
+        return self.scales()
 
     def scale(self, site: str) -> Tensor:
         """The posterior std of ``site``: zeros for a point-estimate site."""
@@ -189,7 +212,8 @@ class PartialGuide(MeanFieldGuide):
     argument = "PATTERNS"
 
     def __init__(
-        self, model, patterns: str, init_loc: str = "pytorch", init_scale: float = 0.05
+        self, model, patterns: str, init_loc: str = "pytorch",
+        init_scale: float = DEFAULT_INIT_SCALE,
     ) -> None:
         sites = model.weight_sites
         chosen = [pattern.strip() for pattern in patterns.split(",") if pattern.strip()]
@@ -232,22 +256,12 @@ class LowRankGuide(WeightGuide):
         model,
         rank: int | str,
         init_loc: str = "pytorch",
-        init_scale: float = 0.05,
+        init_scale: float = DEFAULT_INIT_SCALE,
         memory_budget: int = LOWRANK_MEMORY_BUDGET,
     ) -> None:
         super().__init__(model, init_loc)
-        rank = _rank(rank)
         size = self.locs.numel()
-        needed = size * rank * 4
-        if needed > memory_budget:
-            fits = memory_budget // (size * 4)
-            fix = f"use rank <= {fits}" if fits else "not even rank 1 fits"
-            raise InvalidInputError(
-                f"lowrank:{rank} needs {_bytes(needed)} for its covariance factor ({size} "
-                f"weights x rank {rank} x 4 bytes), over the budget of {_bytes(memory_budget)}: "
-                f"{fix}, or raise memory_budget"
-            )
-        self.rank = rank
+        self.rank = rank = checked_rank(rank, size, memory_budget, "lowrank")
         self.rhos = _rhos(self.locs, init_scale / math.sqrt(2))
         self.cov_factor = nn.Parameter(
             torch.randn(size, rank) * (init_scale / math.sqrt(2 * rank))
@@ -313,14 +327,26 @@ def _rhos(like: Tensor, init_scale: float) -> nn.Parameter:
     return nn.Parameter(torch.full_like(like.detach(), rho))
 
 
-def _rank(text: int | str) -> int:
+def checked_rank(text: int | str, size: int, memory_budget: int, name: str) -> int:
+    """The rank ``text`` of guide ``name`` (``NAME:RANK``) over ``size`` weights, refused
+    unless an integer >= 1 whose covariance factor (size x rank float32) fits
+    ``memory_budget`` bytes."""
     try:
         rank = int(text)
     except (TypeError, ValueError):
         rank = 0
     if isinstance(text, bool) or str(rank) != str(text).strip() or rank < 1:
-        raise InvalidInputError(f"lowrank rank must be an integer >= 1, got {text!r} "
-                                f"(e.g. lowrank:10)")
+        raise InvalidInputError(f"{name} rank must be an integer >= 1, got {text!r} "
+                                f"(e.g. {name}:10)")
+    needed = size * rank * 4
+    if needed > memory_budget:
+        fits = memory_budget // (size * 4)
+        fix = f"use rank <= {fits}" if fits else "not even rank 1 fits"
+        raise InvalidInputError(
+            f"{name}:{rank} needs {_bytes(needed)} for its covariance factor ({size} "
+            f"weights x rank {rank} x 4 bytes), over the budget of {_bytes(memory_budget)}: "
+            f"{fix}, or raise memory_budget"
+        )
     return rank
 
 
@@ -328,7 +354,9 @@ def _bytes(size: int) -> str:
     return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
-def _initial_loc(init_loc: str, pytorch_init: Tensor) -> Tensor:
+def initial_loc(init_loc: str, pytorch_init: Tensor) -> Tensor:
+    """A site's initial location: ``pytorch_init`` (a fresh PyTorch initialisation) for
+    ``"pytorch"``, a draw of N(0, STD^2) for ``"normal:STD"``."""
     if init_loc == "pytorch":
         return pytorch_init.clone()
     name, _, std = init_loc.partition(":")

@@ -70,13 +70,6 @@ def _check_mask(mask: Tensor, prediction: Tensor) -> Tensor:
     return mask.expand(prediction.shape)
 
 
-def module_local_params() -> None:
-    """Keep Pyro parameters in their modules, never in Pyro's global parameter store: many fits
-    live in one process (studies, the BO loop). Called before each of pyrodip's PyroModules is
-    built (a PyroModule keeps the setting it was built under), not when pyrodip is imported."""
-    pyro.settings.set(module_local_params=True)
-
-
 class Likelihood(PyroModule):
     """Base class: the per-pixel distribution of the ``obs`` site, masking and the interface.
 
@@ -93,10 +86,6 @@ class Likelihood(PyroModule):
 
     heteroscedastic: bool = False
     fill_value: float = 0.0
-
-    def __init__(self) -> None:
-        module_local_params()
-        super().__init__()
 
     @property
     def extra_channels(self) -> int:

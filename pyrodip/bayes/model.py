@@ -46,9 +46,18 @@ from torch.func import functional_call
 
 from ..errors import InvalidInputError
 from ..physics.operators import Identity, Mask
-from .likelihoods import GaussianLikelihood, Likelihood, module_local_params
+from .likelihoods import GaussianLikelihood, Likelihood
 from .networks import NetConfig, SkipNet
 from .priors import Prior, make_prior
+
+#: The run's defaults, declared here (the lowest stage that uses them) and taken from here by
+#: :class:`~pyrodip.run.config.RunConfig` (``prior``, ``prior_scale``, ``jitter``) and the
+#: ``mfvi`` method (its temperature), so that a model built with the defaults is the one
+#: ``pyrodip run`` fits (:func:`pyrodip.build_model` builds exactly that one).
+DEFAULT_PRIOR = "normal"
+DEFAULT_PRIOR_SCALE = 0.1
+DEFAULT_TEMPERATURE = 0.1
+DEFAULT_JITTER = 0.03
 
 
 class _SitePrior:
@@ -86,15 +95,14 @@ class BayesianDIP(PyroModule):
         self,
         image_shape: tuple[int, int, int],
         net: str | NetConfig = "small",
-        prior: str | Prior = "normal:0.05",
+        prior: str | Prior = f"{DEFAULT_PRIOR}:{DEFAULT_PRIOR_SCALE}",
         layer_priors: dict[str, str | Prior] | None = None,
         likelihood: Likelihood | None = None,
         operator: nn.Module | None = None,
-        temperature: float = 1.0,
-        jitter: float = 0.1,
+        temperature: float = DEFAULT_TEMPERATURE,
+        jitter: float = DEFAULT_JITTER,
         bayesian_batchnorm: bool = False,
     ) -> None:
-        module_local_params()
         super().__init__()
         config = NetConfig.preset(net) if isinstance(net, str) else net
         channels, height, width = image_shape
@@ -173,10 +181,21 @@ class BayesianDIP(PyroModule):
 
     def sample_weights(self) -> dict[str, Tensor]:
         """Draw every weight site from its prior (or, under a guide's replay, take the guide's
-        draw), inside :meth:`prior_weighting`."""
+        draw), inside :meth:`prior_weighting`. One draw per call: a batch of weights (from
+        ``Predictive(parallel=True)`` or ``vectorize_particles=True``) is refused, as the
+        convolutions cannot take it."""
         with self.prior_weighting():
-            return {site: pyro.sample(site, self.prior_distribution(site))
-                    for site in self.site_priors}
+            weights = {site: pyro.sample(site, self.prior_distribution(site))
+                       for site in self.site_priors}
+        for site, value in weights.items():
+            if value.shape != self.site_priors[site].shape:
+                raise InvalidInputError(
+                    f"weight site {site} got a batch of shape {tuple(value.shape)}, not one "
+                    f"draw of {tuple(self.site_priors[site].shape)}: the model renders one "
+                    "weight sample at a time; use Predictive(..., parallel=False) and "
+                    "vectorize_particles=False, or pyrodip.predict"
+                )
+        return weights
 
     def render(
         self, weights: dict[str, Tensor] | None = None, jitter: bool = False,

@@ -204,6 +204,8 @@ def add_bo_parser(commands) -> None:
         "[a local cluster]")
     add("--workers", type=int, metavar="N",
         help="workers of the local cluster [one per GPU with --device cuda, else min(Q, cores)]")
+    add("--checkpoint-every", type=int, metavar="N",
+        help="save each trial's fit every N steps, to resume from [every 5 minutes]")
     add("--quiet", action="store_true", help="no progress bar")
     add_run_options(bo)
     bo.set_defaults(handler=bo_command)

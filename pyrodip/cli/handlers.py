@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from ..errors import InvalidInputError
@@ -32,7 +33,7 @@ def run_command(args: argparse.Namespace) -> int:
     from ..infer.checkpoints import Checkpointing, Interrupted
     from ..run.fit import fit, resolve_device
     from ..run.observe import prepare_observation
-    from ..run.results import to_dataset, write_result
+    from ..run.results import to_dataset, worse_than_input, write_result
     from ..studies.volume import VOLUME_FILE
 
     resume = args.__dict__.get("resume")
@@ -70,6 +71,9 @@ def run_command(args: argparse.Namespace) -> int:
     dataset = to_dataset(result)
     scanner = write_result(dataset, out, config)
     checkpoint.path.unlink(missing_ok=True)
+    worse = worse_than_input(dataset)  # once the result is written: a failed write says only that
+    if worse is not None:
+        warnings.warn(worse, stacklevel=1)
     print(summary(dataset, out))
     if scanner:
         print(scanner)
@@ -157,8 +161,7 @@ def compare_command(args: argparse.Namespace) -> int:
     """``pyrodip compare``: run a study file's comparison and write its table and figures;
     the exit status."""
     from ..infer.checkpoints import Interrupted
-    from ..io.files import atomic_path
-    from ..plots import comparison_figures
+    from ..io.files import check_result_set
     from ..studies.compare import Comparison, run_comparison
     from ..studies.grid import check_batch
     from ..studies.table import summary_table
@@ -188,11 +191,8 @@ def compare_command(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, Interrupted) as interrupted:
         print(f"pyrodip: {interrupted or 'interrupted'}: {again}", file=sys.stderr)
         return 143 if stop.signal == signal.SIGTERM else 130
-    table = summary_table(dataset)
-    with atomic_path(out / "table.md") as tmp:
-        tmp.write_text(table + "\n")
-    figures = comparison_figures(dataset, out)
-    print(table)
+    figures = [name for name in check_result_set(out) if name.endswith(".png")]
+    print(summary_table(dataset))
     print(f"wrote {out / 'comparison.nc'}, table.md and {len(figures)} figures")
     failed = int((dataset["status"] == "failed").sum())
     if failed:
@@ -218,9 +218,12 @@ def bo_command(args: argparse.Namespace) -> int:
     from ..studies.execution import dask_executor
 
     start = time.perf_counter()
+    every = args.__dict__.get("checkpoint_every")
+    if every is not None and every < 1:
+        raise InvalidInputError(f"--checkpoint-every must be a positive integer, got {every}")
     if "resume" in args:
         kept = ("command", "handler", "resume", "rounds", "scheduler", "workers", "quiet",
-                "retry_failed")
+                "retry_failed", "checkpoint_every")
         given = [key for key in vars(args) if key not in kept]
         if given:
             option = "--" + given[0].replace("_", "-").replace("params", "param")
@@ -262,6 +265,7 @@ def bo_command(args: argparse.Namespace) -> int:
             dataset = bo.resume(
                 folder, rounds=args.__dict__.get("rounds"), executor=executor,
                 progress="quiet" not in args, retry_failed="retry_failed" in args,
+                checkpoint_every=every,
             )
     except KeyboardInterrupt:
         print(f"pyrodip: interrupted: continue with pyrodip bo --resume {folder}",

@@ -28,17 +28,18 @@ def summary(dataset: xarray.Dataset, out: Path) -> str:
     if "psnr_input" in a:
         psnr_in, ssim_in = a["psnr_input"], a["ssim_input"]
         lines.append(f"  observation     PSNR {psnr_in:6.2f} dB  SSIM {ssim_in:.3f}")
-    if "psnr" in a:
-        gain = f"  ({a['psnr'] - a['psnr_input']:+.2f} dB)" if "psnr_input" in a else ""
-        lines.append(f"  reconstruction  PSNR {a['psnr']:6.2f} dB  SSIM {a['ssim']:.3f}{gain}")
+    if "mean_psnr" in a:
+        psnr, ssim = a["mean_psnr"], a["mean_ssim"]
+        gain = f"  ({psnr - a['psnr_input']:+.2f} dB)" if "psnr_input" in a else ""
+        lines.append(f"  reconstruction  PSNR {psnr:6.2f} dB  SSIM {ssim:.3f}{gain}")
     if "baseline_psnr" in a:
         others = ""
         if "classical_psnr" in dataset and dataset.sizes["classical"] > 1:
-            scores = dataset["classical_psnr"].to_series().drop(a["baseline"])
+            scores = dataset["classical_psnr"].to_series().drop(a["baseline_method"])
             others = "; " + ", ".join(f"{name} {value:.2f}" for name, value in scores.items())
         lines.append(
             f"  best baseline   PSNR {a['baseline_psnr']:6.2f} dB  SSIM {a['baseline_ssim']:.3f}"
-            f"  ({a['baseline']}{others})"
+            f"  ({a['baseline_method']}{others})"
         )
     if "psnr_missing" in a:
         lines.append(
@@ -80,7 +81,7 @@ def calibration_line(attrs: dict) -> str:
 def noise_line(attrs: dict) -> str:
     """The noise level of an observed image and where it came from, in words.
 
-    >>> noise_line({"noise": "gaussian", "noise_level": 0.05, "noise_estimate": 0.0493,
+    >>> noise_line({"noise": "gaussian", "likelihood_noise": 0.05, "noise_estimate": 0.0493,
     ...             "config": '{"noise_std": null, "photons": null, "noise": "gaussian"}'})
     'gaussian, std 0.0493 estimated from the image'
     """

@@ -11,9 +11,15 @@
   model weights it. Point-estimate sites contribute minus their prior's log-density.
 
 The fast engine applies wherever those pieces exist: a :class:`~pyrodip.bayes.model.BayesianDIP`,
-a guide whose sites are Normal or points (``meanfield``, ``map``, ``partial``) and priors with a
-registered KL against a Normal (``normal``, ``fanin``, ``laplace``, and any user prior whose
-family has one). :func:`unsupported_reason` says why not, otherwise.
+a guide whose sites are Normal or points (``meanfield``, ``map``, ``partial``, and Pyro's
+``AutoNormal`` and ``AutoDelta`` as registered in :mod:`pyrodip.bayes.autoguides`, whose
+locations and scales map onto the same loss) and priors with a registered KL against a Normal
+(``normal``, ``fanin``, ``laplace``, and any user prior whose family has one).
+:func:`unsupported_reason` says why not, otherwise.
+
+The Pyro engine tempers any guide (:func:`~pyrodip.bayes.autoguides.tempered`) and runs in a
+fresh parameter store of its own (``pyro.get_param_store().scope()``): many fits in one process
+neither share nor resurrect parameters through Pyro's global store, and no Pyro setting changes.
 
 >>> import torch
 >>> from pyrodip.bayes.guides import make_guide
@@ -29,11 +35,13 @@ from __future__ import annotations
 
 import warnings
 
+import pyro
 import torch
 from pyro.infer import TraceMeanField_ELBO
 from torch import Tensor, nn
 from torch.distributions import Normal, kl_divergence
 
+from ..bayes.autoguides import AutoDeltaGuide, AutoNormalGuide, tempered
 from ..bayes.guides import MAPGuide, MeanFieldGuide
 from ..bayes.model import BayesianDIP
 from ..errors import InvalidInputError
@@ -47,9 +55,9 @@ def unsupported_reason(model: nn.Module, guide: nn.Module) -> str | None:
     """Why :class:`FastELBO` cannot compute the ELBO of ``model`` and ``guide``, or None."""
     if not isinstance(model, BayesianDIP):
         return f"the model is a {type(model).__name__}, not a BayesianDIP"
-    if not isinstance(guide, MeanFieldGuide | MAPGuide):  # partial is a MeanFieldGuide
+    if not isinstance(guide, MeanFieldGuide | MAPGuide | AutoNormalGuide | AutoDeltaGuide):
         return (f"the guide is a {type(guide).__name__}, not one whose sites are Normal or "
-                "points (meanfield, map, partial)")
+                "points (meanfield, map, partial, autonormal, autodelta)")
     if guide.sites != model.weight_sites:
         return "the guide's sites are not the model's weight sites"
     normal = set(guide.bayesian_sites)
@@ -96,13 +104,12 @@ def _take(flat: Tensor, index: Tensor | None) -> Tensor:
 
 
 def _flat_index(guide, sites: list[str]) -> Tensor | None:
-    """The positions of ``sites``' weights in the guide's flat ``locs`` (None: all of them,
-    in order)."""
-    if sites == list(guide.sites):
+    """The positions of ``sites``' weights in the guide's flat locations (None: all of them,
+    in order, or none: then nothing takes them)."""
+    if not sites or sites == list(guide.sites):
         return None
     device = guide.locs.device
-    spans = [torch.arange(*guide._slices[site], device=device) for site in sites]
-    return torch.cat(spans) if spans else torch.empty(0, dtype=torch.long, device=device)
+    return torch.cat([torch.arange(*guide._slices[site], device=device) for site in sites])
 
 
 def _prior_groups(model: BayesianDIP, sites: list[str]) -> list[_PriorGroup]:
@@ -159,7 +166,7 @@ class FastELBO(nn.Module):
         the guide has none)."""
         if not self._normal:
             return None
-        return _take(self.guide.locs, self._loc_index), self.guide.scales()
+        return _take(self.guide.flat_loc(), self._loc_index), self.guide.flat_scale()
 
     def draw_noise(self, generator: torch.Generator | None = None) -> Tensor | None:
         """The standard-normal eps of every Normal site, flat, drawn site by site in the
@@ -167,7 +174,7 @@ class FastELBO(nn.Module):
         None when the guide has no Normal site."""
         if not self._normal:
             return None
-        eps = torch.empty(sum(self._sizes), device=self.guide.locs.device)
+        eps = torch.empty(sum(self._sizes), device=self.model.z.device)
         for chunk in eps.split(self._sizes):
             chunk.normal_(generator=generator)
         return eps
@@ -198,7 +205,7 @@ class FastELBO(nn.Module):
                 q = Normal(group.take(loc), group.take(scale))
                 total = total + kl_divergence(q, group.distribution()).sum()
         if self._points:
-            locs = _take(self.guide.locs, self._point_index)
+            locs = _take(self.guide.flat_loc(), self._point_index)
             for group in self._point_priors:
                 total = total - group.distribution().log_prob(group.take(locs)).sum()
         return total
@@ -234,16 +241,20 @@ class FastELBO(nn.Module):
 
 
 class PyroELBO(nn.Module):
-    """Pyro's ``TraceMeanField_ELBO()(model, guide)`` as a module, tagged with its engine."""
+    """Pyro's ``TraceMeanField_ELBO()(model, tempered(guide, model))`` as a module, tagged with
+    its engine, each call in a fresh Pyro parameter store (see the module docstring)."""
 
     engine = "pyro"
 
     def __init__(self, model: nn.Module, guide: nn.Module) -> None:
         super().__init__()
+        if isinstance(model, BayesianDIP):
+            guide = tempered(guide, model)
         self.elbo = TraceMeanField_ELBO()(model, guide)
 
     def forward(self, *args, **kwargs) -> Tensor:
-        return self.elbo(*args, **kwargs)
+        with pyro.get_param_store().scope():
+            return self.elbo(*args, **kwargs)
 
 
 def make_loss(model: nn.Module, guide: nn.Module, engine: str = "auto") -> nn.Module:

@@ -37,7 +37,7 @@ class LocalReparameterization(Messenger):
 
     def __init__(self, model, guide) -> None:
         super().__init__()
-        if not hasattr(guide, "scale"):
+        if not callable(getattr(guide, "scale", None)):  # autolowrank's is a tensor
             raise InvalidInputError(
                 f"local reparameterisation needs a Normal guide with scales (meanfield), "
                 f"not {type(guide).__name__}: turn `local_reparam` off"

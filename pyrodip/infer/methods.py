@@ -41,6 +41,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..bayes.guides import DEFAULT_INIT_SCALE
+from ..bayes.model import DEFAULT_TEMPERATURE
 from ..errors import InvalidInputError
 from ..registry import Registry
 from ..settings import Option, at_least_zero, positive_int
@@ -146,7 +148,8 @@ class SGLDMethod(Method):
 #: plateau instead of peaking early as DIP does.
 METHODS: Registry[Method] = Registry("method")
 METHODS.register("mfvi", Method(
-    "meanfield", 0.1, init_scale=0.1, description="mean-field variational inference",
+    "meanfield", DEFAULT_TEMPERATURE, init_scale=DEFAULT_INIT_SCALE,
+    description="mean-field variational inference",
     loss_is_elbo=True,
 ))
 METHODS.register("dip", Method(
@@ -176,7 +179,8 @@ METHODS.register("dip-es", Method(
     description="plain DIP stopped by ES-WMV (no ground truth needed)",
 ))
 METHODS.register("map", Method(
-    "map", 0.1, calibration="none", description="MAP: DIP with mfvi's prior and temperature",
+    "map", DEFAULT_TEMPERATURE, calibration="none",
+    description="MAP: DIP with mfvi's prior and temperature",
 ))
 
 

@@ -35,7 +35,8 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """Adam, AdamW or SGD over named parameters (``loss_fn.named_parameters()``: the guide's
     and the model's). Weight decay (if any) acts on locations and deterministic parameters,
-    never on the guide's scales (``rhos``): decaying those would pull the posterior standard
+    never on the guide's scales (pyrodip's ``rhos``, the autoguides' ``scales.*``, ``scale``
+    and ``cov_factor``): decaying those would pull the posterior standard
     deviation towards softplus(0) = 0.69.
 
     >>> layer = torch.nn.Linear(2, 1)
@@ -45,7 +46,7 @@ def make_optimizer(
     """
     decay, no_decay = [], []
     for name, param in parameters:
-        (no_decay if name.rsplit(".", 1)[-1] == "rhos" else decay).append(param)
+        (no_decay if _is_scale(name) else decay).append(param)
     groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -53,3 +54,14 @@ def make_optimizer(
     cls = OPTIMIZERS[optimizer]
     fused = {"fused": True} if FUSED and "fused" in inspect.signature(cls).parameters else {}
     return cls([g for g in groups if g["params"]], lr=lr, **fused)
+
+
+def _is_scale(name: str) -> bool:
+    """Whether the parameter ``name`` holds a guide's spread (pyrodip's or an autoguide's).
+
+    >>> _is_scale("guide.rhos"), _is_scale("guide.scale_unconstrained"), _is_scale("locs.w")
+    (True, True, False)
+    """
+    parts = name.split(".")
+    last = parts[-1].removesuffix("_unconstrained")  # a constrained PyroParam's raw value
+    return last in ("rhos", "scale", "cov_factor") or "scales" in parts[:-1]

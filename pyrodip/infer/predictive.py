@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import pyro
 import torch
 from pyro import poutine
 from torch import Tensor
@@ -165,7 +166,9 @@ def draw_images(
     try:
         if unsupported_reason(model, guide) is not None:
             for _ in range(num):
-                with poutine.replay(trace=poutine.trace(guide).get_trace()):
+                with pyro.get_param_store().scope():  # no parameter kept, none resurrected
+                    trace = poutine.trace(guide).get_trace()
+                with poutine.replay(trace=trace):
                     yield _unbatched(*model.render(jitter=False))
             return
         elbo = FastELBO(model, guide, checked=True)

@@ -23,11 +23,17 @@ from pydicom.valuerep import DSfloat
 
 from ..errors import InvalidInputError
 from .files import atomic_folder, atomic_path
-from .pixels import SUPPORTED_FORMATS, first_line, min_max, to_unit_range
+from .pixels import (
+    SUPPORTED_FORMATS,
+    check_size,
+    first_line,
+    min_max,
+    quiet_libraries,
+    to_unit_range,
+)
 
 __all__ = [
-    "DICOM_SUFFIXES", "is_dicom", "read_dicom", "read_dicom_series", "series_files",
-    "write_dicom_series",
+    "DICOM_SUFFIXES", "is_dicom", "read_dicom", "read_dicom_series", "write_dicom_series",
 ]
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
@@ -58,19 +64,32 @@ def is_dicom(path: Path) -> bool:
 
 
 def _dicom_number(dataset: pydicom.Dataset, keyword: str) -> float | None:
-    """The (first) value of a numeric DICOM attribute, or None when absent or empty."""
+    """The (first) value of a numeric DICOM attribute, or None when absent or empty; a value
+    that is no finite number is refused, naming the file."""
     value = dataset.get(keyword)
     if isinstance(value, MultiValue | list | tuple):
         value = value[0] if len(value) else None
     if value is None or value == "":
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = float("nan")
+    if not np.isfinite(number):
+        raise InvalidInputError(
+            f"DICOM file {dataset.get('filename', '(in memory)')} has {keyword} {str(value)!r}, "
+            "not a finite number: fix or remove it"
+        )
+    return number
 
 
 def _dicom_pixels(path: Path, dataset: pydicom.Dataset) -> np.ndarray:
-    """A DICOM dataset's decoded pixels, or an error naming the file."""
+    """A DICOM dataset's decoded pixels (their declared size checked first), or an error."""
+    sizes = ("NumberOfFrames", "Rows", "Columns", "SamplesPerPixel")
+    check_size([_dicom_number(dataset, key) or 1 for key in sizes], f"DICOM file {path}")
     try:
-        return np.asarray(dataset.pixel_array)
+        with quiet_libraries():
+            return np.asarray(dataset.pixel_array)
     except Exception as exc:
         raise InvalidInputError(
             f"cannot decode the pixels of DICOM file {path} ({first_line(exc)}): convert it "
@@ -78,11 +97,19 @@ def _dicom_pixels(path: Path, dataset: pydicom.Dataset) -> np.ndarray:
         ) from exc
 
 
-def _rescaled(pixels: np.ndarray, dataset: pydicom.Dataset) -> np.ndarray:
+def _rescaled(path: Path, pixels: np.ndarray, dataset: pydicom.Dataset) -> np.ndarray:
     """Gray pixels with the dataset's RescaleSlope and RescaleIntercept applied (float64)."""
     slope = _dicom_number(dataset, "RescaleSlope")
     intercept = _dicom_number(dataset, "RescaleIntercept")
-    return pixels * (1.0 if slope is None else slope) + (0.0 if intercept is None else intercept)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = (pixels * (1.0 if slope is None else slope)
+                  + (0.0 if intercept is None else intercept))
+    if not np.isfinite(values).all():
+        raise InvalidInputError(
+            f"DICOM file {path}: its pixels, RescaleSlope {slope} and RescaleIntercept "
+            f"{intercept} give values beyond floating point: fix the rescale attributes"
+        )
+    return values
 
 
 def read_dicom(path: Path, force: bool = True) -> np.ndarray:
@@ -90,7 +117,8 @@ def read_dicom(path: Path, force: bool = True) -> np.ndarray:
     min-max; MONOCHROME1 inverted; a colour slice scaled as a plain image. ``force=False``
     refuses a file without the DICOM marker."""
     try:
-        dataset = pydicom.dcmread(path, force=force)
+        with quiet_libraries():
+            dataset = pydicom.dcmread(path, force=force)
     except Exception as exc:
         raise InvalidInputError(
             f"cannot read DICOM file {path} ({first_line(exc)}): use a valid "
@@ -111,36 +139,19 @@ def read_dicom(path: Path, force: bool = True) -> np.ndarray:
     if samples_per_pixel != 1:  # colour: no rescale or window
         return to_unit_range(pixels, str(path))
 
-    values = _rescaled(pixels, dataset)
+    values = _rescaled(path, pixels, dataset)
 
     center = _dicom_number(dataset, "WindowCenter")
     width = _dicom_number(dataset, "WindowWidth")
     if center is not None and width is not None and width > 0:
         low = center - width / 2
-        scaled = np.clip((values - low) / width, 0.0, 1.0)
+        with np.errstate(over="ignore"):
+            scaled = np.clip((values - low) / width, 0.0, 1.0)
     else:
-        scaled = min_max(values)
+        scaled = min_max(values, f"DICOM file {path}")
     if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
         scaled = 1.0 - scaled
     return scaled
-
-
-def series_files(folder: Path) -> list[Path]:
-    """The folder's top-level DICOM files (hidden files and DICOMDIR left out)."""
-    files = [
-        path
-        for path in sorted(folder.iterdir())
-        if path.is_file()
-        and not path.name.startswith(".")
-        and path.name.upper() != "DICOMDIR"
-        and is_dicom(path)
-    ]
-    if not files:
-        raise InvalidInputError(
-            f"folder {folder} holds no DICOM image (no file with the DICOM marker): put the "
-            "series' DICOM files directly in it, or name a NIfTI or image file"
-        )
-    return files
 
 
 def read_dicom_series(where: Path, files: list[Path]) -> dict[str, Any]:
@@ -177,6 +188,7 @@ def read_dicom_series(where: Path, files: list[Path]) -> dict[str, Any]:
             "in the folder"
         )
 
+    check_size((len(files), *(int(n or 1) for n in sizes[0])), label)
     order = _slice_order(files, datasets)
     files = [files[i] for i in order]
     datasets = [datasets[i] for i in order]
@@ -191,7 +203,7 @@ def read_dicom_series(where: Path, files: list[Path]) -> dict[str, Any]:
     else:
         low, high = float(values.min()), float(values.max())
         high = high if high > low else low + 1.0
-        images = (values - low) / (high - low)
+        images = min_max(values, label)
     inverted = datasets[0].get("PhotometricInterpretation") == "MONOCHROME1"
     if inverted:
         images = 1.0 - images
@@ -207,7 +219,8 @@ def read_dicom_series(where: Path, files: list[Path]) -> dict[str, Any]:
 
 def _read_dataset(path: Path, force: bool) -> pydicom.Dataset:
     try:
-        return pydicom.dcmread(path, force=force)
+        with quiet_libraries():
+            return pydicom.dcmread(path, force=force)
     except Exception as exc:
         raise InvalidInputError(
             f"cannot read DICOM file {path} ({first_line(exc)}): use a valid DICOM file"
@@ -222,7 +235,7 @@ def _rescaled_pixels(path: Path, dataset: pydicom.Dataset) -> np.ndarray:
             f"DICOM file {path} holds pixel data of shape {pixels.shape}, not a single slice: "
             "export single-frame slices"
         )
-    return _rescaled(pixels, dataset)
+    return _rescaled(path, pixels, dataset)
 
 
 def _vector(dataset: pydicom.Dataset, keyword: str, size: int) -> np.ndarray | None:
@@ -260,7 +273,8 @@ def _common_window(
     center, width = windows.pop()
     if center is None or width is None or width <= 0:
         return None
-    return center - width / 2, center + width / 2
+    low, high = center - width / 2, center + width / 2
+    return (low, high) if np.isfinite(high - low) and high > low else None
 
 
 def _ds(value: float) -> DSfloat:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from .files import atomic_path
-from .pixels import first_line
+from .pixels import check_size, first_line, quiet_libraries, value_span
 
 __all__ = ["NIFTI_SUFFIXES", "is_nifti", "orient", "read_nifti", "volume_number", "write_nifti"]
 
@@ -102,9 +102,10 @@ def read_nifti(path: Path, volume_index: int | None) -> dict[str, Any]:
     ``volume_index`` (a 4-D file's, else None) and ``axcodes``."""
     nibabel = _nibabel(path)
     try:
-        nifti = nibabel.load(path)
-        full_shape = tuple(int(n) for n in nifti.shape)
-        axcodes = tuple(nibabel.orientations.aff2axcodes(nifti.affine))
+        with quiet_libraries():
+            nifti = nibabel.load(path)
+            full_shape = tuple(int(n) for n in nifti.shape)
+            axcodes = tuple(nibabel.orientations.aff2axcodes(nifti.affine))
     except Exception as exc:  # nibabel raises many different types
         raise InvalidInputError(
             f"cannot read NIfTI file {path} ({first_line(exc)}): use a valid NIfTI file"
@@ -122,8 +123,10 @@ def read_nifti(path: Path, volume_index: int | None) -> dict[str, Any]:
     index = volume_number(volume_index, count, path)
     key: tuple[slice | int, ...] = (slice(None),) * min(len(shape), 3)
     key += ((index,) if len(shape) == 4 else ()) + (0,) * (len(full_shape) - len(shape))
+    check_size(shape[:3], f"NIfTI file {path}")
     try:
-        raw = np.asanyarray(nifti.dataobj[key])
+        with quiet_libraries():
+            raw = np.asanyarray(nifti.dataobj[key])
     except Exception as exc:
         raise InvalidInputError(
             f"cannot read the voxels of NIfTI file {path} ({first_line(exc)}): use a valid "
@@ -152,7 +155,7 @@ def read_nifti(path: Path, volume_index: int | None) -> dict[str, Any]:
             low, high = 0.0, 1.0
         elif high == low:
             high = low + 1.0
-    images = (values - low) / (high - low)
+    images = (values - low) / value_span(low, high, f"NIfTI file {path}")
     return {
         "images": np.ascontiguousarray(orient(images, axcodes), dtype=np.float32),
         "low": low,

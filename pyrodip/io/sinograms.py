@@ -22,6 +22,7 @@ import torch
 
 from ..errors import InvalidInputError, MissingFileError
 from .images import load_image
+from .raster import read_npy
 
 __all__ = ["load_sinogram"]
 
@@ -33,20 +34,19 @@ def load_sinogram(source: str | os.PathLike) -> torch.Tensor:
         return torch.from_numpy(load_image(source)[:1])
     if not path.is_file():
         raise MissingFileError(f"sinogram file not found: {path} (check the path)")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise InvalidInputError(
-            f"cannot read NumPy file {path} ({type(exc).__name__}): save the sinogram with "
-            "numpy.save"
-        ) from exc
+    array = read_npy(path)
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number) or 0 in array.shape:
+    if array.ndim != 2 or array.dtype.kind not in "iuf" or 0 in array.shape:
         raise InvalidInputError(
             f"{path} holds an array of shape {array.shape} ({array.dtype}): save the sinogram "
-            "as a 2-D numeric array, detectors x angles"
+            "as a 2-D numeric array (real numbers), detectors x angles"
         )
-    if not np.isfinite(array).all():
-        raise InvalidInputError(f"{path}: the sinogram holds NaN or infinite values: fix them")
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise InvalidInputError(
+            f"{path}: the sinogram holds NaN or infinite values, or values beyond float32: fix "
+            "them"
+        )
+    return torch.from_numpy(values)[None]

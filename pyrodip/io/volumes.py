@@ -37,11 +37,11 @@ import numpy as np
 import pydicom
 
 from ..errors import InvalidInputError, MissingFileError
-from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom_series, series_files, write_dicom_series
+from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom_series, write_dicom_series
 from .nifti import is_nifti, read_nifti, volume_number, write_nifti
 from .raster import RASTER_PLUGINS
 
-__all__ = ["Volume", "is_volume_source", "read_volume", "write_volume"]
+__all__ = ["Volume", "is_volume_source", "read_volume", "series_files", "write_volume"]
 
 
 @dataclass
@@ -128,11 +128,34 @@ def is_volume_source(path: str | os.PathLike) -> bool:
     return path.is_file() and is_dicom(path)
 
 
+def series_files(folder: Path) -> list[Path]:
+    """The folder's top-level DICOM files (hidden files and DICOMDIR left out)."""
+    files = [
+        path
+        for path in sorted(folder.iterdir())
+        if path.is_file()
+        and not path.name.startswith(".")
+        and path.name.upper() != "DICOMDIR"
+        and is_dicom(path)
+    ]
+    if not files:
+        raise InvalidInputError(
+            f"folder {folder} holds no DICOM image (no file with the DICOM marker): put the "
+            "series' DICOM files directly in it, or name a NIfTI or image file"
+        )
+    return files
+
+
 def read_volume(path: str | os.PathLike, volume_index: int | None = None) -> Volume:
     """Read a NIfTI file, a DICOM series folder or one DICOM file (see the module docstring).
 
     ``volume_index`` chooses the volume of a 4-D NIfTI file (needed when it holds several).
     """
+    if not is_volume_source(path) and (str(path).startswith("sample:") or Path(path).exists()):
+        raise InvalidInputError(
+            f"{path} is a single image, not a volume: `slices` needs a NIfTI volume (.nii, "
+            ".nii.gz) or a DICOM series (a folder of DICOM files, or one DICOM file)"
+        )
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"volume not found: {path} (check the path)")
@@ -140,13 +163,8 @@ def read_volume(path: str | os.PathLike, volume_index: int | None = None) -> Vol
         files = series_files(path)
     elif is_nifti(path):
         return Volume(source=path, kind="nifti", **read_nifti(path, volume_index))
-    elif path.suffix.lower() in DICOM_SUFFIXES or is_dicom(path):
-        files = [path]
     else:
-        raise InvalidInputError(
-            f"{path} is not a volume: name a NIfTI file (.nii, .nii.gz), a DICOM file or a "
-            "folder holding one DICOM series"
-        )
+        files = [path]
     volume_number(volume_index, 1, path)
     return Volume(source=path, kind="dicom", **read_dicom_series(path, files))
 

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ..bayes.guides import GUIDES, guide_usage
+from ..bayes.model import DEFAULT_JITTER, DEFAULT_PRIOR, DEFAULT_PRIOR_SCALE
 from ..bayes.networks import NORMALIZATIONS, PRESETS
-from ..bayes.priors import PRIORS, prior_usage
+from ..bayes.priors import PRIORS
 from ..errors import InvalidInputError, MissingFileError
 from ..infer.elbo import ENGINES
 from ..infer.methods import METHODS, method_defaults
@@ -40,7 +41,8 @@ from ..physics.tasks import DEFAULT_NOISE_STD, DEFAULT_PHOTONS, TASKS
 from ..plugins import load_plugins
 from ..registry import Registry
 from ..settings import Option, fraction, listing, non_negative, positive_int
-from ..validation import choice, number, positive_setting
+from ..validation import choice, positive_setting
+from .prior_spec import check_prior, prior_help, scale_apart
 
 #: How the likelihood treats the noise level: the simulated (or stated) one, a point estimate
 #: fitted with the weights, or one per pixel from an extra output channel (Gaussian only).
@@ -57,12 +59,6 @@ def check_index(name: str, value: object) -> int:
         raise InvalidInputError(
             f"{name.removesuffix('_index')} must be an integer >= 0, got {value!r}"
         )
-    return value
-
-
-def check_prior(name: str, value: str) -> str:
-    """A prior spec ``NAME[:SCALE[:ARGS]]`` (or ``NAME::ARGS``) whose NAME is registered."""
-    choice("prior", value.partition(":")[0], PRIORS)
     return value
 
 
@@ -122,11 +118,6 @@ def check_plugins(name: str, value: object) -> list:
     return value
 
 
-def prior_help() -> str:
-    priors = (prior_usage(name).replace(":SCALE", "", 1) for name in PRIORS)
-    return f"weight prior NAME[:SCALE[:ARGS]]: {', '.join(priors)}"
-
-
 def guide_help() -> str:
     return f"the guide: {listing(map(guide_usage, GUIDES))}"
 
@@ -162,8 +153,9 @@ GENERAL: tuple[Option, ...] = (
     Option("net", str, "small", "network preset", choices=PRESETS),
     Option("normalization", str, "batch", "the network's normalisation",
            choices=NORMALIZATIONS),
-    Option("prior", str, "normal", prior_help, check=check_prior),
-    Option("prior_scale", float, 0.1, "scale of the weight prior", check=positive_setting),
+    Option("prior", str, DEFAULT_PRIOR, prior_help, check=check_prior),
+    Option("prior_scale", float, DEFAULT_PRIOR_SCALE, "scale of the weight prior",
+           check=positive_setting),
     Option("layer_priors", dict, {}, "a prior for the layers whose name matches PATTERN, e.g. "
            "'net.head.*=laplace:0.05' (repeatable)", check=check_layer_priors,
            metavar="PATTERN=PRIOR", flag_name="--layer-prior"),
@@ -206,7 +198,8 @@ GENERAL: tuple[Option, ...] = (
     Option("steps", int, 1000, "fitting steps", check=positive_int),
     Option("samples", int, 25, "posterior samples for the predictive", check=positive_int),
     Option("ema", float, 0.99, "smoothing of the tracked image", check=check_ema),
-    Option("jitter", float, 0.03, "std of the input noise jitter per step", check=non_negative),
+    Option("jitter", float, DEFAULT_JITTER, "std of the input noise jitter per step",
+           check=non_negative),
     Option("device", str, "cpu", "cpu, cuda or cuda:N", check=check_device),
     Option("engine", str, "auto", "loss computation", choices=ENGINES),
     Option("seed", int, 0, "random seed", check=check_seed),
@@ -261,15 +254,8 @@ class RunConfig:
         _check_keys(settings, table, source)
         values = {name: settings[name] if name in settings else option.initial()
                   for name, option in table.items()}
+        values.update(scale_apart(settings, source))
         values["plugins"] = list(plugins)
-        if not isinstance(values["prior"], str):
-            raise InvalidInputError(f"prior must be a string, got {values['prior']!r}")
-        # NAME[:SCALE[:ARG...]]: SCALE moves to prior_scale, leaving NAME or NAME::ARG...
-        name, _, rest = values["prior"].partition(":")
-        scale, _, arguments = rest.partition(":")
-        if scale:
-            values["prior_scale"] = number("prior scale", scale)
-        values["prior"] = f"{name}::{arguments}" if arguments else name
         for key, option in table.items():
             option.validate(values[key])
         self.__dict__.update(values)
@@ -306,8 +292,13 @@ class RunConfig:
         return getattr(METHODS[self.method], key) if value is None else value
 
     def replace(self, **changes: object) -> RunConfig:
-        """A copy with some settings changed; unknown keys are refused with a suggestion."""
-        return RunConfig(**{**self.settings(), **changes})
+        """A copy with some settings changed (a new ``prior_scale`` wins over the scale of
+        this config's prior); unknown keys are refused with a suggestion.
+
+        >>> RunConfig(prior="laplace:0.05").replace(prior_scale=0.2).prior_scale
+        0.2
+        """
+        return RunConfig(**{**self.settings(), **scale_apart(changes, "the changes")})
 
     def to_json(self) -> str:
         """The settings as JSON: those of :data:`BUILT_IN_SETTINGS` (``plugins`` only when
@@ -338,11 +329,15 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: object) -> RunConfig:
-        """Read the settings from a TOML file; ``overrides`` (e.g. from the CLI) win."""
-        settings = read_toml(path, "config file")
-        settings.update(overrides)
+        """Read the settings from a TOML file; ``overrides`` (e.g. from the CLI) win, a
+        ``prior_scale`` among them over a scale in the file's ``prior`` too."""
+        source = f"config file {path}"
+        in_file = read_toml(path, "config file")
+        _check_file_values(in_file, overrides.get("plugins", in_file.get("plugins", [])), source)
+        settings = scale_apart(in_file, source)
+        settings.update(scale_apart(overrides, "the overrides"))
         config = cls.__new__(cls)
-        config._assign(settings, f"config file {path}")
+        config._assign(settings, source)
         return config
 
 
@@ -359,6 +354,21 @@ def read_toml(path: str | Path, what: str) -> dict:
 
 #: Settings of earlier versions -> what replaced them.
 RENAMED = {"kl_weight": "'temperature' (the same number: the KL term's weight, 1 = the ELBO)"}
+
+
+def _check_file_values(settings: dict, plugins: object, source: str) -> None:
+    """Check each known setting of a file on its own, naming the file in the error, so that a
+    bad value is refused even where an override replaces it (``plugins`` are imported first:
+    they may declare some)."""
+    try:
+        check_plugins("plugins", plugins)
+        load_plugins(plugins)
+        table = declared_settings()
+        for key, value in settings.items():
+            if key in table:
+                table[key].validate(value)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"{source}: {error}") from None
 
 
 def _check_keys(settings: dict, table: dict[str, Option], source: str) -> None:

@@ -1,5 +1,6 @@
 """One reconstruction from a run config: the one place where a :class:`RunConfig` becomes
-objects (model, guide, method, training settings) for :func:`pyrodip.infer.loop.fit_model`.
+objects (model and guide: :func:`build_model`; method, training settings) for
+:func:`pyrodip.infer.loop.fit_model`.
 
 >>> import torch
 >>> from pyrodip import Observation, RunConfig, fit
@@ -42,8 +43,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build(config: RunConfig, observation: Observation) -> tuple[BayesianDIP, WeightGuide]:
-    """The model and guide that ``config`` describes, for ``observation`` (on the CPU)."""
+def build_model(config: RunConfig, observation: Observation) -> tuple[BayesianDIP, WeightGuide]:
+    """The model and guide that ``config`` describes for ``observation``, exactly as
+    ``pyrodip run`` (and :func:`fit`) builds them, on the CPU: every setting the config leaves
+    to its method (guide, temperature, dropout, the guide's initialisation) resolved. Seed first
+    (``pyro.set_rng_seed(config.seed)``) for the weights of a run.
+
+    >>> import torch
+    >>> from pyrodip import Observation, RunConfig, build_model
+    >>> obs = Observation.simulate(torch.rand(1, 32, 32), noise=0.1, seed=0)
+    >>> model, guide = build_model(RunConfig(), obs)
+    >>> model.prior.spec(), model.temperature, model.jitter, type(guide).__name__
+    ('normal:0.1', 0.1, 0.03, 'MeanFieldGuide')
+    """
     likelihood = noise_likelihood(
         observation.noise,
         learn=config.noise_level == "learned",
@@ -234,7 +246,7 @@ def _fit_batch_once(observations, configs, device, progress, stop, heldouts=None
     models, guides, generators = [], [], []
     for observation, config in zip(observations, configs, strict=True):
         pyro.set_rng_seed(config.seed)
-        model, guide = build(config, observation)
+        model, guide = build_model(config, observation)
         models.append(model.to(device))
         guides.append(guide.to(device))
         generators.append(fit_generator(device))
@@ -250,7 +262,7 @@ def _fit_once(observation, config, device, progress, validate, checkpoint, resum
         **{option.name: getattr(config, option.name) for option in METHODS.options(config.method)},
     )
     pyro.set_rng_seed(config.seed)
-    model, guide = build(config, observation)
+    model, guide = build_model(config, observation)
     model.to(device)
     guide.to(device)
     return fit_model(

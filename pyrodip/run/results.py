@@ -10,12 +10,17 @@ The schema (documented in ``docs/results.md``):
 - curves over ``step`` (1-based): ``loss``, ``psnr``, ``ssim``, ``psnr_current``,
   ``ssim_current`` (against the truth, when known), ``psnr_observation``, ``ssim_observation``,
   ``psnr_current_observation``, ``ssim_current_observation``;
-- attributes: ``method``, ``task``, ``config`` (JSON), ``engine``, ``psnr``, ``ssim`` (of
-  ``mean`` against the truth, when known), ``psnr_input`` (of the observation, when
-  comparable), ``wall_time_s``,
-  ``pyrodip_version``, ``seed``, ``noise``, ``noise_level`` (the likelihood's),
-  ``noise_estimate`` (estimated from an observed y, in the units of ``noise_std`` or
-  ``photons``), ``observed_scale`` (a measured sinogram was divided by it), ...;
+- coordinates on every axis: ``y`` and ``x`` (pixel indices), ``obs_y``, ``obs_x``,
+  ``channel``, ``step``; every variable and coordinate has a CF-style ``long_name`` and
+  ``units`` (:mod:`pyrodip.run.schema`);
+- attributes: ``method``, ``task``, ``config`` (JSON: the settings as given), ``settings``
+  (JSON: every setting with the defaults it ran with, :func:`effective_settings`),
+  ``engine``, ``mean_psnr``, ``mean_ssim`` (of ``mean`` against the truth, when known),
+  ``psnr_input`` (of the observation, when comparable), ``wall_time_s``,
+  ``pyrodip_version``, ``torch_version``, ``pyro_version``, ``seed``, ``noise``,
+  ``likelihood_noise`` (the likelihood's level), ``noise_estimate`` (estimated from an
+  observed y, in the units of ``noise_std`` or ``photons``), ``observed_scale`` (a measured
+  sinogram was divided by it), ``baseline_method``, ...;
 - calibration of ``mean`` +- ``std_total`` against the truth (when known,
   :mod:`pyrodip.evaluate.calibration`): ``reliability_*`` over ``calibration_bin``,
   ``sparsification_error`` and ``sparsification_oracle`` over ``sparsification_fraction``;
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyro
 import torch
 import xarray as xr
 
@@ -45,10 +51,11 @@ from ..infer.methods import METHODS
 from ..io.files import atomic_path
 from ..physics.tasks import TASKS, classical_baselines
 from ..version import __version__
+from .config import METHOD_DEFAULTS, RunConfig
+from .schema import described
 
 if TYPE_CHECKING:
     from ..io.volumes import Volume
-    from .config import RunConfig
 
 IMAGE_DIMS = ("channel", "y", "x")
 
@@ -74,6 +81,8 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         name: (IMAGE_DIMS, _numpy(value)) for name, value in images.items() if value is not None
     }
     data_vars["observation"] = (("channel", "obs_y", "obs_x"), _numpy(obs.observation))
+    channels, height, width = obs.image_shape
+    _, obs_height, obs_width = obs.observation.shape
     data_vars.update({name: ("step", values) for name, values in result.history.curves.items()})
     attrs = {
         "method": result.config.method,
@@ -83,15 +92,18 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "guide": result.config.resolved("guide"),
         "prior": result.model.prior.spec(),
         "config": result.config.to_json(),
+        "settings": json.dumps(effective_settings(result), sort_keys=True),
         "engine": result.engine,
         "seed": result.config.seed,
         "steps": result.config.steps,
         "samples": pred.num_samples,
         "wall_time_s": result.wall_time_s,
         "pyrodip_version": __version__,
+        "torch_version": str(torch.__version__),  # a str subclass, which h5py refuses
+        "pyro_version": pyro.__version__,
         "mean_std_epistemic": float(pred.std_epistemic.mean()),
         "mean_std_total": float(pred.std_total.mean()),
-        "temperature": result.config.resolved("temperature"),
+        "temperature": result.model.temperature,
         "status": result.status,
         "stop_rule": result.config.resolved("stop_rule"),
         "divergences": json.dumps(result.events),
@@ -100,7 +112,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     if result.chosen_step is not None:
         attrs["chosen_step"] = result.chosen_step
     attrs["noise"] = obs.noise.name
-    attrs["noise_level"] = obs.noise.level
+    attrs["likelihood_noise"] = obs.noise.level
     if obs.noise_estimate is not None:
         attrs["noise_estimate"] = obs.noise_estimate
     if obs.observed_scale != 1:
@@ -109,7 +121,9 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     uce_observation = observation_uce(result)
     if uce_observation is not None:
         attrs["uce_observation"] = uce_observation
-    coords = {"step": result.history.steps, "channel": np.arange(obs.image_shape[0])}
+    coords = {"step": result.history.steps, "channel": np.arange(channels),
+              "y": np.arange(height), "x": np.arange(width), "obs_y": np.arange(obs_height),
+              "obs_x": np.arange(obs_width)}
     if baseline:
         baselines = classical_baselines(obs)
         coords["classical"] = list(baselines)
@@ -126,9 +140,9 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
             attrs.update({f"baseline_{k}": v for k, v in qualities[name].items()})
         image = baselines[name]
         data_vars["baseline"] = (IMAGE_DIMS, _numpy(image), {"method": name})
-        attrs["baseline"] = name
+        attrs["baseline_method"] = name
     if obs.has_truth:
-        attrs.update(_quality(pred.mean, obs))
+        attrs.update(_quality(pred.mean, obs, MEAN_RENAMED))
         calibration_vars, calibration_attributes = calibration_variables(
             calibrate(pred.mean, pred.std_total, obs.truth)
         )
@@ -139,7 +153,44 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
             attrs.update(calibration_attrs(raw, suffix="_raw"))
         if obs.observation.shape == obs.truth.shape:
             attrs.update(_quality(obs.observation.clamp(0, 1), obs, suffix="_input"))
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    return described(xr.Dataset(data_vars, coords=coords, attrs=attrs))
+
+
+def effective_settings(result: FitResult) -> dict:
+    """Every setting of ``result``'s run with the defaults it ran with filled in: those its
+    method gives, the temperature its model ran at (for ``mfvi-paper``: the one its beta
+    implies) and the engine that ran. ``RunConfig(**effective_settings(result))`` fits the same
+    run again, bit for bit (on the same device and versions). ``noise_std`` and ``photons``
+    stay as given: None is the task's default level when simulated, the estimate
+    (``noise_estimate``) when observed."""
+    config = result.config
+    settings = {**config.settings(), **{key: config.resolved(key) for key in METHOD_DEFAULTS}}
+    settings.update(temperature=result.model.temperature, engine=result.engine)
+    return settings
+
+
+def worse_than_input(dataset: xr.Dataset) -> str | None:
+    """Why the reconstruction in ``dataset`` is worse than its observation, and what to try;
+    None when it is not, or when they do not compare (no truth, or an observation on another
+    grid). Inpainting compares the observed pixels (``psnr_known``), where the observation
+    holds values.
+
+    >>> worse_than_input(xr.Dataset(attrs={"mean_psnr": 16.8, "psnr_input": 20.5,
+    ...     "method": "mfvi", "steps": 100}))  # doctest: +NORMALIZE_WHITESPACE
+    'the reconstruction (PSNR 16.80 dB) is worse than the observation (20.50 dB): likely too
+    few steps for mfvi (100): try more, e.g. `steps=1000`'
+    """
+    a = dataset.attrs
+    key = "psnr_known" if "psnr_known_input" in a else "mean_psnr"
+    given = "psnr_known_input" if key == "psnr_known" else "psnr_input"
+    if key not in a or given not in a or not a[key] < a[given]:
+        return None
+    where = " on the observed pixels" if key == "psnr_known" else ""
+    return (
+        f"the reconstruction (PSNR {a[key]:.2f} dB) is worse than the observation "
+        f"({a[given]:.2f} dB){where}: likely too few steps for {a['method']} ({a['steps']}): "
+        f"try more, e.g. `steps={max(1000, 10 * a['steps'])}`"
+    )
 
 
 def observation_uce(result: FitResult) -> float | None:
@@ -222,7 +273,13 @@ def read_dataset(path: str | os.PathLike) -> xr.Dataset:
         return dataset.load()
 
 
-def _quality(image, obs, prefix: str = "", suffix: str = "") -> dict[str, float]:
+#: The keys of :func:`_quality` renamed for the predictive mean: ``psnr`` and ``ssim`` are the
+#: smoothed image's curves.
+MEAN_RENAMED = {"psnr": "mean_psnr", "ssim": "mean_ssim"}
+
+
+def _quality(image, obs, renamed: dict[str, str] | None = None, prefix: str = "",
+             suffix: str = "") -> dict[str, float]:
     """PSNR and SSIM of ``image`` against the truth; for inpainting also the PSNR over the
     missing pixels alone (``psnr_missing``) and over the known ones (``psnr_known``: where the
     truth under the mask is not known, as for real hair, only these are scored)."""
@@ -234,7 +291,8 @@ def _quality(image, obs, prefix: str = "", suffix: str = "") -> dict[str, float]
         for key, pixels in (("psnr_missing", missing), ("psnr_known", ~missing)):
             mse = float(((image - truth)[pixels] ** 2).mean())
             quality[key] = float(10 * np.log10(1 / mse)) if mse > 0 else float("inf")
-    return {f"{prefix}{key}{suffix}": value for key, value in quality.items()}
+    renamed = renamed or {}
+    return {f"{prefix}{renamed.get(key, key)}{suffix}": value for key, value in quality.items()}
 
 
 def _numpy(tensor) -> np.ndarray:

@@ -9,7 +9,10 @@ is one fit (:class:`FitObjective`), run by an executor (:mod:`pyrodip.studies.ex
 
 The study folder holds ``study.json`` (the settings), ``trials.jsonl`` (one line when a trial
 is submitted, one when it finishes, each flushed to disk at once), and at the end ``bo.nc``,
-``gp.png`` and ``best.png``; :func:`resume` continues an interrupted study from them.
+``gp.png`` and ``best.png``, written as one set (:func:`write_results`); :func:`resume`
+continues an interrupted study from them. A trial's fit keeps a checkpoint in the folder
+(``trialNNN.checkpoint.pt``) and resumes from it when the trial runs again after a preemption,
+a worker's death or an interrupted study (:func:`~pyrodip.studies.bo_objective.run_fit_trial`).
 
 >>> Param.parse("prior_scale=0.01:0.4:log")
 Param(name='prior_scale', low=0.01, high=0.4, log=True)
@@ -30,8 +33,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import PyrodipError
+from ..infer.checkpoints import Checkpointing
 from ..run.results import write_dataset
-from .bo_objective import HELDOUT_FRACTION, FitObjective, heldout_log_likelihood, score
+from .bo_objective import (
+    HELDOUT_FRACTION,
+    FitObjective,
+    heldout_log_likelihood,
+    run_fit_trial,
+    score,
+)
 from .bo_results import (
     DTYPE,
     GRID_POINTS,
@@ -71,7 +81,7 @@ __all__ = [
     "NUM_RESTARTS", "OBJECTIVES", "RAW_SAMPLES", "RESULT_FILE", "STUDY_FILE", "TRIALS_FILE",
     "FitObjective", "Param", "Study", "Trial", "best_parameters", "create_study",
     "heldout_log_likelihood", "load_study", "optimize", "parse_init", "read_trials", "resume",
-    "score", "study_dataset", "summary", "tunable_settings",
+    "score", "study_dataset", "summary", "tunable_settings", "write_results",
 ]
 
 #: Starting points of the acquisition optimiser, and the random points they are picked from.
@@ -87,6 +97,7 @@ def optimize(
     evaluate: Callable[[dict[str, float]], float] | None = None,
     progress: bool = False,
     figures: bool = True,
+    checkpoint_every: int | None = None,
 ) -> xr.Dataset:
     """Run ``study`` in ``folder`` (created; it must not hold a study) and return the
     ``bo.nc`` dataset.
@@ -98,6 +109,9 @@ def optimize(
             :class:`FitObjective` of the study's config and objective).
         progress: a progress bar over the trials.
         figures: write the GP figure of every proposal and ``gp.png``, ``best.png``.
+        checkpoint_every: each trial's fit (:class:`FitObjective`, one fit per task) saves
+            its state to ``folder/trialNNN.checkpoint.pt`` every this many steps (default
+            every 5 minutes), to resume from when the trial runs again.
 
     A synthetic objective, in-process (``tests/studies/test_bo.py`` runs such studies)::
 
@@ -108,7 +122,8 @@ def optimize(
     if evaluate is None:
         FitObjective(study.config, study.objective).check(study.fits_at_once)
     create_study(study, folder)
-    return resume(folder, executor=executor, evaluate=evaluate, progress=progress, figures=figures)
+    return resume(folder, executor=executor, evaluate=evaluate, progress=progress, figures=figures,
+                  checkpoint_every=checkpoint_every)
 
 
 def resume(
@@ -120,12 +135,13 @@ def resume(
     progress: bool = False,
     figures: bool = True,
     retry_failed: bool = False,
+    checkpoint_every: int | None = None,
 ) -> xr.Dataset:
     """Continue the study in ``folder``: trials that finished are kept, those submitted but
-    not finished run again with their settings, then proposals continue as in an
-    uninterrupted run. ``rounds`` changes the number of rounds (to extend a study);
-    ``retry_failed`` runs the failed trials again with their settings (the proposals made
-    since are kept)."""
+    not finished run again with their settings (a fit resumes from its checkpoint), then
+    proposals continue as in an uninterrupted run. ``rounds`` changes the number of rounds (to
+    extend a study); ``retry_failed`` runs the failed trials again with their settings (the
+    proposals made since are kept); ``checkpoint_every`` as in :func:`optimize`."""
     folder = Path(folder)
     study = load_study(folder)
     if rounds is not None:
@@ -136,10 +152,11 @@ def resume(
         for trial in [t for t in trials.values() if t.status == "failed"]:
             append_record(folder, {"event": "resubmitted", "trial": trial.trial})
         trials = read_trials(folder)
-    return _run(study, folder, trials, executor, evaluate, progress, figures)
+    return _run(study, folder, trials, executor, evaluate, progress, figures, checkpoint_every)
 
 
-def _run(study, folder, trials, executor, evaluate, progress, figures) -> xr.Dataset:
+def _run(study, folder, trials, executor, evaluate, progress, figures,
+         checkpoint_every) -> xr.Dataset:
     if evaluate is None:
         evaluate = FitObjective(study.config, study.objective)
     def retried(task) -> None:
@@ -157,7 +174,13 @@ def _run(study, folder, trials, executor, evaluate, progress, figures) -> xr.Dat
             running[task] = group
             return
         for trial in group:
-            running[executor.submit(run_trial, evaluate, trial.params)] = [trial]
+            if isinstance(evaluate, FitObjective):  # workers may run in another folder
+                checkpoint = Checkpointing(folder.absolute() / f"trial{trial.trial:03d}"
+                                           ".checkpoint.pt", every_steps=checkpoint_every)
+                task = executor.submit(run_fit_trial, evaluate, trial.params, checkpoint)
+            else:
+                task = executor.submit(run_trial, evaluate, trial.params)
+            running[task] = [trial]
 
     def propose() -> None:
         first = len(trials)
@@ -203,19 +226,27 @@ def _run(study, folder, trials, executor, evaluate, progress, figures) -> xr.Dat
                 bar.set_postfix(best=_best_observed_text(trials), refresh=False)
             propose()
     dataset = study_dataset(study, trials)
-    write_dataset(dataset, folder / RESULT_FILE)
-    if figures:
-        from ..plots import plot_bo_progress, plot_bo_surface
-
-        if "gp_mean" in dataset:
-            plot_bo_surface(dataset, folder / "gp.png")
-        plot_bo_progress(dataset, folder / "best.png")
+    write_results(dataset, folder, figures)
     if not any(t.status == "ok" for t in trials.values()):
         first_error = next((t.error for t in trials.values() if t.error), "")
         raise PyrodipError(
             f"every trial failed (first error: {first_error}): see {folder / RESULT_FILE}"
         )
     return dataset
+
+
+def write_results(dataset: xr.Dataset, folder: str | os.PathLike, figures: bool = True) -> None:
+    """Write ``bo.nc`` and (``figures``) ``gp.png`` (1-D and 2-D studies) and ``best.png`` into
+    ``folder`` together or not at all (:func:`pyrodip.io.files.result_set`)."""
+    from ..io.files import result_set
+    from ..plots import plot_bo_progress, plot_bo_surface
+
+    with result_set(folder) as staging:
+        write_dataset(dataset, staging / RESULT_FILE)
+        if figures:
+            if "gp_mean" in dataset:
+                plot_bo_surface(dataset, staging / "gp.png")
+            plot_bo_progress(dataset, staging / "best.png")
 
 
 def _best_observed_text(trials: dict[int, Trial]) -> str:

@@ -7,18 +7,21 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ..infer.checkpoints import Checkpointing, read_checkpoint
 from ..infer.recalibration import HELDOUT_FRACTION
 from ..plugins import load_plugins
 from ..run.config import RunConfig
 from .bo_study import OBJECTIVES
 
-__all__ = ["OBJECTIVES", "FitObjective", "heldout_log_likelihood", "score"]
+__all__ = ["OBJECTIVES", "FitObjective", "heldout_log_likelihood", "run_fit_trial", "score"]
 
 
 
@@ -36,6 +39,19 @@ class FitObjective:
     objective: str = "psnr"
 
     def __call__(self, params: dict[str, float]) -> float:
+        return self.evaluate(params)[0]
+
+    def evaluate(self, params: dict[str, float], checkpoint: Checkpointing | None = None,
+                 stop: threading.Event | None = None) -> tuple[float, list[int]]:
+        """The trial's objective, and the steps at which its fit resumed from ``checkpoint``.
+
+        With ``checkpoint``, the fit saves its state there as :func:`pyrodip.fit` does and
+        resumes from it when it holds this trial's fit (one of other settings is removed);
+        the checkpoint is removed once the fit has ended. ``stop`` (default: the Dask worker
+        this runs on being stopped, as when SLURM preempts its job) ends the fit with its
+        state saved (:class:`~pyrodip.infer.checkpoints.Interrupted`), to resume where the
+        trial runs again.
+        """
         from ..physics.observation import hold_out
         from ..run.fit import fit
         from ..run.observe import prepare_observation
@@ -47,11 +63,17 @@ class FitObjective:
         held = None
         if self.objective == "heldout":
             observation, held = hold_out(observation, HELDOUT_FRACTION, seed=config.seed)
-        # A worker being stopped (a preempted SLURM job) ends the fit: it runs again elsewhere.
-        result = fit(observation, config, progress=False, stop=WorkerStopping.here())
+        resume = checkpoint is not None and checkpoint.path.exists()
+        if resume and read_checkpoint(checkpoint.path)["config"] != config.to_json():
+            checkpoint.path.unlink()  # a fit of other settings, left in the folder: start afresh
+            resume = False
+        result = fit(observation, config, progress=False, checkpoint=checkpoint, resume=resume,
+                     stop=stop or WorkerStopping.here())
+        if checkpoint is not None:
+            checkpoint.path.unlink(missing_ok=True)
         if result.status == "diverged":
             raise RuntimeError(f"the fit diverged and stopped at step {len(result.history.steps)}")
-        return score(result, self.objective, held)
+        return score(result, self.objective, held), result.resumed_at
 
     def scores(self, trials: list[dict[str, float]]) -> list[tuple[float, str]]:
         """Each trial's (objective, error), the fits run as one batch (:func:`pyrodip.fit_batch`;
@@ -102,6 +124,16 @@ class FitObjective:
                 f"the {self.objective} objective needs the truth, and an `observed` image has "
                 "none: use `objective=heldout`"
             )
+
+
+def run_fit_trial(objective: FitObjective, params: dict[str, float],
+                  checkpoint: Checkpointing) -> tuple[float, float, str, list[int]]:
+    """:func:`~pyrodip.studies.execution.run_trial` for a trial's fit that keeps ``checkpoint``
+    (:meth:`FitObjective.evaluate`): (value, wall time in s, ``""``: no error, the steps at
+    which the fit resumed)."""
+    start = time.perf_counter()
+    value, resumed_at = objective.evaluate(params, checkpoint)
+    return value, time.perf_counter() - start, "", resumed_at
 
 
 def score(result, objective: str, held: Tensor | None = None) -> float:

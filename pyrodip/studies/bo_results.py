@@ -22,6 +22,7 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import InvalidInputError, MissingFileError
+from ..io.files import finish_result_set
 from ..run.results import read_dataset
 from ..version import __version__
 from .bo_study import RESULT_FILE, Param, Study, Trial
@@ -44,6 +45,7 @@ def best_parameters(path: str | os.PathLike) -> dict[str, float]:
     path = Path(path)
     if path.is_dir():
         path = path / RESULT_FILE
+    finish_result_set(path.parent)  # a set whose writer was killed while it moved it into place
     if not path.is_file():
         raise MissingFileError(f"study result not found: {path} (give a bo.nc or its folder)")
     try:

@@ -272,6 +272,7 @@ class Trial:
     objective: float = math.nan
     wall_time_s: float = math.nan
     error: str = ""
+    resumed_at: list[int] = field(default_factory=list)  # steps its fit resumed at
 
 
 def create_study(study: Study, folder: str | os.PathLike) -> Path:
@@ -344,21 +345,24 @@ def append_record(folder: Path, record: dict) -> None:
         os.fsync(log.fileno())
 
 
-def trial_outcomes(task, count: int) -> list[tuple[float, float, str] | Failed]:
-    """The (value, wall time, error) of each of the ``count`` trials a finished task evaluated
-    (one, or a batch), or its :class:`~pyrodip.studies.execution.Failed` outcome for each."""
+def trial_outcomes(task, count: int) -> list[tuple | Failed]:
+    """The (value, wall time, error[, steps its fit resumed at]) of each of the ``count`` trials
+    a finished task evaluated (one, or a batch), or its
+    :class:`~pyrodip.studies.execution.Failed` outcome for each."""
     outcome = task.outcome
     if isinstance(outcome, Failed):
         return [outcome] * count
     return outcome if isinstance(outcome, list) else [outcome]
 
 
-def record_outcome(trial: Trial, outcome: tuple[float, float, str] | Failed) -> None:
-    """Fill in ``trial`` from its outcome: ok, or failed with the error."""
+def record_outcome(trial: Trial, outcome: tuple | Failed) -> None:
+    """Fill in ``trial`` from its outcome (:func:`trial_outcomes`): ok, or failed with the
+    error."""
     if isinstance(outcome, Failed):
         value, error = math.nan, f"{outcome.error} (after {outcome.attempts} attempts)"
     else:
-        value, trial.wall_time_s, error = outcome
+        value, trial.wall_time_s, error, *resumed = outcome
+        trial.resumed_at = resumed[0] if resumed else []
     if not error and not math.isfinite(value):
         error = f"diverged: the objective is {value}"
     trial.status, trial.error = ("failed", error) if error else ("ok", "")
@@ -369,4 +373,5 @@ def result_record(trial: Trial) -> dict:
     """The record of a finished trial, as trials.jsonl holds it."""
     objective = None if math.isnan(trial.objective) else trial.objective
     return {"trial": trial.trial, "status": trial.status, "objective": objective,
-            "wall_time_s": trial.wall_time_s, "error": trial.error}
+            "wall_time_s": trial.wall_time_s, "error": trial.error,
+            "resumed_at": trial.resumed_at}

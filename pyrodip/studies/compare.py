@@ -49,10 +49,11 @@ from ..errors import InvalidInputError, MissingFileError, PyrodipError
 from ..infer.methods import METHODS
 from ..physics.masks import names_a_mask_file
 from ..plugins import load_plugins
-from ..run.config import RunConfig, read_toml
+from ..run.config import RunConfig, check_plugins, read_toml
 from .execution import Executor
 from .grid import GridRun, run_grid
 from .stacking import stack, with_status
+from .table import summary_table
 
 STUDY_KEYS = ("methods", "images", "seeds", "settings", "method", "variant")
 AXES = ("image", "method", "seed")
@@ -79,7 +80,8 @@ class Comparison:
         tables = (self.settings, *self.method_settings.values(), *self.variants.values())
         for table in tables:  # they may add methods
             plugins = table.get("plugins", [])
-            load_plugins([plugins] if isinstance(plugins, str) else plugins)
+            load_plugins([plugins] if isinstance(plugins, str)
+                         else check_plugins("plugins", plugins))
         for name, table in self.variants.items():
             _check_variant(name, table, self.methods)
         for method in [*self.methods, *self.method_settings,
@@ -102,6 +104,7 @@ class Comparison:
                 f"unknown key {unknown[0]!r} in study file {path} (valid: {', '.join(STUDY_KEYS)}"
                 "; run settings go under [settings])"
             )
+        _check_types(spec, path)
         settings = dict(spec.get("settings", {}))
         method_settings, variants = _tables(spec, "method"), _tables(spec, "variant")
         for table in (settings, *method_settings.values(), *variants.values()):
@@ -158,6 +161,21 @@ class Comparison:
                 for row, image, seed, config in self.runs()]
 
 
+#: The study file's lists and tables: the type each must have, and that of a list's items.
+STUDY_TYPES = {"methods": (list, str), "images": (list, str), "seeds": (list, object),
+               "settings": (dict, object)}
+
+
+def _check_types(spec: dict, path: Path) -> None:
+    """Refuse a study file whose methods, images, seeds or settings have the wrong type."""
+    for key, (kind, item) in STUDY_TYPES.items():
+        value = spec.get(key, kind())
+        if not isinstance(value, kind) or not all(isinstance(entry, item) for entry in value):
+            shape = "a table: write [settings]" if kind is dict else (
+                f"a list{' of strings' if item is str else ''}, e.g. {key} = [...]")
+            raise InvalidInputError(f"{key} in study file {path} must be {shape}, got {value!r}")
+
+
 def _tables(spec: dict, key: str) -> dict[str, dict]:
     """The ``[KEY.NAME]`` tables of a study file, by name."""
     tables = spec.get(key, {})
@@ -201,13 +219,13 @@ def run_comparison(
     comparison: Comparison, out: str | Path, progress: bool = True,
     executor: Executor | None = None, batch: int | str = 1, retry_failed: bool = False,
     checkpoint_every: int | None = None, stop: threading.Event | None = None,
+    figures: bool = True,
 ) -> xr.Dataset:
     """Fit every run of ``comparison`` on :func:`pyrodip.studies.grid.run_grid` (its runs in
     ``out/runs``; ``executor``, ``batch``, ``retry_failed``, ``checkpoint_every`` and ``stop``
-    as there), then stack them into ``out/comparison.nc`` and return that dataset. Refuses a
-    study whose every run failed."""
-    from ..run.results import write_dataset
-
+    as there), stack them into one dataset, write it with its table and (``figures``) figures
+    as one set (:func:`write_comparison`) and return it. Refuses a study whose every run
+    failed."""
     keys = {
         f"{image_label(image)}-{row}-seed{seed}": ((row, image_label(image), seed), config)
         for row, image, seed, config in comparison.runs()
@@ -223,21 +241,43 @@ def run_comparison(
     errors = {keys[name][0]: error for name, error in outcome.failures.items()}
     methods = {key: config.method for key, config in keys.values()}
     stacked = with_status(stack(datasets), methods, errors)
-    write_dataset(stacked, Path(out) / "comparison.nc")
+    write_comparison(stacked, out, figures)
     return stacked
+
+
+def write_comparison(comparison: xr.Dataset, out: str | Path, figures: bool = True) -> list[str]:
+    """Write ``comparison.nc``, ``table.md`` (:func:`~pyrodip.studies.table.summary_table`) and
+    (``figures``) the figures of :func:`pyrodip.plots.comparison_figures` into ``out`` together
+    or not at all (:func:`pyrodip.io.files.result_set`: a kill leaves the previous set or this
+    one, never a table of one study beside the dataset of another); the files' names."""
+    from ..io.files import result_set
+    from ..plots import comparison_figures
+    from ..run.results import write_dataset
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with result_set(out) as staging:
+        write_dataset(comparison, staging / "comparison.nc")
+        (staging / "table.md").write_text(summary_table(comparison) + "\n")
+        if figures:
+            comparison_figures(comparison, staging)
+        written = sorted(path.name for path in staging.iterdir())
+    return written
 
 
 def load_results(paths: list[str | Path]) -> xr.Dataset:
     """A study dataset from saved results: ``comparison.nc`` files, single ``result.nc`` files or
     folders holding either, for :func:`~pyrodip.studies.table.summary_table`
-    (``pyrodip report``)."""
-    from ..io.files import finish_result_set
+    (``pyrodip report``). A result set's folder is checked first
+    (:func:`~pyrodip.io.files.check_result_set`: a move a kill cut short is finished, and a
+    file changed since the set was written is refused)."""
+    from ..io.files import COMMITTED, MANIFEST, check_result_set
     from ..run.results import read_dataset
 
     runs, studies = {}, []
     for given in map(Path, paths):
-        if given.is_dir():
-            finish_result_set(given)
+        folder = given if given.is_dir() else given.parent
+        if (folder / MANIFEST).is_file() or (folder / COMMITTED).is_dir():
+            check_result_set(folder)
         candidates = [given / "comparison.nc", given / "result.nc"] if given.is_dir() else [given]
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:

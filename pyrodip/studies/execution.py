@@ -336,7 +336,9 @@ def dask_executor(
 
     The local cluster is a ``distributed.SpecCluster`` of ``Nanny`` processes with one thread
     each (one trial at a time per worker): the machinery of ``LocalCluster``, with an
-    environment per worker so that each can be pinned to its own GPU. Its workers do not get
+    environment per worker so that each can be pinned to its own GPU. Its scheduler, workers
+    and their HTTP ports listen on 127.0.0.1 only: a scheduler runs whatever code is
+    submitted to it. Its workers do not get
     Dask's ``MALLOC_TRIM_THRESHOLD_``: any explicit glibc malloc setting fixes the mmap
     threshold, so that torch's large tensors are mapped and unmapped at every step (measured:
     a CPU fit 1.8 times slower, ten times the page faults). Its scheduler gives up on a call
@@ -369,7 +371,7 @@ def dask_executor(
         i: {"cls": Nanny, "options": {**options, "env": env}} for i, env in enumerate(environments)
     }
     scheduler_spec = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False,
-                                                     "dashboard_address": ":0"}}
+                                                     "dashboard_address": "127.0.0.1:0"}}
     with (
         dask.config.set({f"{PRE_SPAWN_ENVIRON}.MALLOC_TRIM_THRESHOLD_": None,
                          "distributed.scheduler.allowed-failures": 0}),

@@ -11,9 +11,9 @@ import numpy as np
 import xarray as xr
 
 #: Scalar attributes of a run that become variables over (method, image, seed), by the name
-#: they take there (the predictive mean's ``psnr`` and ``ssim`` would clash with the curves).
+#: they take there.
 RUN_SCALARS = {
-    "psnr": "mean_psnr", "ssim": "mean_ssim", "uce": "uce", "coverage_68": "coverage_68",
+    "mean_psnr": "mean_psnr", "mean_ssim": "mean_ssim", "uce": "uce", "coverage_68": "coverage_68",
     "coverage_95": "coverage_95", "uce_raw": "uce_raw", "coverage_68_raw": "coverage_68_raw",
     "coverage_95_raw": "coverage_95_raw", "calibration_scale": "calibration_scale",
     "ause": "ause", "wall_time_s": "wall_time_s",

@@ -184,7 +184,7 @@ def test_partial_guide_is_normal_on_matching_sites_and_a_point_elsewhere():
             expected += (math.log(0.1) - s.log() + (s**2 + mu**2) / (2 * 0.01) - 0.5).sum()
         else:
             expected -= model.prior_distribution(site).log_prob(mu)
-    assert torch.allclose(loss, expected, rtol=1e-5)
+    assert torch.allclose(loss, model.temperature * expected, rtol=1e-5)
 
 
 def test_user_guide_can_be_registered():
@@ -221,9 +221,10 @@ def obs32():
                                 noise=0.1, seed=0)
 
 
-@pytest.mark.parametrize("guide", ["meanfield", "map", "lowrank:2", "partial:net.head.*"])
+@pytest.mark.parametrize("guide", ["meanfield", "map", "lowrank:2", "partial:net.head.*",
+                                   "autonormal", "autodelta", "autolowrank:2"])
 def test_two_step_fit_and_prediction_with_each_guide(obs32, guide):
     result = fit(obs32, RunConfig(steps=2, samples=2, guide=guide), progress=False)
     assert np.isfinite(result.history.curves["loss"]).all()
     spread = float(result.prediction.std_epistemic.mean())
-    assert spread == 0 if guide == "map" else spread > 0
+    assert spread == 0 if guide in ("map", "autodelta") else spread > 0

@@ -21,7 +21,8 @@ PEAK = 50.0
 
 
 def trace_of(lik, prediction, observation, **kwargs):
-    with pyro.validation_enabled(True):
+    # A fresh parameter store, as pyrodip's own fits use: a learned std is then the module's own.
+    with pyro.validation_enabled(True), pyro.get_param_store().scope():
         return poutine.trace(lambda: lik(prediction, observation, **kwargs)).get_trace()
 
 

@@ -107,13 +107,24 @@ def test_dip_loss_is_the_likelihood_alone():
     assert torch.allclose(loss, nll)
 
 
-def test_importing_pyrodip_changes_no_pyro_setting():
+def test_importing_pyrodip_or_building_a_model_changes_no_pyro_setting():
     import subprocess
     import sys
 
-    code = ("import pyro; before = pyro.settings.get('module_local_params'); import pyrodip; "
-            "assert pyro.settings.get('module_local_params') == before, 'changed on import'; "
-            "pyrodip.BayesianDIP((1, 32, 32)); "
-            "assert pyro.settings.get('module_local_params') is True")
+    code = ("import pyro; before = dict(pyro.settings.get()); import pyrodip; "
+            "assert pyro.settings.get() == before, 'changed on import'; "
+            "model = pyrodip.BayesianDIP((1, 32, 32)); pyrodip.make_guide('meanfield', model); "
+            "assert pyro.settings.get() == before, 'changed by building'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_batch_of_weights_is_refused_with_the_fix():
+    from pyro.infer import Predictive
+
+    model = BayesianDIP((1, 16, 16), net=TINY).eval()
+    guide = make_guide("meanfield", model)
+    with pytest.raises(InvalidInputError, match="parallel=False"):
+        Predictive(model, guide=guide, num_samples=2, parallel=True)(torch.rand(1, 1, 16, 16))
+    samples = Predictive(model, guide=guide, num_samples=2, return_sites=["_RETURN"])()
+    assert samples["_RETURN"].shape == (2, 1, 1, 16, 16)

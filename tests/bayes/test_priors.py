@@ -30,7 +30,7 @@ from pyrodip.bayes.priors import (
     StudentTPrior,
     register_prior,
 )
-from pyrodip.run.fit import build
+from pyrodip.run.fit import build_model
 
 TINY = NetConfig(scales=2, input_channels=4, channels_down=4, channels_up=4, channels_skip=2)
 X = np.linspace(-0.3, 0.3, 13)
@@ -191,7 +191,7 @@ def test_layer_prior_pattern_must_match_a_site():
 def prior_only_losses(prior, count):
     """``count`` evaluations of the mean-field ELBO's KL term (the likelihood hidden)."""
     pyro.set_rng_seed(0)
-    model = BayesianDIP((1, 16, 16), net=TINY, prior=prior)
+    model = BayesianDIP((1, 16, 16), net=TINY, prior=prior, temperature=1.0)  # the whole KL
     guide = make_guide("meanfield", model, init_scale=S)
 
     def prior_only(observation):
@@ -258,7 +258,7 @@ def obs32():
 def test_temperature_weights_the_kl_and_leaves_every_prior_as_given(obs32):
     config = RunConfig(prior="studentt:0.1:4", temperature=4.0,
                        layer_priors={"net.head.*": "laplace:0.01"})
-    model, _ = build(config, obs32)
+    model, _ = build_model(config, obs32)
     assert model.prior.spec() == "studentt:0.1:4"
     assert model.layer_priors["net.head.*"].spec() == "laplace:0.01"
     assert model.temperature == 4.0

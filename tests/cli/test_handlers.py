@@ -1,6 +1,8 @@
 """``pyrodip run`` end to end (pyrodip.cli.handlers): what it writes and prints, and its
 refusals of bad options."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import exit_code
@@ -90,3 +92,20 @@ def test_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
 def test_cuda_without_cuda_is_refused(capsys, tmp_path):
     assert exit_code(["run", "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
     assert "CUDA is not available: use --device cpu" in capsys.readouterr().err
+
+
+def test_a_result_worse_than_its_observation_is_one_warning_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--size", "32", "--steps", "20", "--samples", "2", "--quiet", "--out",
+                 str(out)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("pyrodip: warning: the reconstruction")
+    assert "too few steps for mfvi (20): try more, e.g. --steps 1000" in warnings[0]
+
+
+def test_an_explicit_prior_scale_wins_over_the_config_files_prior(tmp_path):
+    out = tmp_path / "out"
+    demo = Path(__file__).resolve().parents[2] / "experiments" / "ct_denoise.toml"
+    assert main(["run", "--config", str(demo), "--prior-scale", "0.2",
+                 "--size", "32", "--out", str(out), *FAST]) == 0
+    assert read_dataset(out / "result.nc").attrs["prior"] == "normal:0.2"

@@ -66,6 +66,7 @@ def make_files(folder: Path) -> dict[str, str]:
         "syntax_toml": "steps = = 3\n",
         "key_toml": "stepz = 3\n",
         "type_toml": "prior = 3\n",
+        "steps_toml": 'steps = "many"\n',
     }.items():
         files[name] = folder / f"{name}.toml"
         files[name].write_text(text)
@@ -151,8 +152,14 @@ CASES = [
     ("TOML unknown key", ["run", "--config", "{key_toml}"],
      "unknown key 'stepz' in config file {key_toml} (did you mean 'steps'?)"),
     ("TOML value of the wrong type", ["run", "--config", "{type_toml}"],
-     "prior must be a string, got 3"),
+     "config file {type_toml}: prior must be a string, got 3"),
+    ("TOML value of the wrong type, overridden", ["run", "--config", "{steps_toml}", "--steps",
+                                                  "2"],
+     "config file {steps_toml}: steps must be a positive integer, got 'many'"),
     ("config file missing", ["run", "--config", "{dir}/none.toml"], "config file not found"),
+    ("--slices on a single image", ["run", "--slices", "5:2"],
+     "sample:ct is a single image, not a volume: --slices needs a NIfTI volume (.nii, .nii.gz) "
+     "or a DICOM series"),
     ("memory: far too large", ["run", "--size", "100000"],
      "GiB of memory (small network, 100000x100000 image) but this machine has"),
     ("BO bounds low >= high", ["bo", "--param", "prior_scale=0.4:0.01"],

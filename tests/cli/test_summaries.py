@@ -15,7 +15,7 @@ RUN = {"task": "denoise", "image": "sample:ct", "method": "mfvi", "guide": "mean
 def test_summary_names_the_run_the_psnrs_and_the_folder():
     dataset = xarray.Dataset(
         {"mean": (("channel", "y", "x"), np.zeros((1, 4, 8)))},
-        attrs={**RUN, "psnr_input": 20.0, "ssim_input": 0.25, "psnr": 27.5, "ssim": 0.7,
+        attrs={**RUN, "psnr_input": 20.0, "ssim_input": 0.25, "mean_psnr": 27.5, "mean_ssim": 0.7,
                "mean_std_total": 0.02, "samples": 2, "wall_time_s": 1.3},
     )
     lines = summary(dataset, Path("runs/x")).splitlines()

@@ -8,7 +8,6 @@ from hypothesis.extra.numpy import array_shapes, arrays
 
 from pyrodip.errors import InvalidInputError
 from pyrodip.evaluate.calibration import calibrate, calibration_variables
-from pyrodip.plots import plot_calibration
 
 # Four pixels: mean 0, std = [0.1, 0.2, 0.3, 0.4], truth - mean = d = [0.05, 0.3, 0.0, 0.6].
 # v = std^2 = [0.01, 0.04, 0.09, 0.16]; e = d^2 = [0.0025, 0.09, 0, 0.36]; MSE = 0.4525 / 4.
@@ -164,7 +163,7 @@ def test_invariants(data, bins, fractions):
         assert cal.sparsification[0] == cal.oracle[0] == 1
 
 
-def test_variables_and_plot(tmp_path):
+def test_calibration_variables():
     cal = calibrate(MEAN, STD, TRUTH, bins=2, fractions=4)
     data_vars, attrs = calibration_variables(cal)
     dataset = xr.Dataset(data_vars, attrs=attrs)
@@ -183,11 +182,3 @@ def test_variables_and_plot(tmp_path):
         "calibration_bins": 2,
         "calibration_reference": "truth",
     }
-    path = plot_calibration(dataset, tmp_path / "calibration.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
-    assert [p.name for p in tmp_path.iterdir()] == ["calibration.png"]
-
-
-def test_plot_needs_calibration_variables(tmp_path):
-    with pytest.raises(InvalidInputError, match="no calibration variables"):
-        plot_calibration(xr.Dataset(), tmp_path / "calibration.png")

@@ -1,4 +1,5 @@
-"""Batched fits (pyrodip.infer.batched, pyrodip.fit_batch) against the same fits one by one.
+"""Batched fits (pyrodip.infer.batched) against the same fits one by one (pyrodip.fit_batch:
+tests/run/test_fit.py).
 
 A DIP fit is chaotic: a change in the last bit of one weight grows to a visible difference
 within tens of steps (docs/performance.md). The tight checks therefore run in float64 over
@@ -19,11 +20,8 @@ from pyrodip import (
     Observation,
     RunConfig,
     Training,
-    fit,
-    fit_batch,
     fit_model,
     make_guide,
-    prepare_observation,
 )
 from pyrodip.infer.batched import fit_generator, fit_models
 from pyrodip.run import resources
@@ -118,55 +116,6 @@ def test_a_diverging_fit_is_marked_and_the_others_go_on(float64):
     assert results[1].events and len(results[1].history.curves["loss"]) == 25
     first_two = results[0].history.curves["loss"][:2]
     assert relative(healthy.history.curves["loss"], first_two) < 1e-10
-
-
-def test_fit_batch_refits_a_diverged_fit_on_its_own(monkeypatch):
-    from pyrodip.infer import loop
-
-    monkeypatch.setattr(loop, "VALIDATE", False)  # Pyro's checks would raise at the NaN image
-    # A prior this narrow under this temperature makes fit 1's KL, and so its loss, infinite.
-    configs = [RunConfig(size=32, steps=4, samples=2),
-               RunConfig(size=32, steps=4, samples=2, seed=1, prior_scale=1e-15,
-                         temperature=1e10)]
-    observations = [prepare_observation(config) for config in configs]
-    results = fit_batch(observations, configs, progress=False)
-    alone = fit(observations[1], configs[1], progress=False)
-    assert results[1].status == alone.status == "diverged"
-    assert results[1].events == alone.events  # the single fit's roll-backs, not the batch's
-    np.testing.assert_array_equal(results[1].history.curves["loss"],
-                                  alone.history.curves["loss"])
-    assert results[0].status == "completed" and results[0].calibration is not None
-
-
-def test_fit_batch_gives_what_fit_gives_on_every_task():
-    for task in ("superres", "inpaint", "ct"):
-        configs = [RunConfig(size=32, task=task, steps=3, samples=2, seed=s) for s in (0, 1)]
-        observations = [prepare_observation(config) for config in configs]
-        together = fit_batch(observations, configs, progress=False)
-        for observation, config, many in zip(observations, configs, together, strict=True):
-            one = fit(observation, config, progress=False)
-            assert relative(one.history.curves["loss"][:1], many.history.curves["loss"][:1]) < 1e-5
-            # every curve the batch's trackers record together (held-out values included)
-            assert one.history.curves.keys() == many.history.curves.keys()
-            for name, values in one.history.curves.items():
-                assert np.allclose(values[:1], many.history.curves[name][:1], rtol=1e-4,
-                                   atol=1e-5), (task, name)
-            assert many.prediction.mean.shape == one.prediction.mean.shape
-            assert many.calibration.method == one.calibration.method
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [({"steps": 5}, "differ in more than seed"),
-     ({"method": "sgld"}, "SGLD"),
-     ({"engine": "pyro"}, "fast engine"),
-     ({"local_reparam": True}, "fast engine")],
-)
-def test_fit_batch_refuses_fits_it_cannot_batch(change, message):
-    configs = [RunConfig(size=32, steps=3), RunConfig(size=32, steps=3, seed=1).replace(**change)]
-    observations = [prepare_observation(config) for config in configs]
-    with pytest.raises(InvalidInputError, match=message):
-        fit_batch(observations, configs, progress=False)
 
 
 def test_fit_models_refuses_fits_of_other_shapes_or_kinds():

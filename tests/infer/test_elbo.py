@@ -23,7 +23,7 @@ from pyrodip import (
 )
 from pyrodip.infer.elbo import FastELBO, PyroELBO, make_loss, supports, unsupported_reason
 from pyrodip.physics.masks import random_mask
-from pyrodip.run.fit import build
+from pyrodip.run.fit import build_model
 
 TINY = NetConfig(scales=2, input_channels=4, channels_down=4, channels_up=4, channels_skip=2)
 SIDE = 16
@@ -120,10 +120,11 @@ def test_fast_elbo_equals_pyro_loss_and_gradients(case, temperature):
     _assert_same_elbo(model, guide, y)
 
 
-@pytest.mark.parametrize("spec", ["map", "partial:net.head.*"])
+@pytest.mark.parametrize("spec", ["map", "partial:net.head.*", "autodelta"])
 @pytest.mark.parametrize("temperature", [0.0, 0.3])
 @pytest.mark.parametrize("prior", ["normal:0.1", "laplace:0.1"])
 def test_fast_elbo_equals_pyro_for_point_estimates(spec, temperature, prior):
+    pyro.clear_param_store()  # the trace of an autoguide registers its parameters there
     pyro.set_rng_seed(0)
     model = BayesianDIP((1, SIDE, SIDE), net=TINY, temperature=temperature, prior=prior,
                         layer_priors={"net.head.*": "normal:0.3"})
@@ -193,7 +194,7 @@ def test_engines():
 
 @pytest.mark.parametrize("method", ["mfvi", "dip", "sgld", "mcdropout"])
 def test_every_method_gets_the_fast_path_by_default(noisy64, method):
-    model, guide = build(RunConfig(method=method), noisy64)
+    model, guide = build_model(RunConfig(method=method), noisy64)
     assert isinstance(make_loss(model, guide, RunConfig().engine), FastELBO)
 
 
@@ -268,3 +269,40 @@ def test_kl_is_unchanged_when_guide_and_prior_scale_together(factor):
     closed = (torch.log(0.1 * factor / scale) + (scale**2 + loc**2) / (2 * (0.1 * factor) ** 2)
               - 0.5).sum()
     assert float(after) == pytest.approx(float(closed), rel=1e-4)
+
+
+def test_autonormal_engines_agree_in_expectation():
+    """Pyro's engine estimates AutoNormal's KL by Monte Carlo, the fast one takes it in closed
+    form: with the same draws, the losses differ by T (log q(w) - log p(w) - KL), which has
+    mean zero."""
+    model = BayesianDIP((1, SIDE, SIDE), net=TINY, temperature=0.3, jitter=0.0)
+    guide = make_guide("autonormal", model, init_scale=0.05)
+    y = _observed(None, model.likelihood)
+    pyro_engine, fast = make_loss(model, guide, "pyro"), make_loss(model, guide, "fast")
+    differences = []
+    with torch.no_grad():
+        for seed in range(200):
+            losses = []
+            for loss_fn in (pyro_engine, fast):
+                pyro.set_rng_seed(seed)
+                losses.append(float(loss_fn(y)))
+            differences.append(losses[0] - losses[1])
+    differences = np.array(differences)
+    assert differences.std() > 0.1  # a Monte Carlo KL, not the closed form
+    assert abs(differences.mean()) < 4 * differences.std() / np.sqrt(len(differences))
+
+
+def test_pyro_engine_keeps_no_parameter_in_the_global_store_and_tempers_any_guide():
+    from pyro.infer.autoguide import AutoNormal
+
+    from pyrodip.bayes.autoguides import Tempered
+
+    pyro.clear_param_store()
+    model = BayesianDIP((1, SIDE, SIDE), net=TINY, temperature=0.3,
+                        likelihood=GaussianLikelihood(0.1, learn_std=True))
+    for guide in (make_guide("meanfield", model), AutoNormal(model)):
+        loss_fn = make_loss(model, guide, "pyro")
+        assert isinstance(loss_fn.elbo.guide, Tempered) == isinstance(guide, AutoNormal)
+        loss_fn(_observed(None, model.likelihood)).backward()
+        assert model.likelihood.noise_std_unconstrained.grad is not None
+        assert list(pyro.get_param_store().keys()) == []

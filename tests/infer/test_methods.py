@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import pyro
 import pytest
 import torch
@@ -16,7 +15,7 @@ from pyrodip.infer.methods import (
 )
 from pyrodip.physics.noise import PoissonNoise
 from pyrodip.physics.operators import Mask
-from pyrodip.run.fit import build
+from pyrodip.run.fit import build_model
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def test_dip_equals_plain_adam_on_the_unwrapped_network(tiny):
     """DIP through Pyro (MAP guide, no prior) takes exactly the steps plain PyTorch takes."""
     config = RunConfig(method="dip", steps=3, lr=0.01, jitter=0.03, ema=0.0)
     pyro.set_rng_seed(config.seed)  # as fit does, then the same model and guide
-    model, guide = build(config, tiny)
+    model, guide = build_model(config, tiny)
     rng_after_build = torch.get_rng_state()
 
     net = SkipNet(1, NetConfig.preset("small"))
@@ -107,59 +106,13 @@ def test_mc_dropout_variance_is_positive_and_vanishes_without_dropout(tiny):
 def test_mc_dropout_defaults_reach_the_network_and_optimiser(tiny):
     config = RunConfig(method="mcdropout")
     assert (config.resolved("optimizer"), config.resolved("weight_decay")) == ("adamw", 1e-4)
-    model, _ = build(config, tiny)
+    model, _ = build_model(config, tiny)
     drops = [m for m in model.net.modules() if isinstance(m, MCDropout2d)]
     convs = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)]
     # after every conv of encoder and decoder: all but the skip convs and the output conv
     skips = [m for name, m in model.net.named_modules() if ".skip." in f".{name}."
              and isinstance(m, torch.nn.Conv2d)]
     assert len(drops) == len(convs) - len(skips) - 1 and drops[0].p == 0.3
-
-
-@pytest.mark.parametrize(("method", "temperature"), [("mfvi", 0.1), ("dip", 0.0), ("sgld", 0.0)])
-def test_temperature_defaults_to_the_methods(tiny, method, temperature):
-    model, _ = build(RunConfig(method=method), tiny)
-    assert model.temperature == temperature
-    assert build(RunConfig(method=method, temperature=0.5), tiny)[0].temperature == 0.5
-
-
-def test_local_reparameterisation_gives_a_conv_output_the_weight_samples_moments(tiny):
-    """Per output pixel of the first conv: the same mean and variance as sampling weights."""
-    from pyro import poutine
-
-    from pyrodip.infer.local_reparam import LocalReparameterization
-
-    config = RunConfig(init_scale=0.2)
-    model, guide = build(config, tiny)
-    model.eval()  # no input jitter: the conv's input is the fixed z
-    conv, batchnorm = model.net.body.down[0], model.net.body.down[1]  # the first conv
-    seen = []  # the conv's output, noise included: what the next layer receives
-    batchnorm.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach()))
-    handler = LocalReparameterization(model, guide)
-    draws = 150
-    with torch.no_grad():
-        for _ in range(draws):
-            with handler, poutine.replay(trace=poutine.trace(guide).get_trace()):
-                model.render()
-        local = torch.stack(seen[-draws:])
-        seen.clear()
-        for _ in range(draws):
-            with poutine.replay(trace=poutine.trace(guide).get_trace()):
-                model.render()
-        weights = torch.stack(seen)
-    assert not handler._hooks and conv in handler.layers  # hooks gone after the handler
-    spread = weights.std(0)
-    # means agree within a few standard errors, variances within 25 %
-    assert ((local.mean(0) - weights.mean(0)).abs() < 5 * spread / draws**0.5).float().mean() > 0.99
-    ratio = local.var(0) / weights.var(0)
-    assert 0.75 < float(ratio.median()) < 1.25 and float(ratio.mean()) == pytest.approx(1, abs=0.1)
-
-
-def test_local_reparameterisation_fits_and_refuses_point_guides(tiny):
-    result = fit(tiny, RunConfig(steps=3, samples=2, local_reparam=True), progress=False)
-    assert np.isfinite(result.history.curves["loss"]).all()
-    with pytest.raises(ValueError, match="meanfield"):
-        fit(tiny, RunConfig(method="dip", steps=2, local_reparam=True), progress=False)
 
 
 def test_temperature_mappings_match_the_numbers_in_the_docs():
@@ -171,18 +124,18 @@ def test_temperature_mappings_match_the_numbers_in_the_docs():
 
 
 def test_paper_method_takes_its_temperature_from_beta_on_the_observed_values(tiny):
-    model, guide = build(RunConfig(method="mfvi-paper"), tiny)
+    model, guide = build_model(RunConfig(method="mfvi-paper"), tiny)
     assert model.temperature == pytest.approx(1e-6 * 32 * 32 / (2 * 0.1**2))
     assert float(guide.scales()[0]) == pytest.approx(math.log1p(math.exp(-3)), rel=1e-5)
     mask = Mask(torch.rand(32, 32, generator=torch.Generator().manual_seed(0)) > 0.5)
     masked = Observation.simulate(tiny.truth, noise=0.1, seed=0, operator=mask)
     observed = int(masked.operator.observed_mask.sum())
-    assert build(RunConfig(method="mfvi-paper"), masked)[0].temperature == pytest.approx(
+    assert build_model(RunConfig(method="mfvi-paper"), masked)[0].temperature == pytest.approx(
         1e-6 * observed / 0.02)
-    assert build(RunConfig(method="mfvi-paper", temperature=2.0), tiny)[0].temperature == 2.0
+    assert build_model(RunConfig(method="mfvi-paper", temperature=2.0), tiny)[0].temperature == 2.0
 
 
 def test_paper_method_refuses_noise_without_a_std():
     obs = Observation.simulate(torch.rand(1, 32, 32), noise=PoissonNoise(100.0), seed=0)
     with pytest.raises(InvalidInputError, match="needs Gaussian noise"):
-        build(RunConfig(method="mfvi-paper"), obs)
+        build_model(RunConfig(method="mfvi-paper"), obs)

@@ -4,12 +4,12 @@ import torch
 from pyrodip import RunConfig
 from pyrodip.infer import optimizers
 from pyrodip.infer.optimizers import OPTIMIZERS, make_optimizer
-from pyrodip.run.fit import build
+from pyrodip.run.fit import build_model
 
 
 def test_weight_decay_spares_the_guide_scales(noisy64):
     config = RunConfig(steps=5, samples=2, optimizer="adamw", weight_decay=0.1)
-    model, guide = build(config, noisy64)
+    model, guide = build_model(config, noisy64)
     loss_fn = torch.nn.Module()
     loss_fn.model, loss_fn.guide = model, guide
     groups = make_optimizer(loss_fn.named_parameters(), "adamw", 0.01, 0.1).param_groups

@@ -18,7 +18,6 @@ from pyrodip.infer.recalibration import (
     scale_by_conformal,
     scale_by_likelihood,
 )
-from pyrodip.physics.observation import hold_out
 from pyrodip.physics.operators import Downsample
 from pyrodip.run.results import to_dataset
 
@@ -125,21 +124,6 @@ def test_clipped_observations_are_censored():
 TINY = {"size": 32, "steps": 20, "samples": 4}
 
 
-def test_held_out_values_never_reach_the_likelihood():
-    config = RunConfig(**TINY)
-    from pyrodip.run.observe import prepare_observation
-
-    obs = prepare_observation(config)
-    _, held = hold_out(obs, config.heldout_fraction, config.seed)
-    changed = dataclasses.replace(
-        obs, observation=torch.where(held, torch.rand_like(obs.observation), obs.observation))
-    first, second = fit(obs, config, progress=False), fit(changed, config, progress=False)
-    assert np.array_equal(first.history.curves["loss"], second.history.curves["loss"])
-    assert torch.equal(first.prediction.mean, second.prediction.mean)
-    assert first.calibration.scale != second.calibration.scale  # scored on the changed values
-    assert first.observation is obs  # the result holds the whole observation
-
-
 @pytest.mark.parametrize("method", ["mfvi", "mcdropout", "sgld"])
 def test_every_method_with_uncertainty_is_recalibrated_alike(method):
     config = RunConfig(method=method, **TINY, burn_in=10, sample_every=2)
@@ -191,14 +175,3 @@ def test_heteroscedastic_noise_is_not_rescaled():
     scaled = rescaled(prediction, 2.0)
     assert torch.allclose(scaled.std_total, torch.full((1, 2, 2), 0.072111), atol=1e-6)
     assert torch.allclose(scaled.std_total_raw, torch.full((1, 2, 2), 0.05))
-
-
-def test_refit_is_the_uncalibrated_fit_with_the_held_out_scale():
-    obs = Observation.simulate(torch.rand(1, 32, 32), 0.1, seed=0)
-    whole = fit(obs, RunConfig(calibration="none", **TINY), progress=False)
-    kept_out = fit(obs, RunConfig(**TINY), progress=False)
-    refit = fit(obs, RunConfig(calibration_refit=True, **TINY), progress=False)
-    assert torch.equal(refit.prediction.mean, whole.prediction.mean)  # all values fitted
-    assert refit.calibration.scale == kept_out.calibration.scale  # scored on the held-out fit
-    assert torch.allclose(refit.prediction.std_total,
-                          refit.calibration.scale * whole.prediction.std_total)

@@ -129,20 +129,6 @@ def test_a_stopped_fit_resumes_to_the_same_result(tmp_path):
                                   whole.history.curves["window_variance"])
 
 
-def test_heldout_residual_is_the_mean_square_at_the_held_out_values():
-    from pyrodip.infer.tracking import Tracker
-    from pyrodip.physics.operators import Identity
-
-    torch.manual_seed(1)
-    y, image = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
-    held = torch.zeros(1, 8, 8, dtype=torch.bool)
-    held[0, 2:5, 1:3] = True  # all channels of 6 positions
-    tracker = Tracker(1, y, None, Identity(), 0.9, "cpu", 1.0, heldout=held)
-    tracker.update(0, torch.tensor(0.0), image)
-    expected = (image - y)[:, :, 2:5, 1:3].square().mean()
-    assert float(tracker.curves["mse_heldout"][0]) == pytest.approx(float(expected), rel=1e-6)
-
-
 def test_a_fit_shorter_than_the_window_keeps_its_last_step():
     cfg = config(method="dip-es", steps=20)
     result = fit(prepare_observation(cfg), cfg, progress=False)

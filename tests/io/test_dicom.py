@@ -74,6 +74,21 @@ def test_dicom_without_pixel_data_raises(tmp_path):
         load_image(tmp_path / "empty.dcm")
 
 
+@pytest.mark.parametrize("attributes, message", [
+    ({"RescaleSlope": "nan"}, "has RescaleSlope 'nan', not a finite number"),
+    ({"WindowCenter": "inf", "WindowWidth": "10"}, "has WindowCenter 'inf', not a finite"),
+    ({"RescaleSlope": "1e308"}, "give values beyond floating point"),
+    ({"Rows": 65535, "Columns": 65535}, "65535 x 65535 .*values .* more than pyrodip reads"),
+])
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")  # pydicom's, writing the lie
+def test_dicom_headers_that_lie_are_refused(tmp_path, attributes, message):
+    write_dicom(tmp_path / "lie.dcm", RAW, **attributes)
+    with pytest.raises(InvalidInputError, match=message):
+        load_image(tmp_path / "lie.dcm")
+    with pytest.raises(InvalidInputError, match=message):
+        read_volume(tmp_path / "lie.dcm")
+
+
 # --- series ----------------------------------------------------------------------------------
 
 

@@ -89,3 +89,26 @@ def test_npy_object_array_raises(tmp_path):
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InvalidInputError, match="objects.npy"):
         load_image(tmp_path / "objects.npy")
+
+
+def test_npy_headers_that_lie_are_refused_before_reading(tmp_path):
+    np.save(tmp_path / "short.npy", np.zeros((8, 8)))
+    data = (tmp_path / "short.npy").read_bytes()
+    (tmp_path / "short.npy").write_bytes(data.replace(b"(8, 8)", b"(80, 8)"))
+    with pytest.raises(InvalidInputError, match="cannot read NumPy file .*short.npy"):
+        load_image(tmp_path / "short.npy")
+    with open(tmp_path / "huge.npy", "wb") as file:  # a sparse file of 8 GiB of zeros
+        np.lib.format.write_array_header_1_0(
+            file, {"descr": "<f8", "fortran_order": False, "shape": (1 << 15, 1 << 15)})
+        file.truncate(file.tell() + 8 << 30)
+    with pytest.raises(InvalidInputError, match="huge.npy declares 32768 x 32768 values"):
+        load_image(tmp_path / "huge.npy")
+
+
+def test_what_a_library_logs_about_a_bad_file_is_held_back(tmp_path, capsys):
+    iio.imwrite(tmp_path / "deep.tif", RNG.integers(0, 65535, (40, 48), dtype=np.uint16))
+    data = bytearray((tmp_path / "deep.tif").read_bytes())
+    (tmp_path / "bad.tif").write_bytes(bytes(data[:200]))
+    with pytest.raises(InvalidInputError, match="cannot read image file .*bad.tif"):
+        load_image(tmp_path / "bad.tif")
+    assert capsys.readouterr().err == ""

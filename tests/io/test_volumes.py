@@ -53,8 +53,9 @@ def test_missing_path_and_other_files(tmp_path):
     with pytest.raises(MissingFileError, match="volume not found"):
         read_volume(tmp_path / "nothing.nii.gz")
     np.save(tmp_path / "image.npy", np.zeros((4, 4)))
-    with pytest.raises(InvalidInputError, match="is not a volume"):
-        read_volume(tmp_path / "image.npy")
+    for image in (tmp_path / "image.npy", "sample:ct"):
+        with pytest.raises(InvalidInputError, match="is a single image, not a volume: `slices`"):
+            read_volume(image)
 
 
 def test_write_checks_the_block(tmp_path):

@@ -2,6 +2,7 @@
 construction, from Python, TOML or replace(), and recorded as the JSON results compare by."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from pyrodip.physics.tasks import TASKS, DenoiseTask
 from pyrodip.run.config import BUILT_IN_SETTINGS, GENERAL, RunConfig, declared_settings
 from pyrodip.settings import Option
 
+ROOT = Path(__file__).resolve().parents[2]
 #: The keys of every run's JSON before settings were declared (results on disk compare by it).
 RECORDED = {
     "angles", "bayesian_batchnorm", "burn_in", "calibration", "calibration_coverage",
@@ -112,3 +114,51 @@ def test_a_renamed_setting_names_its_successor(tmp_path):
     path.write_text("kl_weight = 0.3\n")
     with pytest.raises(InvalidInputError, match="'kl_weight' in config .* is now 'temperature'"):
         RunConfig.from_toml(path)
+
+
+def test_a_bad_value_in_a_file_is_its_error_even_when_an_override_replaces_it(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('steps = "many"\n')
+    for overrides in ({}, {"steps": 3}):
+        with pytest.raises(InvalidInputError, match=f"config file {path}: steps must be a "
+                           "positive integer, got 'many'"):
+            RunConfig.from_toml(path, **overrides)
+
+
+def test_the_example_config_that_claims_the_demo_is_the_default_run():
+    from pyrodip.physics.tasks import DEFAULT_NOISE_STD
+
+    demo = RunConfig.from_toml(ROOT / "experiments" / "ct_denoise.toml")
+    assert demo.noise_std == DEFAULT_NOISE_STD  # what a simulation without noise_std draws
+    assert demo.replace(noise_std=None) == RunConfig()
+    assert "The CPU demo" in (ROOT / "experiments" / "ct_denoise.toml").read_text()
+
+
+def test_an_explicit_prior_scale_wins_over_the_scale_in_a_files_prior(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('prior = "laplace:0.1"\n')
+    assert RunConfig.from_toml(path, prior_scale=0.2).prior_scale == 0.2
+    assert RunConfig.from_toml(path).prior_scale == 0.1
+    assert RunConfig.from_toml(path, prior="normal:0.3").prior_scale == 0.3
+    assert RunConfig(prior="laplace:0.05").replace(prior_scale=0.2).prior_scale == 0.2
+    with pytest.raises(InvalidInputError, match="^settings: prior 'normal:0.3' and prior_scale "
+                                                "0.2 differ: give one$"):
+        RunConfig(prior="normal:0.3", prior_scale=0.2)
+
+
+def test_the_first_number_of_a_prior_spec_is_its_scale():
+    studentt = RunConfig(prior="studentt:3")
+    assert (studentt.prior, studentt.prior_scale) == ("studentt", 3.0)
+    assert RunConfig(prior="studentt::5", prior_scale=0.2).prior == "studentt::5"
+
+
+def test_the_models_and_guides_own_defaults_are_the_runs():
+    from pyrodip.bayes.guides import make_guide
+    from pyrodip.bayes.model import BayesianDIP
+
+    config, mfvi = RunConfig(), METHODS[RunConfig().method]
+    model = BayesianDIP((1, 32, 32))
+    guide = make_guide(mfvi.guide, model)
+    assert model.prior.spec() == f"{config.prior}:{config.prior_scale}"
+    assert (model.temperature, model.jitter) == (mfvi.temperature, config.jitter)
+    assert float(guide.scales().detach().mean()) == pytest.approx(mfvi.init_scale)

@@ -13,7 +13,7 @@ from pyrodip import Observation, RunConfig
 from pyrodip.bayes.networks import NetConfig
 from pyrodip.errors import InvalidInputError
 from pyrodip.infer.elbo import make_loss
-from pyrodip.run.fit import build
+from pyrodip.run.fit import build_model
 from pyrodip.run.resources import (
     activation_floats_per_pixel,
     check_cuda_index,
@@ -42,7 +42,7 @@ def test_activations_match_what_autograd_keeps(normalization):
 
     def saved_bytes(side: int) -> int:
         observation = Observation.simulate(torch.rand(1, side, side), noise=0.1, seed=0)
-        model, guide = build(RunConfig(normalization=normalization), observation)
+        model, guide = build_model(RunConfig(normalization=normalization), observation)
         loss_fn = make_loss(model, guide)
         params = {p.untyped_storage().data_ptr() for p in loss_fn.parameters()}
         saved = {}

@@ -13,6 +13,8 @@ from pyrodip import Observation, RunConfig
 from pyrodip.bayes.likelihoods import GaussianLikelihood
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError, MissingFileError, PyrodipError
+from pyrodip.infer.checkpoints import Checkpointing, Interrupted
+from pyrodip.io.files import check_result_set
 from pyrodip.physics.observation import hold_out
 from pyrodip.physics.operators import Downsample, Mask
 from pyrodip.run.results import read_dataset
@@ -245,6 +247,7 @@ def test_bo_nc_schema_and_figures(tmp_path):
     assert dataset.attrs["best"] == on_disk.attrs["best"]
     for name in ("gp.png", "best.png", "gp_trial003.png"):  # the proposal of trials 3 and 4
         assert (tmp_path / name).stat().st_size > 10_000
+    assert check_result_set(tmp_path) == ["best.png", "bo.nc", "gp.png"]  # written as one set
     text = bo.summary(on_disk, tmp_path, 12.0)
     assert "5 trials (5 ok, 0 failed)" in text and "best (GP mean)  prior_scale=" in text
 
@@ -318,6 +321,56 @@ def test_fit_objective_runs_a_tiny_fit(tiny_png):
     assert 5 < psnr < 40 and math.isfinite(heldout) and heldout < 2
 
 
+class StopAfter:
+    """A fit's ``stop``, asked once a step: set at the ``steps``-th step (never with None)."""
+
+    def __init__(self, steps: int | None = None) -> None:
+        self.steps, self.asked = steps, 0
+
+    def is_set(self) -> bool:
+        self.asked += 1
+        return self.asked == self.steps
+
+
+def test_a_stopped_trial_resumes_from_its_checkpoint_to_the_uninterrupted_value(tmp_path):
+    objective = FitObjective(RunConfig(image="sample:phantom", size=32, steps=12, samples=2))
+    params = {"prior_scale": 0.05}
+    whole = objective(params)
+    checkpoint = Checkpointing(tmp_path / "trial000.checkpoint.pt")
+    with pytest.raises(Interrupted, match="interrupted at step 7; state saved"):
+        objective.evaluate(params, checkpoint, stop=StopAfter(7))  # as a preempted worker
+    counted = StopAfter()
+    assert objective.evaluate(params, checkpoint, stop=counted) == (whole, [7])
+    assert counted.asked == 12 - 7  # the steps after the checkpoint, none again
+    assert not checkpoint.path.exists()
+    # a checkpoint of other settings (another study's trial) is not resumed, but removed
+    with pytest.raises(Interrupted):
+        objective.evaluate({"prior_scale": 0.2}, checkpoint, stop=StopAfter(3))
+    assert objective.evaluate(params, checkpoint) == (whole, [])
+    assert not checkpoint.path.exists()
+
+
+def test_a_study_resumes_its_interrupted_trial_from_the_checkpoint(tmp_path, monkeypatch):
+    """A study killed mid-trial (its fit's checkpoint left in the folder) resumes that trial
+    from the checkpoint; the trial log says at which step, and the study equals an
+    uninterrupted one."""
+    config = RunConfig(image="sample:phantom", size=32, steps=12, samples=2)
+    study = prior_study(init=((0.05,), (0.2,)), rounds=0, config=config)
+    whole = optimize(study, tmp_path / "whole", figures=False)
+    folder = tmp_path / "cut"
+    bo.create_study(study, folder)
+    bo.append_record(folder, {"event": "submitted", "trial": 0, "round": 0,
+                              "params": {"prior_scale": 0.05}})
+    with pytest.raises(Interrupted):  # the trial's fit when the study was killed
+        FitObjective(config).evaluate({"prior_scale": 0.05}, Checkpointing(
+            folder / "trial000.checkpoint.pt"), stop=StopAfter(5))
+    resumed = resume(folder, figures=False)
+    assert [t.resumed_at for t in read_trials(folder).values()] == [[5], []]
+    for name in ("objective", "status", "prior_scale"):
+        np.testing.assert_array_equal(resumed[name], whole[name])
+    assert not list(folder.glob("*.checkpoint.pt"))
+
+
 @pytest.mark.parametrize("changes, objective, words", [
     ({"noise": "poisson"}, "heldout", "scores Gaussian noise"),
     ({"observed": True}, "psnr", "needs the truth"),
@@ -339,6 +392,7 @@ def test_fit_objective_refuses_what_it_cannot_score(tiny_png, changes, objective
     (["--init", "x"], "--init takes numbers"),
     (["--batch", "0"], "batch must be an integer >= 1"),
     (["--retry-failed"], "--retry-failed reruns the failed trials of a study: add --resume DIR"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be a positive integer, got 0"),
 ])
 def test_bo_refuses_bad_options_in_one_line(tiny_png, tmp_path, capsys, args, words):
     code = exit_code(["bo", "--image", str(tiny_png), "--out", str(tmp_path / "s"), *args])

@@ -3,8 +3,9 @@ import pytest
 
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError
+from pyrodip.io.files import check_result_set
 from pyrodip.run.results import read_dataset
-from pyrodip.studies.compare import Comparison, load_results
+from pyrodip.studies.compare import Comparison, load_results, write_comparison
 from pyrodip.studies.table import summary_table
 
 STUDY = """
@@ -53,6 +54,8 @@ def test_compare_stacks_methods_images_seeds_and_reports(study_file, tmp_path, c
     assert (out / "psnr_curves.png").stat().st_size > 0
     assert (out / "uncertainty_phantom.png").stat().st_size > 0
     assert (out / "calibration.png").stat().st_size > 0  # error against std per method
+    assert check_result_set(out) == ["calibration.png", "comparison.nc", "psnr_curves.png",
+                                     "table.md", "uncertainty_phantom.png"]  # one set
 
     # the table again, from the saved results, whole study or single runs
     assert main(["report", str(out)]) == 0
@@ -218,3 +221,25 @@ def test_bad_variants_are_refused(tmp_path, variant, message):
     path.write_text(f'methods = ["dip"]\nimages = ["sample:ct"]\n{variant}')
     with pytest.raises(InvalidInputError, match=message):
         Comparison.from_toml(path)
+
+
+def test_write_comparison_replaces_the_whole_set(tmp_path):
+    """A study written again without figures drops the figures of the set before it."""
+    study = read_dataset(_tiny_comparison(tmp_path))
+    assert write_comparison(study, tmp_path / "again") == [
+        "calibration.png", "comparison.nc", "psnr_curves.png", "table.md",
+        "uncertainty_phantom.png"]
+    assert write_comparison(study, tmp_path / "again", figures=False) == [
+        "comparison.nc", "table.md"]
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [
+        "comparison.nc", "manifest.json", "table.md"]
+    assert (tmp_path / "again" / "table.md").read_text() == summary_table(study) + "\n"
+
+
+def _tiny_comparison(tmp_path):
+    from pyrodip.studies.compare import run_comparison
+
+    comparison = Comparison(methods=["mfvi"], images=["sample:phantom"], seeds=[0],
+                            settings={"size": 32, "steps": 3, "samples": 2})
+    run_comparison(comparison, tmp_path / "study", progress=False, figures=False)
+    return tmp_path / "study" / "comparison.nc"

@@ -109,3 +109,23 @@ def test_run_trials_times_the_batch():
     assert [(value, error) for value, _, error in outcomes] == [(2.0, ""), (4.0, "")]
     assert outcomes[0][1] == outcomes[1][1] >= 0  # one wall time: the batch's
 
+
+
+def test_the_local_cluster_listens_on_loopback_only():
+    """A scheduler runs what is submitted to it: the one pyrodip starts, its workers, nannies
+    and HTTP (dashboard) ports are reachable from this machine only."""
+    import socket
+
+    from distributed.utils import get_ip
+
+    with dask_executor(workers=1) as executor:
+        info = executor.client.scheduler_info()
+        [(worker, details)] = info["workers"].items()
+        addresses = [info["address"], worker, details["nanny"]]
+        ports = [int(address.rsplit(":", 1)[1]) for address in addresses]
+        ports += [info["services"]["dashboard"], details["services"]["dashboard"]]
+        assert all(address.startswith("tcp://127.0.0.1:") for address in addresses), addresses
+        outside = get_ip()  # the address others reach this machine at
+        for port in ports if outside != "127.0.0.1" else []:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((outside, port), timeout=5)

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,8 +128,9 @@ def test_a_study_survives_a_killed_worker_with_the_result_unchanged(faults, tmp_
     # The killed run, fitted again, equals a fit that was never killed (here, in process).
     config = next(c for m, _, s, c in Comparison.from_toml(tmp_path / "test_killonce.toml")
                   .runs() if m == "mfvi" and s == seed)
-    alone = run_comparison(Comparison(["mfvi"], ["sample:phantom"], [seed], settings={
-        **json.loads(config.to_json()), "prior": "normal"}), tmp_path / "alone", progress=False)
+    alone = Comparison(["mfvi"], ["sample:phantom"], [seed], settings={
+        **json.loads(config.to_json()), "prior": "normal"})
+    alone = run_comparison(alone, tmp_path / "alone", progress=False, figures=False)
     np.testing.assert_array_equal(study["mean"].sel({"method": "mfvi", "seed": seed}).squeeze(),
                                   alone["mean"].squeeze())
 
@@ -168,13 +170,13 @@ def test_an_interrupted_study_fit_resumes_from_its_checkpoint(tmp_path):
 
     study = Comparison(["mfvi"], ["sample:phantom"], [0], settings={
         "size": 32, "steps": 12, "samples": 2})
-    whole = run_comparison(study, tmp_path / "whole", progress=False)
+    whole = run_comparison(study, tmp_path / "whole", progress=False, figures=False)
     stop = threading.Event()
     stop.set()
     with pytest.raises(Interrupted, match="interrupted at step 1; state saved to"):
         run_comparison(study, tmp_path / "cut", progress=False, stop=stop, checkpoint_every=5)
     assert (tmp_path / "cut" / "runs" / "phantom-mfvi-seed0.checkpoint.pt").exists()
-    resumed = run_comparison(study, tmp_path / "cut", progress=False)
+    resumed = run_comparison(study, tmp_path / "cut", progress=False, figures=False)
     assert not list((tmp_path / "cut" / "runs").glob("*.pt"))
     assert json.loads(read_dataset(tmp_path / "cut" / "runs" / "phantom-mfvi-seed0.nc").attrs[
         "resumed_at"]) == [1]
@@ -223,3 +225,37 @@ def test_bo_on_a_local_cluster_survives_a_killed_worker(faults, tmp_path, capsys
     assert log.count('"retried"') == 1 and "the worker running it died" in log
     assert "3 trials (3 ok, 0 failed)" in capsys.readouterr().out
 
+
+
+def test_a_bo_trial_whose_worker_is_killed_resumes_from_its_checkpoint(tmp_path):
+    """A real SIGKILL of the worker once the trial's fit saved a checkpoint: the trial runs
+    again on the worker the nanny restarts, resumes at the checkpoint's step (no step run
+    twice) and gives the value of a trial that was never killed."""
+    import threading
+
+    from pyrodip.run.config import RunConfig
+
+    config = RunConfig(image="sample:phantom", size=32, steps=75, samples=2)
+    study = Study(params=(Param("prior_scale", 0.01, 0.4, log=True),), init=((0.05,),),
+                  rounds=0, batch=1, config=config)
+    folder = tmp_path / "killed"
+    checkpoint = folder / "trial000.checkpoint.pt"
+    with dask_executor(workers=1) as executor:  # the same worker threads: the same numbers
+        whole = optimize(study, tmp_path / "whole", executor=executor, figures=False)
+        [pid] = executor.client.run(os.getpid).values()
+
+        def kill_at_the_first_checkpoint() -> None:
+            while not checkpoint.exists():
+                time.sleep(0.005)
+            os.kill(pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_at_the_first_checkpoint, daemon=True)
+        killer.start()
+        dataset = optimize(study, folder, executor=executor, figures=False, checkpoint_every=25)
+    assert not killer.is_alive()
+    [trial] = read_trials(folder).values()
+    assert trial.status == "ok" and len(trial.resumed_at) == 1 and trial.resumed_at[0] >= 25
+    log = (folder / "trials.jsonl").read_text()
+    assert log.count('"retried"') == 1 and "the worker running it died" in log
+    assert dataset["objective"].values.tolist() == whole["objective"].values.tolist()
+    assert not checkpoint.exists()

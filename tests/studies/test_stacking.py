@@ -23,7 +23,7 @@ def test_images_of_other_sizes_stack_padded_with_nan():
 
 
 def test_scalar_attributes_become_variables():
-    study = stack({("mfvi", "ct", 0): run(8, 2, psnr=25.0, loss_is_elbo=1),
+    study = stack({("mfvi", "ct", 0): run(8, 2, mean_psnr=25.0, loss_is_elbo=1),
                    ("dip", "ct", 0): run(8, 2, wall_time_s=3.0)})
     assert float(study["mean_psnr"].sel({"method": "mfvi"}).item()) == 25.0
     assert np.isnan(study["mean_psnr"].sel({"method": "dip"}).item())

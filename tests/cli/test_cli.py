@@ -1,5 +1,6 @@
-"""The run options are generated from the declared settings: one option and one help text per
-setting, each showing its default; the method-dependent ones show each method's."""
+"""pyrodip.cli (its parser): the run options are generated from the declared settings: one
+option and one help text per setting, each showing its default; the method-dependent ones show
+each method's."""
 
 import argparse
 import re

@@ -2,13 +2,16 @@
 the how-to runs it), with a worker job preempted mid-fit: every run and trial is present, and
 the preempted comparison fit resumed from its checkpoint to the uninterrupted result.
 
-Needs a SLURM cluster: ``.ci/slurm/start.sh`` starts one on this machine (CI runs this file
-after the default suite: ``pytest -m slurm``).
+The tests marked ``slurm`` need a SLURM cluster: ``.ci/slurm/start.sh`` starts one on this
+machine (CI runs them after the default suite: ``pytest -m slurm``). The others, in the default
+suite, start the script's Dask scheduler without submitting a job and check that it is closed
+to strangers: loopback only on one node, TLS with the cluster's own certificate across nodes.
 """
 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -17,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments.slurm_cluster import client_settings, make_cluster, parse
 from pyrodip.run.results import read_dataset
 from pyrodip.studies.compare import Comparison, run_comparison
 
-pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).parents[2]
 STUDY = """
 methods = ["mfvi"]
@@ -92,6 +95,7 @@ def pyrodip(*args: str, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slurm
 def test_compare_on_slurm_survives_a_preempted_job(cluster, tmp_path):
     address, name, _ = cluster
     (tmp_path / "study.toml").write_text(STUDY)
@@ -124,6 +128,7 @@ def test_compare_on_slurm_survives_a_preempted_job(cluster, tmp_path):
     print(f"compare on SLURM, preempted at step {resumed[0][0]}: {seconds:.0f} s")
 
 
+@pytest.mark.slurm
 def test_bo_on_slurm_survives_a_preempted_job(cluster, tmp_path):
     address, name, _ = cluster
     began = time.monotonic()
@@ -141,3 +146,50 @@ def test_bo_on_slurm_survives_a_preempted_job(cluster, tmp_path):
     assert dataset["status"].values.tolist() == ["ok", "ok", "ok"]
     assert "3 trials (3 ok, 0 failed)" in out
     print(f"bo on SLURM, one job preempted: {time.monotonic() - began:.0f} s")
+
+
+def test_a_single_node_cluster_listens_on_loopback_only():
+    pytest.importorskip("dask_jobqueue")
+    from distributed.utils import get_ip
+
+    cluster = make_cluster(parse([]))
+    try:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        assert "--host 127.0.0.1" in cluster.job_script()  # the workers too
+        outside = get_ip()  # the address others reach this machine at
+        if outside != "127.0.0.1":
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((outside, int(address.rsplit(":", 1)[1])), timeout=5)
+    finally:
+        cluster.close()
+
+
+def test_a_multi_node_cluster_refuses_clients_without_its_certificate(tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    pytest.importorskip("cryptography")
+    import dask
+    from distributed import Client
+    from distributed.security import Security
+
+    cluster = make_cluster(parse(["--multi-node", "--shared-directory", str(tmp_path)]))
+    try:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://") and cluster.security.require_encryption
+        script = cluster.job_script()
+        handed = [script.split(f"--tls-{key} ")[1].split()[0] for key in ("ca-file", "cert", "key")]
+        assert all(Path(path).parent == tmp_path and Path(path).stat().st_mode & 0o777 == 0o600
+                   for path in handed)  # the jobs' certificate: readable by the user only
+        for stranger, security in ((address, Security.temporary()),  # another certificate
+                                   (address.replace("tls://", "tcp://"), None)):  # no TLS
+            with pytest.raises((OSError, TimeoutError)):
+                Client(stranger, security=security, timeout=3)
+        settings = client_settings(cluster.security, str(tmp_path))  # what main prints
+        assert all(Path(path).stat().st_mode & 0o777 == 0o600 for name, path in
+                   settings.items() if name.startswith("DASK_DISTRIBUTED__COMM__TLS"))
+        given = {name.removeprefix("DASK_").lower().replace("__", "."): value
+                 for name, value in settings.items()}  # as Dask reads them from the environment
+        with dask.config.set(given), Client(address, timeout=10) as client:
+            assert client.scheduler_info()["address"] == address
+    finally:
+        cluster.close()
