@@ -45,6 +45,8 @@ from ..validation import positive
 from .guides import (
     DEFAULT_INIT_SCALE,
     LOWRANK_MEMORY_BUDGET,
+    LowRankGuide,
+    MAPGuide,
     WeightGuide,
     checked_rank,
     initial_loc,
@@ -108,12 +110,9 @@ class _PyroAutoGuide:
 
     argument: str | None = None
     weights_tempered = True
+    # Memory: each autoguide keeps what its pyrodip counterpart keeps (mean-field here).
+    values_per_weight = WeightGuide.values_per_weight
     step_values_per_weight = WeightGuide.step_values_per_weight
-
-    @classmethod
-    def values_per_weight(cls, argument: str) -> int:
-        """Parameter values the guide keeps per weight (memory estimates)."""
-        return 2
 
     def _build(self, model, init_loc: str, **options) -> None:
         values = {site: initial_loc(init_loc, value)
@@ -160,17 +159,13 @@ class AutoDeltaGuide(_PyroAutoGuide, AutoDelta):
     accepted and ignored, as by ``map``)."""
 
     bayesian_sites: list[str] = []
-    step_values_per_weight = 3
+    values_per_weight = MAPGuide.values_per_weight
+    step_values_per_weight = MAPGuide.step_values_per_weight
 
     def __init__(
         self, model, init_loc: str = "pytorch", init_scale: float | None = None
     ) -> None:
         self._build(model, init_loc)
-
-    @classmethod
-    def values_per_weight(cls, argument: str) -> int:
-        """One value per weight: the location."""
-        return 1
 
     def loc(self, site: str) -> Tensor:
         """The point estimate of ``site``."""
@@ -188,11 +183,7 @@ class AutoLowRankGuide(_PyroAutoGuide, AutoLowRankMultivariateNormal):
     bytes."""
 
     argument = "RANK"
-
-    @classmethod
-    def values_per_weight(cls, argument: str) -> int:
-        """Location, scale and the RANK values of the factor's row."""
-        return 2 + (int(argument) if argument.isdigit() else 1)
+    values_per_weight = LowRankGuide.values_per_weight
 
     def __init__(
         self,
