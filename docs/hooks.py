@@ -3,6 +3,9 @@
 A line ``<!-- cli-help: COMMAND -->`` in a page becomes the help of ``pyrodip COMMAND``
 (``pyrodip --help`` for ``<!-- cli-help: -->``) in a text block, 100 columns wide.
 
+The line ``<!-- method-defaults -->`` becomes a table of every method's defaults, read from
+:data:`pyrodip.infer.methods.METHODS`, so a page cannot quote a default the code does not use.
+
 A line ``<!-- api: PACKAGE -->`` becomes one mkdocstrings ``::: PACKAGE.MODULE`` block for each
 module of PACKAGE (its ``.py`` files, not its subpackages; first ``::: PACKAGE`` itself when its
 ``__init__.py`` defines functions or classes), read from the package tree, so a new module
@@ -23,6 +26,7 @@ import re
 from pathlib import Path
 
 MARKER = re.compile(r"^<!-- cli-help:\s*(\S*)\s*-->$", re.MULTILINE)
+DEFAULTS_MARKER = re.compile(r"^<!-- method-defaults -->$", re.MULTILINE)
 API_MARKER = re.compile(r"^<!-- api:\s*([\w.]+)\s*-->$", re.MULTILINE)
 API_INDEX = re.compile(r"^<!-- api-index -->$", re.MULTILINE)
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,8 +53,31 @@ def cli_help(command: str) -> str:
     return buffer.getvalue().strip()
 
 
+#: The settings of the defaults table: (Method attribute, column title).
+DEFAULT_COLUMNS = (("guide", "guide"), ("temperature", "T"), ("init_scale", "initial std"),
+                   ("optimizer", "optimiser"), ("lr", "lr"), ("weight_decay", "weight decay"),
+                   ("lr_decay", "lr decay"), ("average", "average"), ("readout", "readout"),
+                   ("calibration", "calibration"), ("stop_rule", "stop rule"))
+
+
+def method_defaults_table() -> str:
+    """Every method's defaults as a Markdown table, from the code."""
+    from pyrodip.infer.methods import METHODS
+    from pyrodip.run.config import RunConfig
+
+    lines = ["| method | " + " | ".join(title for _, title in DEFAULT_COLUMNS) + " |",
+             "|" + " --- |" * (len(DEFAULT_COLUMNS) + 1)]
+    for name, method in METHODS.items():
+        values = [method.shown_default(key) for key, _ in DEFAULT_COLUMNS]
+        lines.append(f"| `{name}` | " + " | ".join(values) + " |")
+    steps = RunConfig().steps
+    return "\n".join(lines) + f"\n\nEvery method runs {steps} steps unless told otherwise."
+
+
 def expand(markdown: str) -> str:
-    """``markdown`` with every cli-help marker replaced by that help text."""
+    """``markdown`` with every cli-help marker replaced by that help text, and the method
+    defaults' marker by their table."""
+    markdown = DEFAULTS_MARKER.sub(lambda match: method_defaults_table(), markdown)
     return MARKER.sub(lambda match: f"```text\n{cli_help(match[1])}\n```", markdown)
 
 

@@ -160,6 +160,19 @@ def non_negative(name: str, value: object) -> float:
     return value
 
 
+def share(name: str, value: object) -> float:
+    """``value`` when it is a number in [0, 1].
+
+    >>> share("average", 1.5)
+    Traceback (most recent call last):
+    ...
+    pyrodip.errors.InvalidInputError: average must be a number in [0, 1], got 1.5
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")
+    return value
+
+
 def fraction(name: str, value: object) -> float:
     """``value`` when it is a number in (0, 1).
 

@@ -99,3 +99,15 @@ def test_the_stress_script_kills_study_writes_and_bo_trials(tmp_path, capsys):
     assert {records[kind]["set"] for kind in kinds[:2]} <= {"old", "new"}
     assert records["bo-trial"]["resumed_at"][0][0] >= 25 and records["bo-trial"]["differ"] == []
     assert "| bo-trial | 1 | 1 of 1 |" in capsys.readouterr().out
+
+
+def test_the_run_time_benchmark_times_both_fits_and_prints_their_ratio(capsys):
+    spec = importlib.util.spec_from_file_location(
+        "run_time", SCRIPT.with_name("run_time.py"))
+    run_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_time)
+    found = run_time.measure(32, dip_steps=6, repeats=2, steps=5)
+    assert (found["steps"], found["dip_steps"], found["repeats"]) == (5, 6, 2)
+    assert found["default_s"] > 0 and found["dip_s"] > 0
+    assert run_time.main(["--smoke"]) == 0
+    assert "default (20 steps)" in capsys.readouterr().out

@@ -331,6 +331,20 @@ def test_the_cli_reference_covers_every_command():
     assert "usage: pyrodip run [-h]" in expanded and "--prior-from BO_NC" in expanded
 
 
+def test_the_concepts_page_takes_the_methods_defaults_from_the_code():
+    hooks = docs_module("hooks")
+    from pyrodip.infer.methods import METHODS
+
+    page = (ROOT / "docs" / "concepts.md").read_text()
+    assert "<!-- method-defaults -->" in page
+    table = hooks.expand(page)
+    row = next(line for line in table.splitlines() if line.startswith("| `mfvi` |"))
+    mfvi = METHODS["mfvi"]
+    assert row.split(" | ")[1:4] == [mfvi.guide, f"{mfvi.temperature:.3g}",
+                                     f"{mfvi.init_scale:.3g}"]
+    assert all(f"| `{name}` |" in table for name in METHODS)
+
+
 # --- the API reference ---------------------------------------------------------------------
 
 

@@ -64,7 +64,7 @@ from .model import example_sites
 GUIDES: Registry[type[WeightGuide]] = Registry("guide")
 #: The guides' initial std: the ``mfvi`` method's (and so ``pyrodip run``'s), which takes it from
 #: here.
-DEFAULT_INIT_SCALE = 0.1
+DEFAULT_INIT_SCALE = 0.01
 #: The most memory (bytes) the covariance factor of a ``lowrank`` guide may take: 1 GiB.
 #: Adam's two moments and the gradient take three times as much again while fitting.
 LOWRANK_MEMORY_BUDGET = 2**30

@@ -46,8 +46,10 @@ def summary(dataset: xarray.Dataset, out: Path) -> str:
             f"  missing pixels  PSNR {a['psnr_missing']:6.2f} dB (baseline "
             f"{a['baseline_psnr_missing']:.2f} dB)"
         )
+    drawn = ("renders of the last steps" if a.get("readout") == "renders"
+             else "samples")
     lines.append(
-        f"  mean uncertainty (std) {a['mean_std_total']:.4f} from {a['samples']} samples"
+        f"  mean uncertainty (std) {a['mean_std_total']:.4f} from {a['samples']} {drawn}"
     )
     lines.append(f"  calibration     {calibration_line(a)}")
     if "coverage_68" in a and a.get("calibration", "none") != "none":

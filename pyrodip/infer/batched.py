@@ -53,10 +53,12 @@ from tqdm.auto import tqdm
 from ..errors import InvalidInputError
 from ..physics.observation import Observation
 from . import loop
+from .averaging import lr_factor, set_lr
 from .checkpoints import Interrupted
 from .elbo import FastELBO, unsupported_reason
 from .fitting import CHECK_EVERY, FitResult, Fitting, Training
 from .optimizers import make_optimizer
+from .predictive import measure
 from .stopping import check_stop_rule
 from .tracking import TrackerBatch
 
@@ -222,6 +224,10 @@ class _Batch:
             if fitting.stopping is not None:
                 value = fitting.tracker.curves[fitting.stopping.curve][step]
                 fitting.stopping.observe(step, value, images[index])
+            if fitting.tail is not None:
+                image = images[index][0]
+                fitting.tail.update(step, image, measure(fitting.model, image),
+                                    [value[index] for value in self.params.values()])
             fitting.step = step + 1
 
     def freeze(self, index: int) -> None:
@@ -313,7 +319,10 @@ def _run(batch: _Batch, training: Training, progress: bool, stop) -> float:
     start = time.perf_counter()
     bar = tqdm(total=steps, desc=f"fitting {len(fittings)}", unit="step",
                disable=not progress, leave=False)
+    base_lrs = [group["lr"] for group in batch.optimizer.param_groups]
     for step in range(steps):
+        if training.lr_decay:
+            set_lr(batch.optimizer, base_lrs, lr_factor(step, steps, training.lr_decay))
         batch.advance(step, running)
         bar.update()
         interrupted = stop is not None and stop.is_set()

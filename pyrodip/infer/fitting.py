@@ -26,13 +26,15 @@ from tqdm.auto import tqdm
 from ..errors import InvalidInputError
 from ..io.files import atomic_path
 from ..physics.observation import Observation
+from ..settings import share
 from ..validation import choice, positive
+from .averaging import TailAverage, check_readout, lr_factor, readouts_of, set_lr, tail_start
 from .checkpoints import Checkpointing, Interrupted, rng_state, set_rng_state
 from .elbo import ENGINES, make_loss
 from .local_reparam import LocalReparameterization
 from .methods import Sampler
 from .optimizers import OPTIMIZERS, make_optimizer
-from .predictive import Prediction, RunningMoments, measure, predict
+from .predictive import Prediction, RunningMoments, measure
 from .recalibration import Recalibration
 from .stopping import STOP_PATIENCE, STOP_RULES, EarlyStopping
 from .tracking import History, Tracker
@@ -50,7 +52,9 @@ class Training:
     ``stop_rule``: stop a point-estimate fit without ground truth
     (:data:`~pyrodip.infer.stopping.STOP_RULES`) ``patience`` steps after its curve's minimum,
     and return the image of that step (a fit too short for the rule's curve to have a value
-    keeps its last step).
+    keeps its last step). ``lr_decay``, ``average``, ``readout``: anneal the learning rate over
+    the last fraction ``lr_decay`` of the steps, average over the last ``average``, return the
+    ``readout`` (:mod:`pyrodip.infer.averaging`).
     """
 
     steps: int = 1000
@@ -63,11 +67,17 @@ class Training:
     local_reparam: bool = False
     stop_rule: str = "none"
     patience: int = STOP_PATIENCE
+    lr_decay: float = 0.0
+    average: float = 0.0
+    readout: str = "final"
 
     def __post_init__(self) -> None:
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("engine", self.engine, ENGINES)
         choice("stop_rule", self.stop_rule, STOP_RULES)
+        share("lr_decay", self.lr_decay)
+        share("average", self.average)
+        check_readout(self.readout, self.average)
         positive("lr", self.lr)
         for key in ("steps", "samples", "patience"):
             value = getattr(self, key)
@@ -108,6 +118,7 @@ class FitResult:
     calibration: Recalibration | None = None  # how the std was rescaled (pyrodip.fit)
     chosen_step: int | None = None  # a stop rule's step (1-based), whose image is the result
     resumed_at: list[int] = field(default_factory=list)  # steps it was resumed at (checkpoints)
+    readouts: dict[str, Tensor] = field(default_factory=dict)  # mean image of each READOUTS
 
 
 def model_device(model: Any) -> torch.device:
@@ -168,6 +179,10 @@ class Fitting:
         self.sampler = sampler
         if sampler is not None:
             sampler.start(model, guide)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.tail = None
+        if training.average and sampler is None and self.stopping is None:
+            self.tail = TailAverage(tail_start(training.steps, training.average))
         self.step = 0
         self.elapsed = 0.0  # seconds of fitting before this process (resumed fits)
         self.resumed_at: list[int] = []
@@ -180,6 +195,7 @@ class Fitting:
         model, training = self.model, self.training
         start = time.perf_counter()
         chosen = None if self.stopping is None else self.stopping.best_step
+        readouts: dict[str, Tensor] = {}
         if chosen is not None:  # None too when the rule's curve never had a value (short fit)
             moments = RunningMoments()
             moments.add(self.stopping.image[0], None, measure(model, self.stopping.image[0]))
@@ -187,7 +203,10 @@ class Fitting:
         elif self.sampler is not None:
             prediction = self.sampler.prediction()
         else:
-            prediction = predict(model, self.guide, num_samples=training.samples)
+            predictions = readouts_of(model, self.guide, self.tail, self.loss_fn.parameters(),
+                                      training.samples)
+            prediction = predictions.get(training.readout, predictions["final"])
+            readouts = {name: p.mean for name, p in predictions.items()}
         device = model_device(model)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -206,6 +225,7 @@ class Fitting:
             config=config,
             chosen_step=None if chosen is None else chosen + 1,
             resumed_at=self.resumed_at,
+            readouts=readouts,
         )
 
     def run(
@@ -257,6 +277,9 @@ class Fitting:
         self.elapsed = time.perf_counter() - started
 
     def _one_step(self) -> None:
+        if self.training.lr_decay:
+            set_lr(self.optimizer, self.base_lrs,
+                   lr_factor(self.step, self.training.steps, self.training.lr_decay))
         self.optimizer.zero_grad(set_to_none=True)
         with self.local_reparam:
             loss = self.loss_fn(self.y)
@@ -264,6 +287,9 @@ class Fitting:
         self.optimizer.step()
         image = self.model.last_image
         self.tracker.update(self.step, loss.detach(), image)
+        if self.tail is not None:
+            self.tail.update(self.step, image[0], measure(self.model, image[0]),
+                             list(self.loss_fn.parameters()))
         if self.stopping is not None:
             value = self.tracker.curves[self.stopping.curve][self.step]
             self.stopping.observe(self.step, value, image)
@@ -279,7 +305,9 @@ class Fitting:
     def _roll_back(self, good: dict) -> bool:
         """Restore the last good state with a lower learning rate; False when giving up."""
         lrs = [group["lr"] for group in self.optimizer.param_groups]
-        event = {"step": self.step, "rolled_back_to": good["step"], "lr": lrs[0] * LR_FACTOR}
+        base_lrs = self.base_lrs  # before the restore, which brings back the good state's
+        event = {"step": self.step, "rolled_back_to": good["step"],
+                 "lr": base_lrs[0] * LR_FACTOR}
         self.events.append(event)
         self._restore(good)  # this also restores the optimiser's learning rates
         if len(self.events) > MAX_DIVERGENCES:
@@ -293,6 +321,7 @@ class Fitting:
             return False
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr * LR_FACTOR
+        self.base_lrs = [lr * LR_FACTOR for lr in base_lrs]
         warnings.warn(
             f"non-finite loss or weights by step {event['step']}: rolled back to step "
             f"{good['step']} and lowered the learning rate to {event['lr']:.3g}",
@@ -315,6 +344,8 @@ class Fitting:
             "tracker": self.tracker.state_dict(),
             "stopping": self.stopping.state_dict() if self.stopping is not None else None,
             "sampler": self.sampler.state_dict() if self.sampler is not None else None,
+            "tail": self.tail.state_dict() if self.tail is not None else None,
+            "base_lrs": list(self.base_lrs),
         }
 
     def _load(self, state: dict) -> None:
@@ -327,6 +358,9 @@ class Fitting:
             self.stopping.load_state_dict(state["stopping"])
         if self.sampler is not None:
             self.sampler.load_state_dict(state["sampler"])
+        if self.tail is not None:
+            self.tail.load_state_dict(state["tail"])
+        self.base_lrs = list(state.get("base_lrs", self.base_lrs))
 
     def state_dict(self) -> dict:
         """Everything a resumed fit needs, the random number generators' states included."""

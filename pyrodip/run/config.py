@@ -31,6 +31,7 @@ from ..bayes.model import DEFAULT_JITTER, DEFAULT_PRIOR, DEFAULT_PRIOR_SCALE
 from ..bayes.networks import NORMALIZATIONS, PRESETS
 from ..bayes.priors import PRIORS
 from ..errors import InvalidInputError, MissingFileError
+from ..infer.averaging import READOUTS, check_readout
 from ..infer.elbo import ENGINES
 from ..infer.methods import METHODS, method_defaults
 from ..infer.optimizers import OPTIMIZERS
@@ -40,7 +41,7 @@ from ..physics.noise import NOISE_MODELS
 from ..physics.tasks import DEFAULT_NOISE_STD, DEFAULT_PHOTONS, TASKS
 from ..plugins import load_plugins
 from ..registry import Registry
-from ..settings import Option, fraction, listing, non_negative, positive_int
+from ..settings import Option, fraction, listing, non_negative, positive_int, share
 from ..validation import choice, positive_setting
 from .prior_spec import check_prior, prior_help, scale_apart
 
@@ -125,7 +126,7 @@ def guide_help() -> str:
 #: Settings whose default depends on the method (None in RunConfig: see pyrodip.infer.methods).
 METHOD_DEFAULTS = (
     "guide", "temperature", "optimizer", "weight_decay", "dropout", "lr", "init_loc", "init_scale",
-    "calibration", "stop_rule",
+    "lr_decay", "average", "readout", "calibration", "stop_rule",
 )
 ESTIMATED = "--observed: estimated from the image"
 
@@ -180,6 +181,16 @@ GENERAL: tuple[Option, ...] = (
            shown_default=partial(method_defaults, "lr")),
     Option("weight_decay", float, None, "decoupled weight decay", check=non_negative,
            shown_default=partial(method_defaults, "weight_decay")),
+    Option("lr_decay", float, None, "anneal the learning rate to 0 (half cosine) over this "
+           "last fraction of the steps", check=share,
+           shown_default=partial(method_defaults, "lr_decay")),
+    Option("average", float, None, "average the rendered images and the parameters over "
+           "this last fraction of the steps", check=share,
+           shown_default=partial(method_defaults, "average")),
+    Option("readout", str, None, "the returned predictive: final (samples at the final "
+           "parameters), renders (the renders averaged over the last steps) or params "
+           "(samples at the averaged parameters)", choices=READOUTS,
+           shown_default=partial(method_defaults, "readout")),
     Option("calibration", str, None, "rescale the std on held-out observed values",
            choices=CALIBRATIONS, shown_default=partial(method_defaults, "calibration")),
     Option("calibration_coverage", float, CONFORMAL_COVERAGE,
@@ -264,6 +275,7 @@ class RunConfig:
                 "stop_rule=heldout watches held-out values, which a refit on all values lacks: "
                 "drop calibration_refit"
             )
+        check_readout(self.resolved("readout"), self.resolved("average"))
         METHODS[self.method].check(self)
 
     def settings(self) -> dict[str, Any]:

@@ -104,6 +104,9 @@ def training(config: RunConfig) -> Training:
         local_reparam=config.local_reparam,
         stop_rule=config.resolved("stop_rule"),
         patience=config.stop_patience,
+        lr_decay=config.resolved("lr_decay"),
+        average=config.resolved("average"),
+        readout=config.resolved("readout"),
     )
 
 

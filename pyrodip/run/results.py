@@ -5,8 +5,10 @@ The schema (documented in ``docs/results.md``):
 - images over (``channel``, ``y``, ``x``): ``truth`` (when known), ``mean``,
   ``std_epistemic``, ``std_aleatoric`` (heteroscedastic likelihood only), ``std_total`` (the
   recalibrated std), ``std_total_raw`` (before recalibration, when recalibrated),
-  ``smoothed``; ``observation`` over (``channel``, ``obs_y``, ``obs_x``) (the same size as the
-  image for denoising);
+  ``smoothed``, the mean images of the readouts not returned (``readout_final``,
+  ``readout_renders``, ``readout_params``: :data:`pyrodip.infer.averaging.READOUTS`, where the
+  fit averaged its last steps); ``observation`` over (``channel``, ``obs_y``, ``obs_x``) (the
+  same size as the image for denoising);
 - curves over ``step`` (1-based): ``loss``, ``psnr``, ``ssim``, ``psnr_current``,
   ``ssim_current`` (against the truth, when known), ``psnr_observation``, ``ssim_observation``,
   ``psnr_current_observation``, ``ssim_current_observation``;
@@ -15,7 +17,8 @@ The schema (documented in ``docs/results.md``):
   ``units`` (:mod:`pyrodip.run.schema`);
 - attributes: ``method``, ``task``, ``config`` (JSON: the settings as given), ``settings``
   (JSON: every setting with the defaults it ran with, :func:`effective_settings`),
-  ``engine``, ``mean_psnr``, ``mean_ssim`` (of ``mean`` against the truth, when known),
+  ``engine``, ``readout`` (the returned predictive; none for a sampler or a stop rule),
+  ``mean_psnr``, ``mean_ssim`` (of ``mean`` against the truth, when known),
   ``psnr_input`` (of the observation, when comparable), ``wall_time_s``,
   ``pyrodip_version``, ``torch_version``, ``pyro_version``, ``seed``, ``noise``,
   ``likelihood_noise`` (the likelihood's level), ``noise_estimate`` (estimated from an
@@ -76,6 +79,8 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "std_total_raw": pred.std_total_raw,
         "smoothed": result.smoothed,
         "truth": obs.truth,
+        **{f"readout_{name}": image for name, image in result.readouts.items()
+           if name != result.config.resolved("readout")},
     }
     data_vars = {
         name: (IMAGE_DIMS, _numpy(value)) for name, value in images.items() if value is not None
@@ -105,6 +110,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "mean_std_total": float(pred.std_total.mean()),
         "temperature": result.model.temperature,
         "status": result.status,
+        "readout": result.config.resolved("readout") if result.readouts else "none",
         "stop_rule": result.config.resolved("stop_rule"),
         "divergences": json.dumps(result.events),
         "resumed_at": json.dumps(result.resumed_at),

@@ -57,4 +57,4 @@ def test_the_help_shows_each_methods_real_default(name, capsys):
     for method_name, method in METHODS.items():
         expected = method.shown_default(name)
         assert pairs.get(method_name, pairs["else"]) == expected, (name, method_name)
-    assert METHODS["mfvi"].shown_default("init_scale") == "0.1"
+    assert METHODS["mfvi"].shown_default("init_scale") == "0.01"

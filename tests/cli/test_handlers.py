@@ -96,11 +96,11 @@ def test_cuda_without_cuda_is_refused(capsys, tmp_path):
 
 def test_a_result_worse_than_its_observation_is_one_warning_line(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", "--size", "32", "--steps", "20", "--samples", "2", "--quiet", "--out",
+    assert main(["run", "--size", "32", "--steps", "5", "--samples", "2", "--quiet", "--out",
                  str(out)]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and warnings[0].startswith("pyrodip: warning: the reconstruction")
-    assert "too few steps for mfvi (20): try more, e.g. --steps 1000" in warnings[0]
+    assert "too few steps for mfvi (5): try more, e.g. --steps 1000" in warnings[0]
 
 
 def test_an_explicit_prior_scale_wins_over_the_config_files_prior(tmp_path):

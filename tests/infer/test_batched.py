@@ -82,6 +82,17 @@ def test_a_batch_takes_the_steps_each_fit_takes_alone(float64, varied):
         assert many.status == "completed" and many.engine == "fast"
 
 
+def test_a_batch_anneals_and_averages_as_each_fit_alone(float64):
+    specs = [{"seed": seed} for seed in (0, 1)]
+    training = Training(steps=4, samples=2, lr_decay=0.5, average=0.5, readout="renders")
+    for one, many in zip(singles(specs, training), batched(specs, training), strict=True):
+        assert relative(one.history.curves["loss"], many.history.curves["loss"]) < 1e-10
+        assert many.prediction.num_samples == 2  # the renders of the last two steps
+        for name in ("final", "renders", "params"):
+            assert torch.allclose(one.readouts[name], many.readouts[name], atol=1e-8), name
+        assert torch.allclose(one.prediction.std_total, many.prediction.std_total, atol=1e-8)
+
+
 def test_point_estimate_fits_agree_over_many_steps(float64):
     # No weight noise and no jitter: nothing but rounding tells a batch from single fits.
     specs = [{"seed": seed, "guide": "map", "temperature": 0.0, "jitter": 0.0}

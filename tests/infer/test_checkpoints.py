@@ -36,13 +36,17 @@ class StopAfter(threading.Event):
         return self.calls_left <= 0
 
 
-@pytest.mark.parametrize("method", ["mfvi", "sgld"])
-def test_resumed_fit_equals_uninterrupted_one(tiny, tmp_path, method):
-    config = RunConfig(method=method, steps=40, samples=3, burn_in=10, sample_every=5)
+@pytest.mark.parametrize("method, settings, stop_at", [
+    ("mfvi", {}, 17), ("sgld", {}, 17),
+    ("mfvi", {"lr_decay": 0.5, "average": 0.5, "readout": "renders"}, 27),  # in the tail
+])
+def test_resumed_fit_equals_uninterrupted_one(tiny, tmp_path, method, settings, stop_at):
+    config = RunConfig(method=method, steps=40, samples=3, burn_in=10, sample_every=5,
+                       **settings)
     whole = fit(tiny, config, progress=False)
     checkpoint = Checkpointing(tmp_path / "state.pt", every_steps=10)
-    with pytest.raises(Interrupted, match="interrupted at step 17"):
-        fit(tiny, config, progress=False, checkpoint=checkpoint, stop=StopAfter(17))
+    with pytest.raises(Interrupted, match=f"interrupted at step {stop_at}"):
+        fit(tiny, config, progress=False, checkpoint=checkpoint, stop=StopAfter(stop_at))
     resumed = fit(tiny, config, progress=False, checkpoint=checkpoint, resume=True)
     for name, curve in whole.history.curves.items():
         np.testing.assert_array_equal(resumed.history.curves[name], curve, err_msg=name)

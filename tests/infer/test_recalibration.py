@@ -175,3 +175,17 @@ def test_heteroscedastic_noise_is_not_rescaled():
     scaled = rescaled(prediction, 2.0)
     assert torch.allclose(scaled.std_total, torch.full((1, 2, 2), 0.072111), atol=1e-6)
     assert torch.allclose(scaled.std_total_raw, torch.full((1, 2, 2), 0.05))
+
+
+def test_the_scale_stays_near_one_when_the_residuals_are_mostly_noise():
+    # A right std (variance 6e-4) under noise of variance 0.01: the likelihood alone lets s
+    # stray to 0.4 in one case of twenty; the prior on log s^2 keeps it near 1.
+    rng = np.random.default_rng(1)
+    v, noise = np.full(1638, 6e-4), np.full(1638, 0.01)
+    scales = [scale_by_likelihood(rng.normal(0, np.sqrt(v + noise)), v, noise)
+              for _ in range(60)]
+    assert 0.65 < np.percentile(scales, 5) and np.percentile(scales, 95) < 1.45
+    # a std 1.8x too small, with the error well above the noise's spread, is still found
+    v = np.full(1638, 10 ** -2.43 / 1.8**2)
+    found = scale_by_likelihood(rng.normal(0, np.sqrt(1.8**2 * v + noise)), v, noise)
+    assert 1.5 < found < 2.1

@@ -13,8 +13,10 @@ from pyrodip.run.config import BUILT_IN_SETTINGS, GENERAL, RunConfig, declared_s
 from pyrodip.settings import Option
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The keys of every run's JSON before settings were declared (results on disk compare by it).
+#: The keys of every run's JSON (results on disk compare by it): those before settings were
+#: declared, and the last steps' settings (``lr_decay``, ``average``, ``readout``).
 RECORDED = {
+    "average", "lr_decay", "readout",
     "angles", "bayesian_batchnorm", "burn_in", "calibration", "calibration_coverage",
     "calibration_refit", "device", "dropout", "ema", "engine", "factor", "guide",
     "heldout_fraction", "image", "init_loc", "init_scale", "jitter", "layer_priors",

@@ -55,9 +55,11 @@ def test_the_file_records_every_default_the_run_took(dataset):
 
     settings = json.loads(dataset.attrs["settings"])
     assert {key: settings[key] for key in ("method", "guide", "temperature", "lr", "optimizer",
-                                           "init_scale", "steps", "seed", "engine")} == {
+                                           "init_scale", "lr_decay", "average", "readout",
+                                           "steps", "seed", "engine")} == {
         "method": "mfvi", "guide": "meanfield", "temperature": 0.1, "lr": 0.01,
-        "optimizer": "adam", "init_scale": 0.1, "steps": 4, "seed": 0, "engine": "fast"}
+        "optimizer": "adam", "init_scale": 0.01, "lr_decay": 0.3, "average": 0.2,
+        "readout": "renders", "steps": 4, "seed": 0, "engine": "fast"}
     assert (settings["prior"], settings["prior_scale"]) == ("normal", 0.1)
     assert json.loads(dataset.attrs["config"])["temperature"] is None  # as given
     assert dataset.attrs["torch_version"] == torch.__version__
