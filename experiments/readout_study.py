@@ -181,6 +181,8 @@ DRIFT_STEPS = (1000, 3000, 5000, 7000, 10000)
 def drift_table(out: Path) -> list[str]:
     """The long stage's EMA image along the fit (mean over seeds), beside the same setting's
     returned image at the default steps (the tune stage, the same seeds)."""
+    if "long" not in STAGES:
+        return []
     rows = []
     _, names, steps, domains = STAGES["long"]
     for domain in domains:
