@@ -224,7 +224,7 @@ class _Batch:
             if fitting.stopping is not None:
                 value = fitting.tracker.curves[fitting.stopping.curve][step]
                 fitting.stopping.observe(step, value, images[index])
-            if fitting.tail is not None:
+            if fitting.tail is not None and step >= fitting.tail.start:
                 image = images[index][0]
                 fitting.tail.update(step, image, measure(fitting.model, image),
                                     [value[index] for value in self.params.values()])

@@ -119,6 +119,7 @@ class FitResult:
     chosen_step: int | None = None  # a stop rule's step (1-based), whose image is the result
     resumed_at: list[int] = field(default_factory=list)  # steps it was resumed at (checkpoints)
     readouts: dict[str, Tensor] = field(default_factory=dict)  # mean image of each READOUTS
+    readout: str = "none"  # the one returned; none for a sampler's or a stop rule's
 
 
 def model_device(model: Any) -> torch.device:
@@ -195,7 +196,7 @@ class Fitting:
         model, training = self.model, self.training
         start = time.perf_counter()
         chosen = None if self.stopping is None else self.stopping.best_step
-        readouts: dict[str, Tensor] = {}
+        readouts, readout = {}, "none"
         if chosen is not None:  # None too when the rule's curve never had a value (short fit)
             moments = RunningMoments()
             moments.add(self.stopping.image[0], None, measure(model, self.stopping.image[0]))
@@ -205,7 +206,8 @@ class Fitting:
         else:
             predictions = readouts_of(model, self.guide, self.tail, self.loss_fn.parameters(),
                                       training.samples)
-            prediction = predictions.get(training.readout, predictions["final"])
+            readout = training.readout if training.readout in predictions else "final"
+            prediction = predictions[readout]
             readouts = {name: p.mean for name, p in predictions.items()}
         device = model_device(model)
         if device.type == "cuda":
@@ -226,6 +228,7 @@ class Fitting:
             chosen_step=None if chosen is None else chosen + 1,
             resumed_at=self.resumed_at,
             readouts=readouts,
+            readout=readout,
         )
 
     def run(
@@ -287,7 +290,7 @@ class Fitting:
         self.optimizer.step()
         image = self.model.last_image
         self.tracker.update(self.step, loss.detach(), image)
-        if self.tail is not None:
+        if self.tail is not None and self.step >= self.tail.start:  # A(image) only when kept
             self.tail.update(self.step, image[0], measure(self.model, image[0]),
                              list(self.loss_fn.parameters()))
         if self.stopping is not None:

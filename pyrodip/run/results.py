@@ -80,7 +80,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "smoothed": result.smoothed,
         "truth": obs.truth,
         **{f"readout_{name}": image for name, image in result.readouts.items()
-           if name != result.config.resolved("readout")},
+           if name != result.readout},
     }
     data_vars = {
         name: (IMAGE_DIMS, _numpy(value)) for name, value in images.items() if value is not None
@@ -110,7 +110,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "mean_std_total": float(pred.std_total.mean()),
         "temperature": result.model.temperature,
         "status": result.status,
-        "readout": result.config.resolved("readout") if result.readouts else "none",
+        "readout": result.readout,
         "stop_rule": result.config.resolved("stop_rule"),
         "divergences": json.dumps(result.events),
         "resumed_at": json.dumps(result.resumed_at),

@@ -67,6 +67,12 @@ def test_a_fit_returns_the_readout_it_is_asked_for_and_keeps_the_others():
     assert result.prediction.measured_mean is not None  # the calibration scores these
 
 
+def test_a_fit_too_short_to_average_two_renders_says_it_returned_final():
+    result = fitted(steps=6, samples=2, average=0.2, readout="renders")  # one render averaged
+    assert result.readout == "final" and list(result.readouts) == ["final"]
+    assert result.prediction.num_samples == 2
+
+
 def test_without_averaging_a_fit_has_only_its_final_readout():
     result = fitted(steps=3, samples=2)
     assert list(result.readouts) == ["final"]
