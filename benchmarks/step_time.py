@@ -12,7 +12,10 @@ order) after warm-up:
 - ``laplace``: pyrodip's MFVI step with a Laplace prior instead of the Normal one (its KL in
   closed form through ``torch.distributions.kl_divergence``), reported against ``pyrodip``;
 - the posterior predictive of ``--samples`` images: ``pyrodip.predict`` against a plain loop
-  that draws the weights into a plain network and sums images and squares.
+  that draws the weights into a plain network and sums images and squares;
+- on CUDA, ``captured`` and ``dip_captured``: the pyrodip and DIP steps recorded as CUDA
+  graphs and replayed (:mod:`pyrodip.infer.capture`, what ``--capture`` runs), and
+  ``busy_ms``: the device's kernel time per captured pyrodip step (``torch.profiler``).
 
 Ratios are medians over repetitions of the ratio of the times measured side by side, so load
 from other processes that comes and goes hits both sides of each pair.
@@ -45,6 +48,7 @@ from torch import Tensor, nn
 
 from pyrodip import BayesianDIP, GaussianLikelihood, NetConfig, RunConfig, make_guide, predict
 from pyrodip.bayes.networks import SkipNet
+from pyrodip.infer.capture import WARMUP_STEPS, CapturedStep
 from pyrodip.infer.elbo import make_loss
 from pyrodip.infer.optimizers import make_optimizer
 from pyrodip.io.files import atomic_path
@@ -70,7 +74,8 @@ REFERENCE_JITTER = 0.1
 class PyrodipStep:
     """pyrodip's MFVI step with ``RunConfig()``'s settings."""
 
-    def __init__(self, net: NetConfig, y: Tensor, config: RunConfig) -> None:
+    def __init__(self, net: NetConfig, y: Tensor, config: RunConfig,
+                 capturable: bool = False) -> None:
         self.model = BayesianDIP(
             tuple(y.shape[1:]),
             net=net,
@@ -86,15 +91,17 @@ class PyrodipStep:
         self.loss_fn = make_loss(self.model, self.guide, config.engine)
         self.optimizer = make_optimizer(
             self.loss_fn.named_parameters(), config.resolved("optimizer"), config.resolved("lr"),
-            config.resolved("weight_decay"),
+            config.resolved("weight_decay"), capturable,
         )
         self.y = y
         self.model.train()
 
-    def __call__(self) -> None:
+    def __call__(self) -> Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        self.loss_fn(self.y).backward()
+        loss = self.loss_fn(self.y)
+        loss.backward()
         self.optimizer.step()
+        return loss
 
 
 class LocalReparamConv(nn.Module):
@@ -166,17 +173,21 @@ class ReferenceStep:
 class DIPStep:
     """A plain DIP step: point-estimate weights, MSE, Adam."""
 
-    def __init__(self, net: NetConfig, y: Tensor, lr: float, jitter: float) -> None:
+    def __init__(self, net: NetConfig, y: Tensor, lr: float, jitter: float,
+                 capturable: bool = False) -> None:
         self.net = SkipNet(y.shape[1], net).to(y.device)
         self.z = 0.1 * torch.rand(1, net.input_channels, *y.shape[2:], device=y.device)
         self.y, self.jitter = y, jitter
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.optimizer = make_optimizer(self.net.named_parameters(), "adam", lr,
+                                        capturable=capturable)
 
-    def __call__(self) -> None:
+    def __call__(self) -> Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         z = self.z + self.jitter * torch.randn_like(self.z)
-        F.mse_loss(torch.sigmoid(self.net(z)), self.y).backward()
+        loss = F.mse_loss(torch.sigmoid(self.net(z)), self.y)
+        loss.backward()
         self.optimizer.step()
+        return loss
 
 
 # --- the posterior predictive -------------------------------------------------------------------
@@ -244,6 +255,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def device_busy_ms(step: Callable[[], object], device: torch.device, steps: int = 5) -> float:
+    """The device's kernel time per call of ``step`` (CUDA), from ``torch.profiler``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _sync(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        _sync(device)
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return sum(e.device_time for e in kernels) / 1e3 / steps
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     """Peak GPU memory allocated (CUDA), else the process's peak resident memory."""
     if device.type == "cuda":
@@ -271,6 +295,13 @@ def benchmark(
         "dip": DIPStep(net, y, config.resolved("lr"), config.jitter),
         "laplace": PyrodipStep(net, y, config.replace(prior="laplace")),
     }
+    if device.type == "cuda":
+        steps["captured"] = CapturedStep(PyrodipStep(net, y, config, capturable=True), device,
+                                         "fast")
+        steps["dip_captured"] = CapturedStep(
+            DIPStep(net, y, config.resolved("lr"), config.jitter, capturable=True), device,
+            "fast")
+        warmup = max(warmup, WARMUP_STEPS + 1)  # each graph recorded before the timing
     step_times = interleaved(steps, repeats, warmup, device)
     model, guide = pyrodip_step.model, pyrodip_step.guide
     plain = PlainPredictive(model, guide)
@@ -279,6 +310,15 @@ def benchmark(
         "plain": lambda: plain(samples),
     }
     predictive_times = interleaved(predictive, predictive_repeats, min(warmup, 1), device)
+    captured = {}
+    if device.type == "cuda":
+        captured = {
+            "captured_ms": 1e3 * statistics.median(step_times["captured"]),
+            "dip_captured_ms": 1e3 * statistics.median(step_times["dip_captured"]),
+            "ratio_captured": paired_ratio(step_times, "captured", "pyrodip"),
+            "ratio_captured_dip": paired_ratio(step_times, "captured", "dip_captured"),
+            "busy_ms": device_busy_ms(steps["captured"], device),
+        }
     return {
         "preset": preset,
         "size": size,
@@ -296,6 +336,7 @@ def benchmark(
         "plain_predictive_ms": 1e3 * statistics.median(predictive_times["plain"]),
         "predictive_ratio": paired_ratio(predictive_times, "pyrodip", "plain"),
         "peak_mem_mb": _peak_memory_mb(device),
+        **captured,
     }
 
 
@@ -311,6 +352,16 @@ def table(rows: list[dict]) -> str:
             f"{r['predictive_ratio']:>7.2f}"
             f"{r['peak_mem_mb']:>9.0f}"
         )
+    captured = [r for r in rows if "captured_ms" in r]
+    if captured:
+        lines += ["", f"{'preset':<7}{'size':>5} {'captured':>10}{'DIP captured':>14}"
+                  f"{'busy':>9}{'/ uncaptured':>13}{'/ DIP captured':>15}{'/ busy':>8}"]
+        for r in captured:
+            lines.append(
+                f"{r['preset']:<7}{r['size']:>5} {r['captured_ms']:>8.2f}ms"
+                f"{r['dip_captured_ms']:>12.2f}ms{r['busy_ms']:>7.2f}ms"
+                f"{r['ratio_captured']:>13.2f}{r['ratio_captured_dip']:>15.2f}"
+                f"{r['captured_ms'] / r['busy_ms']:>8.2f}")
     return "\n".join(lines)
 
 

@@ -33,6 +33,15 @@ PLUS_MINUS = (f"a ± b: the mean over seeds and the half-width of its {CONFIDENC
               "t-interval")
 
 
+def image_path(name: str) -> str:
+    """A shared image by its path under :data:`DATA`, or an embedded sample (``sample:ct``).
+
+    >>> image_path("sample:ct"), image_path("denoising/oct.png").endswith("data/denoising/oct.png")
+    ('sample:ct', True)
+    """
+    return name if name.startswith("sample:") else str(DATA / name)
+
+
 def clipped_observation(config: RunConfig):
     """The observation of ``config``, Gaussian noise clipped to [0, 1] as the paper did (not a
     CT sinogram, which is no image): the ``observe`` hook of the studies."""

@@ -64,6 +64,19 @@ def positive_int(name: str, value: object) -> int:
     return value
 
 
+def below_one(name: str, value: object) -> float:
+    """``value`` when it is a number in [0, 1) (not a bool), else an error naming ``name``.
+
+    >>> below_one("dropout", 1.0)
+    Traceback (most recent call last):
+    ...
+    pyrodip.errors.InvalidInputError: dropout must be in [0, 1), got 1.0
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise InvalidInputError(f"{name} must be in [0, 1), got {value!r}")
+    return value
+
+
 def positive_setting(name: str, value: object) -> float:
     """A positive number from a settings file or the command line: a real ``int`` or
     ``float`` (a string is refused), within :data:`POSITIVE_RANGE`.

@@ -32,6 +32,16 @@ def test_smoke_run_prints_the_table_and_writes_every_key(step_time, tmp_path, ca
     assert printed == step_time.table(rows) + "\n"  # the table shows what the file holds
 
 
+def test_the_table_adds_the_captured_steps_where_a_row_has_them(step_time, tmp_path):
+    step_time.main(["--smoke", "--json", str(tmp_path / "steps.json")])
+    row = json.loads((tmp_path / "steps.json").read_text())["results"][0]
+    assert "captured_ms" not in row  # measured on CUDA only
+    row |= {"captured_ms": 2.0, "dip_captured_ms": 1.6, "busy_ms": 1.0, "ratio_captured": 0.13,
+            "ratio_captured_dip": 1.25}
+    last = step_time.table([row]).splitlines()[-1].split()
+    assert last == ["small", "32", "2.00ms", "1.60ms", "1.00ms", "0.13", "1.25", "2.00"]
+
+
 def test_ratios_are_medians_of_interleaved_pairs(step_time):
     times = {"a": [2.0, 3.0, 10.0], "b": [1.0, 1.0, 1.0]}
     assert step_time.paired_ratio(times, "a", "b") == 3.0

@@ -1,5 +1,7 @@
 """GPU runs (``pytest -m gpu`` on a machine with CUDA); CI has none and skips them."""
 
+import threading
+
 import pyro
 import pytest
 import torch
@@ -7,6 +9,8 @@ import torch
 from pyrodip import RunConfig, fit
 from pyrodip.cli import main
 from pyrodip.evaluate.metrics import psnr
+from pyrodip.infer import loop
+from pyrodip.infer.checkpoints import Checkpointing, Interrupted
 from pyrodip.run.results import read_dataset
 
 pytestmark = [
@@ -77,3 +81,38 @@ def test_a_fit_step_never_waits_for_the_device(noisy64):
                 fitting.step += 1
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+
+def test_a_captured_fit_follows_the_uncaptured_one(noisy64, monkeypatch):
+    # the same kernels, replayed: the first steps agree to float32 rounding (TF32 off, as the
+    # batched comparison above); lr_decay checks that the schedule reaches the graph
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    fits = {capture: fit(noisy64, RunConfig(steps=40, samples=2, device="cuda", lr_decay=0.5,
+                                            calibration="none", capture=capture),
+                         progress=False)
+            for capture in (False, True)}
+    plain, captured = (fits[capture].history.curves for capture in (False, True))
+    assert abs(captured["loss"][:10] / plain["loss"][:10] - 1).max() < 1e-4
+    assert abs(captured["psnr"][-1] - plain["psnr"][-1]) < 0.5
+
+
+def test_a_captured_fit_resumes_from_its_checkpoint(noisy64, tmp_path):
+    config = RunConfig(steps=30, samples=2, device="cuda", calibration="none", capture=True)
+    whole = fit(noisy64, config, progress=False)
+    checkpoint, stop = Checkpointing(tmp_path / "fit.pt"), threading.Event()
+    stop.set()  # saved and interrupted after the first step, then resumed
+    with pytest.raises(Interrupted):
+        fit(noisy64, config, progress=False, checkpoint=checkpoint, stop=stop)
+    resumed = fit(noisy64, config, progress=False, checkpoint=checkpoint, resume=True)
+    assert resumed.resumed_at == [1]
+    assert abs(resumed.history.curves["loss"][-1] / whole.history.curves["loss"][-1] - 1) < 0.05
+
+
+def test_a_captured_fit_rolls_back_and_records_its_graph_again(noisy64, monkeypatch):
+    monkeypatch.setattr(loop, "VALIDATE", False)  # Pyro's checks would raise at the NaN image
+    # as tests/run/test_fit.py: this prior and temperature make the loss infinite
+    config = RunConfig(steps=60, samples=2, device="cuda", calibration="none", capture=True,
+                       prior_scale=1e-15, temperature=1e10)
+    result = fit(noisy64, config, progress=False)
+    assert result.status == "diverged" and len(result.events) == 4

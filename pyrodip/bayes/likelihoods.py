@@ -6,7 +6,8 @@ pixels add exactly nothing to the log-likelihood, whatever value they hold.
 
 * :class:`GaussianLikelihood`: y ~ N(A(x), sigma^2) with sigma known (the simulated noise
   level), learned (a point estimate fitted with the weights), or heteroscedastic (one
-  log-variance per pixel, from an extra output channel of the network).
+  log-variance per pixel, from an extra output channel of the network); on an observation
+  clipped to a range, censored there (the Tobit likelihood of :mod:`pyrodip.bayes.censored`).
 * :class:`SpeckleLikelihood`: log y ~ N(log A(x), sigma^2), multiplicative (ultrasound) speckle.
 * :class:`PoissonLikelihood`: peak * y ~ Poisson(peak * A(x)), photon counts (X-ray, CT).
 
@@ -32,6 +33,7 @@ from torch.distributions import constraints
 from ..errors import InvalidInputError
 from ..physics.noise import LOG_FLOOR
 from ..validation import positive
+from .censored import CensoredNormal
 
 __all__ = [
     "LIKELIHOODS",
@@ -202,16 +204,23 @@ class GaussianLikelihood(Likelihood):
         learn_std: fit sigma as a point estimate along with the weights.
         heteroscedastic: sigma per pixel, exp(log_variance / 2), with the log-variance from
             the network's extra output channel (aleatoric uncertainty).
+        censored: (low, high), the range y was clipped to: a value at an end scores the
+            probability of the noisy value lying beyond it (:class:`CensoredNormal`); None:
+            y is not clipped.
     """
 
     def __init__(
-        self, noise_std: float = 0.1, learn_std: bool = False, heteroscedastic: bool = False
+        self, noise_std: float = 0.1, learn_std: bool = False, heteroscedastic: bool = False,
+        censored: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         noise_std = positive("noise_std", noise_std)
         if learn_std and heteroscedastic:
             raise InvalidInputError("choose either a learned noise std or a heteroscedastic one")
-        self.heteroscedastic = heteroscedastic
+        if censored is not None and not censored[0] < censored[1]:
+            raise InvalidInputError(f"the censored range must be (low, high) with low < high, "
+                                    f"got {censored!r}")
+        self.heteroscedastic, self.censored = heteroscedastic, censored
         self._register_std(noise_std, learn_std)
 
     @property
@@ -233,7 +242,10 @@ class GaussianLikelihood(Likelihood):
     def distribution(
         self, prediction: Tensor, log_variance: Tensor | None = None
     ) -> dist.TorchDistribution:
-        return dist.Normal(prediction, self.std(log_variance).expand_as(prediction))
+        std = self.std(log_variance).expand_as(prediction)
+        if self.censored is not None:
+            return CensoredNormal(prediction, std, *self.censored)
+        return dist.Normal(prediction, std)
 
     def noise_variance(self, prediction: Tensor) -> Tensor:
         return self.noise_std.detach().square().expand_as(prediction)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..errors import InvalidInputError
 from ..registry import Registry
-from ..validation import choice
+from ..validation import below_one, choice
 
 ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
@@ -91,8 +91,7 @@ class NetConfig:
             size = getattr(self, field)
             if size < 1 or size % 2 == 0:
                 raise InvalidInputError(f"net {field} must be a positive odd int, got {size}")
-        if not 0 <= self.dropout < 1:
-            raise InvalidInputError(f"net dropout must be in [0, 1), got {self.dropout}")
+        below_one("net dropout", self.dropout)
         choice("net activation", self.activation, ACTIVATIONS)
         choice("net normalization", self.normalization, NORMALIZATIONS)
         choice("net padding", self.padding, PADDINGS)

@@ -64,9 +64,13 @@ def lr_factor(step: int, steps: int, decay: float) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lrs: Sequence[float], factor: float) -> None:
-    """Set each parameter group's learning rate to its base one times ``factor``."""
+    """Set each parameter group's learning rate to its base one times ``factor`` (in place
+    where it is a tensor, as a captured step reads it: :mod:`pyrodip.infer.capture`)."""
     for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
-        group["lr"] = lr * factor
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr * factor)
+        else:
+            group["lr"] = lr * factor
 
 
 class TailAverage:

@@ -6,10 +6,12 @@ seeds, prior scales, temperatures or observations of one shape), their parameter
 own image's statistics, and Adam acts element by element, so every fit follows its own
 trajectory.
 
-Each fit draws its weight noise and input jitter from its own generator, in the order a fit
-on its own draws them from the global one (:func:`fit_generator`): a batch gives the fits
-that fitting each alone gives, up to the float rounding of the batched convolutions, and the
-same posterior predictive draws. MC dropout's masks are drawn by vmap, not per fit.
+Each fit draws its weight noise (one call a step) and input jitter from its own generator,
+in the order a fit on its own draws them from the global one (:func:`fit_generator`): a batch
+gives the fits that fitting each alone gives, up to the float rounding of the batched
+convolutions, and the same posterior predictive draws. (One call for the whole batch would
+make a fit's numbers depend on its neighbours in the batch.) MC dropout's masks are drawn by
+vmap, not per fit. A batch's step is not captured as a CUDA graph (``capture`` is refused).
 
 What may differ between the fits: the parameters' values, every buffer (the input z, the prior
 scales, an inpainting mask, held-out values), the temperature and the observation. Everything
@@ -283,6 +285,9 @@ def fit_models(
     if not count or not (len(guides) == len(observations) == len(generators) == count):
         raise InvalidInputError("a batch needs one model, guide, observation and generator "
                                 "per fit, and at least one fit")
+    if training.capture:
+        raise InvalidInputError("capture records one fit's step, not a batch's: drop --capture, "
+                                "or fit one at a time (batch 1)")
     if training.local_reparam or training.engine == "pyro":
         raise InvalidInputError("a batch runs the fast engine: use `engine=auto` and no "
                                 "local reparameterisation, or fit one at a time")

@@ -3,7 +3,8 @@
 - ``pyro``: Pyro's ``TraceMeanField_ELBO`` on the model and guide.
 - ``fast``: :class:`FastELBO`, the same loss without Pyro's per-step tracing, built from the
   model's and guide's own pieces: the guide's flat locations and scales (weights drawn
-  ``loc + eps * scale``, eps drawn site by site in the guide's order, as Pyro draws them),
+  ``loc + eps * scale``, eps for all sites drawn in one call: one kernel launch a step on a
+  GPU, where Pyro draws site by site),
   the model's :meth:`~pyrodip.bayes.model.BayesianDIP.render` from those weights, the
   likelihood's :meth:`~pyrodip.bayes.likelihoods.Likelihood.log_prob` (the ``obs`` site's own
   log-density), and for each prior the KL from ``torch.distributions.kl_divergence`` against
@@ -169,15 +170,12 @@ class FastELBO(nn.Module):
         return _take(self.guide.flat_loc(), self._loc_index), self.guide.flat_scale()
 
     def draw_noise(self, generator: torch.Generator | None = None) -> Tensor | None:
-        """The standard-normal eps of every Normal site, flat, drawn site by site in the
-        guide's order (the numbers Pyro draws), from ``generator`` (default: the global one);
-        None when the guide has no Normal site."""
+        """The standard-normal eps of every Normal site, flat in the guide's order, drawn in
+        one call from ``generator`` (default: the global one); None when the guide has no
+        Normal site. Pyro draws site by site, so the two engines' draws differ."""
         if not self._normal:
             return None
-        eps = torch.empty(sum(self._sizes), device=self.model.z.device)
-        for chunk in eps.split(self._sizes):
-            chunk.normal_(generator=generator)
-        return eps
+        return torch.randn(sum(self._sizes), generator=generator, device=self.model.z.device)
 
     def draw(
         self, variational: tuple[Tensor, Tensor] | None = None, eps: Tensor | None = None

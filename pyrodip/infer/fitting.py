@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 from ..errors import InvalidInputError
 from ..io.files import atomic_path
 from ..physics.observation import Observation
-from ..settings import share
-from ..validation import choice, positive
+from ..settings import non_negative, share
+from ..validation import below_one, choice, positive, positive_int
 from .averaging import TailAverage, check_readout, lr_factor, readouts_of, set_lr, tail_start
+from .capture import CapturedStep
 from .checkpoints import Checkpointing, Interrupted, rng_state, set_rng_state
 from .elbo import ENGINES, make_loss
 from .local_reparam import LocalReparameterization
@@ -54,7 +55,8 @@ class Training:
     and return the image of that step (a fit too short for the rule's curve to have a value
     keeps its last step). ``lr_decay``, ``average``, ``readout``: anneal the learning rate over
     the last fraction ``lr_decay`` of the steps, average over the last ``average``, return the
-    ``readout`` (:mod:`pyrodip.infer.averaging`).
+    ``readout`` (:mod:`pyrodip.infer.averaging`). ``capture``: record the gradient step as a
+    CUDA graph and replay it (:mod:`pyrodip.infer.capture`; CUDA and the fast engine only).
     """
 
     steps: int = 1000
@@ -70,6 +72,7 @@ class Training:
     lr_decay: float = 0.0
     average: float = 0.0
     readout: str = "final"
+    capture: bool = False
 
     def __post_init__(self) -> None:
         choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -80,17 +83,12 @@ class Training:
         check_readout(self.readout, self.average)
         positive("lr", self.lr)
         for key in ("steps", "samples", "patience"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"`{key}` must be a positive integer, got {value!r}")
-        if not (isinstance(self.ema, int | float) and 0 <= self.ema < 1):
-            raise InvalidInputError(f"`ema` must be in [0, 1), got {self.ema!r}")
-        if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
-            raise InvalidInputError(f"`weight_decay` must be >= 0, got {self.weight_decay!r}")
+            positive_int(key, getattr(self, key))
+        non_negative("weight_decay", self.weight_decay)
+        below_one("ema", self.ema)
         if self.local_reparam and self.engine == "fast":
             raise InvalidInputError(
-                "local reparameterisation runs on the pyro engine: use `engine=auto`"
-            )
+                "local reparameterisation runs on the pyro engine: use `engine=auto`")
 
 
 @dataclass
@@ -168,19 +166,19 @@ class Fitting:
         if training.local_reparam:
             self.local_reparam, engine = LocalReparameterization(model, guide), "pyro"
         self.loss_fn = make_loss(model, guide, engine)
-        self.optimizer = make_optimizer(
-            self.loss_fn.named_parameters(), training.optimizer, training.lr, training.weight_decay
-        )
+        self.optimizer = make_optimizer(self.loss_fn.named_parameters(), training.optimizer,
+                                        training.lr, training.weight_decay, training.capture)
+        self.gradient_step = (CapturedStep(self._gradient_step, device, self.loss_fn.engine)
+                              if training.capture else self._gradient_step)
         rule = training.stop_rule
-        self.tracker = Tracker(
-            training.steps, self.y, truth, model.operator, training.ema, device,
-            observation.observation_range, heldout, window_variance=rule != "none",
-        )
+        self.tracker = Tracker(training.steps, self.y, truth, model.operator, training.ema,
+                               device, observation.observation_range, heldout,
+                               window_variance=rule != "none")
         self.stopping = EarlyStopping(rule, training.patience) if rule != "none" else None
         self.sampler = sampler
         if sampler is not None:
             sampler.start(model, guide)
-        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
         self.tail = None
         if training.average and sampler is None and self.stopping is None:
             self.tail = TailAverage(tail_start(training.steps, training.average))
@@ -241,10 +239,8 @@ class Fitting:
         self.model.train()
         good = self._snapshot()
         started, last_save = time.perf_counter() - self.elapsed, time.perf_counter()
-        bar = tqdm(
-            total=steps, initial=self.step, desc="fitting", unit="step",
-            disable=not progress, leave=False,
-        )
+        bar = tqdm(total=steps, initial=self.step, desc="fitting", unit="step",
+                   disable=not progress, leave=False)
         while self.step < steps:
             self._one_step()
             self.step += 1
@@ -283,11 +279,7 @@ class Fitting:
         if self.training.lr_decay:
             set_lr(self.optimizer, self.base_lrs,
                    lr_factor(self.step, self.training.steps, self.training.lr_decay))
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.local_reparam:
-            loss = self.loss_fn(self.y)
-        loss.backward()
-        self.optimizer.step()
+        loss = self.gradient_step()
         image = self.model.last_image
         self.tracker.update(self.step, loss.detach(), image)
         if self.tail is not None and self.step >= self.tail.start:  # A(image) only when kept
@@ -299,6 +291,14 @@ class Fitting:
         if self.sampler is not None:
             self.sampler.after_step(self.step)
 
+    def _gradient_step(self) -> Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.local_reparam:
+            loss = self.loss_fn(self.y)
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
     def _finite(self, since: int) -> bool:
         """Whether the losses since step ``since`` and all parameters are finite (one sync)."""
         checks = [torch.isfinite(self.tracker.curves["loss"][since : self.step]).all()]
@@ -307,7 +307,7 @@ class Fitting:
 
     def _roll_back(self, good: dict) -> bool:
         """Restore the last good state with a lower learning rate; False when giving up."""
-        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
         base_lrs = self.base_lrs  # before the restore, which brings back the good state's
         event = {"step": self.step, "rolled_back_to": good["step"],
                  "lr": base_lrs[0] * LR_FACTOR}
@@ -316,14 +316,10 @@ class Fitting:
         if len(self.events) > MAX_DIVERGENCES:
             event["lr"] = lrs[0]
             self.status = "diverged"
-            warnings.warn(
-                f"the fit diverged {len(self.events)} times (non-finite loss or weights); "
-                f"stopped and kept step {self.step}: lower `lr`",
-                stacklevel=4,
-            )
+            warnings.warn(f"the fit diverged {len(self.events)} times (non-finite loss or "
+                          f"weights); stopped and kept step {self.step}: lower `lr`", stacklevel=4)
             return False
-        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
-            group["lr"] = lr * LR_FACTOR
+        set_lr(self.optimizer, lrs, LR_FACTOR)
         self.base_lrs = [lr * LR_FACTOR for lr in base_lrs]
         warnings.warn(
             f"non-finite loss or weights by step {event['step']}: rolled back to step "
@@ -364,6 +360,8 @@ class Fitting:
         if self.tail is not None:
             self.tail.load_state_dict(state["tail"])
         self.base_lrs = list(state.get("base_lrs", self.base_lrs))
+        if isinstance(self.gradient_step, CapturedStep):  # the optimiser's tensors are new
+            self.gradient_step.reset()
 
     def state_dict(self) -> dict:
         """Everything a resumed fit needs, the random number generators' states included."""

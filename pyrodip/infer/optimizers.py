@@ -31,13 +31,14 @@ FUSED = True
 
 def make_optimizer(
     parameters: Iterable[tuple[str, Tensor]], optimizer: str, lr: float,
-    weight_decay: float = 0.0,
+    weight_decay: float = 0.0, capturable: bool = False,
 ) -> torch.optim.Optimizer:
     """Adam, AdamW or SGD over named parameters (``loss_fn.named_parameters()``: the guide's
     and the model's). Weight decay (if any) acts on locations and deterministic parameters,
     never on the guide's scales (pyrodip's ``rhos``, the autoguides' ``scales.*``, ``scale``
     and ``cov_factor``): decaying those would pull the posterior standard
-    deviation towards softplus(0) = 0.69.
+    deviation towards softplus(0) = 0.69. ``capturable``: an optimiser a CUDA graph can
+    record (:mod:`pyrodip.infer.capture`), its learning rate a tensor on the parameters' device.
 
     >>> layer = torch.nn.Linear(2, 1)
     >>> optimizer = make_optimizer(layer.named_parameters(), "adamw", 0.01, weight_decay=0.1)
@@ -52,8 +53,15 @@ def make_optimizer(
         {"params": no_decay, "weight_decay": 0.0},
     ]
     cls = OPTIMIZERS[optimizer]
-    fused = {"fused": True} if FUSED and "fused" in inspect.signature(cls).parameters else {}
-    return cls([g for g in groups if g["params"]], lr=lr, **fused)
+    accepted = inspect.signature(cls).parameters
+    options = {"fused": True} if FUSED and "fused" in accepted else {}
+    groups = [g for g in groups if g["params"]]
+    if capturable:
+        options.update({"capturable": True} if "capturable" in accepted else {})
+        device = groups[0]["params"][0].device
+        for group in groups:  # a tensor each: a graph reads the learning rate by address
+            group["lr"] = torch.tensor(lr, device=device)
+    return cls(groups, lr=lr, **options)
 
 
 def _is_scale(name: str) -> bool:

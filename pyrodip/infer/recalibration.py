@@ -23,7 +23,8 @@ choose s (:data:`CALIBRATIONS`):
   probability at least c. The guarantee is for observed values; in the image it is measured.
 
 Values at the end of the observation's range (a clipped observation) are censored: ``scale``
-scores them by the probability of lying beyond the end (a Tobit likelihood); ``conformal``
+scores them by the probability of lying beyond the end (the Tobit likelihood of
+:mod:`pyrodip.bayes.censored`, as the fit does); ``conformal``
 counts them as covered when the interval reaches past the end.
 
 ``std_total`` becomes ``s * std_total_raw`` (for a heteroscedastic likelihood only its
@@ -44,10 +45,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 from torch import Tensor
 
+from ..bayes.censored import censored_normal_log_prob
 from ..errors import InvalidInputError
 from .predictive import Prediction
 
@@ -113,17 +116,17 @@ def scale_by_likelihood(
                                           for a in (residual, variance, noise_variance))
     low = np.zeros(residual.shape, bool) if low is None else np.asarray(low, bool)
     high = np.zeros(residual.shape, bool) if high is None else np.asarray(high, bool)
-    inside = ~(low | high)
     if not (variance > 0).any():
         return math.nan
 
+    values, variances, noises = (torch.from_numpy(a) for a in (residual, variance,
+                                                                noise_variance))
+    low, high = torch.from_numpy(low), torch.from_numpy(high)
+
     def negative_log_likelihood(log_square: float) -> float:
-        sd = np.sqrt(math.exp(log_square) * variance + noise_variance)
-        z = residual / sd
-        return -float(
-            np.sum(-0.5 * z[inside] ** 2 - np.log(sd[inside]))
-            + np.sum(norm.logcdf(z[low])) + np.sum(norm.logsf(z[high]))
-        ) + 0.5 * (log_square / SCALE_PRIOR_SD) ** 2
+        sd = torch.sqrt(math.exp(log_square) * variances + noises)
+        log_prob = censored_normal_log_prob(values, torch.zeros_like(sd), sd, low, high)
+        return -float(log_prob.sum()) + 0.5 * (log_square / SCALE_PRIOR_SD) ** 2
 
     found = minimize_scalar(negative_log_likelihood, bounds=(-LOG_RANGE, LOG_RANGE),
                             method="bounded", options={"xatol": 1e-6})
@@ -183,7 +186,7 @@ def recalibrate(
     ``observation`` (y, (C, H', W')) that the fit never saw (see the module docstring).
     ``prediction`` must hold the measured summaries (:func:`pyrodip.infer.predictive.predict`
     collects them); ``value_range``: the ends y was clipped to, so that a value at an end is
-    censored (None: not clipped; :func:`censored_range`)."""
+    censored (None: not clipped; :func:`~pyrodip.bayes.censored.censored_range`)."""
     if method not in CALIBRATIONS[1:]:
         raise InvalidInputError(
             f"unknown calibration {method!r}: choose one of {', '.join(CALIBRATIONS[1:])}"
@@ -234,13 +237,3 @@ def rescaled(prediction: Prediction, scale: float) -> Prediction:
     else:
         total = ((factor * prediction.std_epistemic) ** 2 + prediction.std_aleatoric**2).sqrt()
     return dataclasses.replace(prediction, std_total=total, std_total_raw=prediction.std_total)
-
-
-def censored_range(observation) -> tuple[float, float] | None:
-    """(0, 1) when ``observation`` (an :class:`~pyrodip.physics.observation.Observation`)
-    looks clipped to [0, 1]: Gaussian noise, every value inside, some exactly at an end
-    (continuous noise never lands there otherwise); else None."""
-    y = observation.observation
-    if observation.noise.name != "gaussian" or not bool(((y >= 0) & (y <= 1)).all()):
-        return None
-    return (0.0, 1.0) if bool(((y == 0) | (y == 1)).any()) else None

@@ -32,6 +32,7 @@ from ..bayes.networks import NORMALIZATIONS, PRESETS
 from ..bayes.priors import PRIORS
 from ..errors import InvalidInputError, MissingFileError
 from ..infer.averaging import READOUTS, check_readout
+from ..infer.capture import check_capture
 from ..infer.elbo import ENGINES
 from ..infer.methods import METHODS, method_defaults
 from ..infer.optimizers import OPTIMIZERS
@@ -42,7 +43,7 @@ from ..physics.tasks import DEFAULT_NOISE_STD, DEFAULT_PHOTONS, TASKS
 from ..plugins import load_plugins
 from ..registry import Registry
 from ..settings import Option, fraction, listing, non_negative, positive_int, share
-from ..validation import choice, positive_setting
+from ..validation import below_one, choice, positive_setting
 from .prior_spec import check_prior, prior_help, scale_apart
 
 #: How the likelihood treats the noise level: the simulated (or stated) one, a point estimate
@@ -78,21 +79,6 @@ def check_layer_priors(name: str, value: object) -> dict:
             f"layer_priors must map layer-name patterns to prior specs, e.g. "
             f"{{'net.head.*' = 'laplace:0.05'}}, got {value!r}"
         )
-    return value
-
-
-def check_dropout(name: str, value: object) -> float:
-    """A dropout rate in [0, 1)."""
-    non_negative(name, value)
-    if value >= 1:
-        raise InvalidInputError(f"dropout must be in [0, 1), got {value!r}")
-    return value
-
-
-def check_ema(name: str, value: object) -> float:
-    """The tracked image's smoothing, in [0, 1)."""
-    if not (isinstance(value, int | float) and 0 <= value < 1):
-        raise InvalidInputError(f"ema must be in [0, 1), got {value!r}")
     return value
 
 
@@ -148,6 +134,11 @@ GENERAL: tuple[Option, ...] = (
     Option("noise_std", float, None, "std of gaussian or speckle noise (ct: relative to the "
            "largest projection)", check=positive_setting,
            shown_default=f"{DEFAULT_NOISE_STD}; {ESTIMATED}"),
+    Option("clip", bool, False, "clip the simulated observation to [0, 1], as 8-bit scans "
+           "are (gaussian noise; not ct)"),
+    Option("censoring", str, "auto", "gaussian noise on an observation clipped to [0, 1]: "
+           "auto scores the values at 0 and 1 as censored (the Tobit likelihood) when there "
+           "are any; off: as plain values", choices=("auto", "off")),
     Option("photons", float, None, "poisson: expected counts at intensity 1",
            check=positive_setting, shown_default=f"{DEFAULT_PHOTONS:g}; {ESTIMATED}"),
     Option("method", str, "mfvi", "the fitting method", choices=METHODS),
@@ -173,7 +164,7 @@ GENERAL: tuple[Option, ...] = (
            shown_default=partial(method_defaults, "init_scale")),
     Option("local_reparam", bool, False,
            "mfvi: local reparameterisation as the training gradient estimator"),
-    Option("dropout", float, None, "dropout rate after each conv", check=check_dropout,
+    Option("dropout", float, None, "dropout rate after each conv", check=below_one,
            shown_default=partial(method_defaults, "dropout")),
     Option("optimizer", str, None, "the optimiser", choices=OPTIMIZERS,
            shown_default=partial(method_defaults, "optimizer")),
@@ -208,11 +199,13 @@ GENERAL: tuple[Option, ...] = (
            metavar="N"),
     Option("steps", int, 1000, "fitting steps", check=positive_int),
     Option("samples", int, 25, "posterior samples for the predictive", check=positive_int),
-    Option("ema", float, 0.99, "smoothing of the tracked image", check=check_ema),
+    Option("ema", float, 0.99, "smoothing of the tracked image", check=below_one),
     Option("jitter", float, DEFAULT_JITTER, "std of the input noise jitter per step",
            check=non_negative),
     Option("device", str, "cpu", "cpu, cuda or cuda:N", check=check_device),
     Option("engine", str, "auto", "loss computation", choices=ENGINES),
+    Option("capture", bool, False, "cuda: record each step as a CUDA graph and replay it "
+           "(single fits on the fast engine; off until measured faster on a GPU)"),
     Option("seed", int, 0, "random seed", check=check_seed),
     Option("plugins", list, [], "import MODULE first: what it registers (priors, tasks, ...) "
            "can be named here (repeatable; recorded in the run's settings)",
@@ -271,11 +264,14 @@ class RunConfig:
             option.validate(values[key])
         self.__dict__.update(values)
         if self.resolved("stop_rule") == "heldout" and self.calibration_refit:
-            raise InvalidInputError(
-                "stop_rule=heldout watches held-out values, which a refit on all values lacks: "
-                "drop calibration_refit"
-            )
+            raise InvalidInputError("stop_rule=heldout watches held-out values, which a refit "
+                                    "on all values lacks: drop calibration_refit")
         check_readout(self.resolved("readout"), self.resolved("average"))
+        if self.clip and (self.observed or self.noise != "gaussian" or self.task == "ct"):
+            raise InvalidInputError("`clip` clips a simulated image-space observation with "
+                                    "gaussian noise: drop it for this one")
+        if self.capture:
+            check_capture(self.device, self.engine)
         METHODS[self.method].check(self)
 
     def settings(self) -> dict[str, Any]:

@@ -18,7 +18,9 @@ import warnings
 import pyro
 import torch
 
+from ..bayes.censored import censored_range
 from ..bayes.guides import WeightGuide, make_guide
+from ..bayes.likelihoods import GaussianLikelihood
 from ..bayes.model import BayesianDIP
 from ..bayes.networks import NetConfig
 from ..bayes.noise_likelihoods import noise_likelihood
@@ -28,7 +30,7 @@ from ..infer.checkpoints import Checkpointing
 from ..infer.fitting import FitResult, Training
 from ..infer.loop import fit_model
 from ..infer.methods import METHODS
-from ..infer.recalibration import censored_range, recalibrate, rescaled
+from ..infer.recalibration import recalibrate, rescaled
 from ..physics.observation import Observation, hold_out
 from .config import RunConfig
 from .resources import check_memory
@@ -61,6 +63,8 @@ def build_model(config: RunConfig, observation: Observation) -> tuple[BayesianDI
         learn=config.noise_level == "learned",
         heteroscedastic=config.noise_level == "heteroscedastic",
     )
+    if config.censoring == "auto" and isinstance(likelihood, GaussianLikelihood):
+        likelihood.censored = censored_range(observation)
     name, _, arguments = config.prior.partition(":")  # NAME or NAME::ARG... (see RunConfig)
     model = BayesianDIP(
         observation.image_shape,
@@ -107,6 +111,7 @@ def training(config: RunConfig) -> Training:
         lr_decay=config.resolved("lr_decay"),
         average=config.resolved("average"),
         readout=config.resolved("readout"),
+        capture=config.capture,
     )
 
 

@@ -65,7 +65,10 @@ def prepare_observation(config: RunConfig) -> Observation:
     if config.observed:
         return observed_noise(config, task, task.observe(config, image, min_side, mask,
                                                          config.image))
-    return task.simulate(config, image, min_side, mask, config.image)
+    observation = task.simulate(config, image, min_side, mask, config.image)
+    if config.clip:
+        return replace(observation, observation=observation.observation.clamp(0, 1))
+    return observation
 
 
 #: An estimated noise std below this (half an 8-bit grey level) is no measurable noise.

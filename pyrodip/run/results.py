@@ -119,6 +119,8 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         attrs["chosen_step"] = result.chosen_step
     attrs["noise"] = obs.noise.name
     attrs["likelihood_noise"] = obs.noise.level
+    censored = getattr(result.model.likelihood, "censored", None)
+    attrs["censored"] = "none" if censored is None else f"[{censored[0]:g}, {censored[1]:g}]"
     if obs.noise_estimate is not None:
         attrs["noise_estimate"] = obs.noise_estimate
     if obs.observed_scale != 1:

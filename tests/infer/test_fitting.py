@@ -14,11 +14,11 @@ def fitting(steps: int = 3) -> Fitting:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"steps": 0}, "`steps` must be a positive integer"),
-    ({"samples": 2.5}, "`samples` must be a positive integer"),
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"samples": 2.5}, "samples must be a positive integer"),
     ({"lr": -1.0}, "lr must be a positive number"),
-    ({"ema": 1.0}, r"`ema` must be in \[0, 1\)"),
-    ({"weight_decay": -0.1}, "`weight_decay` must be >= 0"),
+    ({"ema": 1.0}, r"ema must be in \[0, 1\)"),
+    ({"weight_decay": -0.1}, "weight_decay must be a number >= 0"),
     ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
     ({"engine": "jax"}, "unknown engine 'jax'"),
     ({"local_reparam": True, "engine": "fast"}, "local reparameterisation runs on the pyro"),

@@ -1,4 +1,3 @@
-import dataclasses
 import math
 
 import numpy as np
@@ -12,7 +11,6 @@ from pyrodip.errors import InvalidInputError
 from pyrodip.evaluate.calibration import calibrate
 from pyrodip.infer.predictive import Prediction
 from pyrodip.infer.recalibration import (
-    censored_range,
     recalibrate,
     rescaled,
     scale_by_conformal,
@@ -110,15 +108,6 @@ def test_recalibrate_uses_the_measurement_domain():
     assert conformal.coverage == 0.9 and conformal.heldout_coverage_95 >= 0.9
     with pytest.raises(InvalidInputError, match="unknown calibration"):
         recalibrate(prediction, GaussianLikelihood(0.1), y, held, "none")
-
-
-def test_clipped_observations_are_censored():
-    obs = Observation.simulate(torch.rand(1, 16, 16), noise=0.3, seed=0)
-    assert censored_range(obs) is None  # Gaussian noise leaves [0, 1]
-    clipped = dataclasses.replace(obs, observation=obs.observation.clamp(0, 1))
-    assert censored_range(clipped) == (0.0, 1.0)
-    inside = dataclasses.replace(obs, observation=obs.observation.clamp(0.1, 0.9))
-    assert censored_range(inside) is None
 
 
 TINY = {"size": 32, "steps": 20, "samples": 4}

@@ -14,9 +14,10 @@ from pyrodip.settings import Option
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The keys of every run's JSON (results on disk compare by it): those before settings were
-#: declared, and the last steps' settings (``lr_decay``, ``average``, ``readout``).
+#: declared, and the later ones (``lr_decay``, ``average``, ``readout``; ``capture``, ``clip``,
+#: ``censoring``).
 RECORDED = {
-    "average", "lr_decay", "readout",
+    "average", "lr_decay", "readout", "capture", "clip", "censoring",
     "angles", "bayesian_batchnorm", "burn_in", "calibration", "calibration_coverage",
     "calibration_refit", "device", "dropout", "ema", "engine", "factor", "guide",
     "heldout_fraction", "image", "init_loc", "init_scale", "jitter", "layer_priors",
