@@ -17,10 +17,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from experiments.common import PLUS_MINUS, SEEDS, finished, image_path, run_fits, study_main, table
-from pyrodip.evaluate.statistics import format_interval
+from experiments.common import (
+    PLUS_MINUS,
+    SEEDS,
+    classical_scores,
+    finished,
+    image_path,
+    interval,
+    run_fits,
+    study_main,
+    table,
+)
 from pyrodip.run.config import RunConfig
 from pyrodip.studies.grid import GridRun, Hooks
 
@@ -67,8 +74,8 @@ def report(out: Path) -> str:
                          if name.startswith(f"{stage}_{domain}_{setting}_seed")]
                 if found:
                     rows.append([domain, setting, str(len(found)),
-                                 *(_interval([ds.attrs[key] for ds in found]) for key in SCORES),
-                                 *_bm3d(found)])
+                                 *(interval([ds.attrs[key] for ds in found]) for key in SCORES),
+                                 *classical_scores(found)])
         if rows:
             lines += [f"## {stage}", "", *table(
                 ["domain", "censoring", "seeds", *SCORES.values(), "BM3D PSNR", "BM3D SSIM"],
@@ -77,20 +84,6 @@ def report(out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)
     return text
-
-
-def _bm3d(datasets) -> list[str]:
-    if "classical" not in datasets[0]:
-        return ["", ""]
-    index = datasets[0]["classical"].values.tolist().index("bm3d")
-    return [_interval([float(ds[f"classical_{metric}"].values[index]) for ds in datasets])
-            for metric in ("psnr", "ssim")]
-
-
-def _interval(values) -> str:
-    values = [float(v) for v in values if np.isfinite(v)]
-    digits = 3 if values and max(values) <= 1 else 2
-    return format_interval(values, digits) if values else ""
 
 
 def main(argv: list[str] | None = None) -> int:

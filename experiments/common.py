@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import xarray as xr
 
-from pyrodip.evaluate.statistics import CONFIDENCE
+from pyrodip.evaluate.statistics import CONFIDENCE, format_interval
 from pyrodip.run.config import RunConfig
 from pyrodip.run.observe import prepare_observation
 from pyrodip.run.results import read_dataset
@@ -75,6 +76,28 @@ def finished(out: Path, names: Iterable[str]) -> dict[str, xr.Dataset]:
     """The datasets of the fits ``names`` that ``OUT/runs`` holds, by name."""
     paths = {name: out / "runs" / f"{name}.nc" for name in names}
     return {name: read_dataset(path) for name, path in paths.items() if path.exists()}
+
+
+def interval(values) -> str:
+    """The finite ``values`` as ``mean ± half-width`` (3 decimals for values within [0, 1],
+    such as SSIM or coverage; else 2), or an empty cell when there is none.
+
+    >>> interval([0.5, 0.6, 0.7]), interval([float("nan")])
+    ('0.600 ± 0.248', '')
+    """
+    values = [float(v) for v in values if math.isfinite(float(v))]
+    digits = 3 if values and max(values) <= 1 else 2
+    return format_interval(values, digits) if values else ""
+
+
+def classical_scores(datasets: list[xr.Dataset], method: str = "bm3d") -> list[str]:
+    """The classical baseline ``method``'s PSNR and SSIM on the fits' observations (mean over
+    the ``datasets``), or two empty cells where the fits ran without baselines."""
+    if not datasets or "classical" not in datasets[0]:
+        return ["", ""]
+    index = datasets[0]["classical"].values.tolist().index(method)
+    return [interval([float(ds[f"classical_{metric}"].values[index]) for ds in datasets])
+            for metric in ("psnr", "ssim")]
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -26,11 +26,11 @@ from experiments.common import (
     clipped_observation,
     finished,
     image_path,
+    interval,
     run_fits,
     study_main,
     table,
 )
-from pyrodip.evaluate.statistics import format_interval
 from pyrodip.run.config import RunConfig
 from pyrodip.studies.grid import GridRun, Hooks, run_metrics
 
@@ -125,7 +125,7 @@ def report(out: Path) -> str:
             for domain in IMAGES:
                 found = finished(out, [_name("tune", domain, network, point, seed)
                                        for seed in TUNE_SEEDS])
-                row.append(_interval([float(ds.attrs["mean_psnr"]) for ds in found.values()]))
+                row.append(interval([float(ds.attrs["mean_psnr"]) for ds in found.values()]))
             rows.append(row)
     lines += ["## tune: returned image, seed 0 (tuning images)", "",
               *table(["network", "temperature", "prior scale",
@@ -138,9 +138,9 @@ def report(out: Path) -> str:
             if not found:
                 continue
             rows.append([domain, network, f"{point[0]:g}", f"{point[1]:g}", str(len(found)),
-                         _interval([float(ds.attrs["mean_psnr"]) for ds in found]),
-                         _interval([run_metrics(ds)["best_ema"] for ds in found]),
-                         _interval([float(ds.attrs["wall_time_s"]) for ds in found])])
+                         interval([float(ds.attrs["mean_psnr"]) for ds in found]),
+                         interval([run_metrics(ds)["best_ema"] for ds in found]),
+                         interval([float(ds.attrs["wall_time_s"]) for ds in found])])
     if rows:
         lines += ["## report: each network at its tuned point (reported images)", "",
                   *table(["domain", "network", "temperature", "prior scale", "seeds",
@@ -149,11 +149,6 @@ def report(out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)
     return text
-
-
-def _interval(values) -> str:
-    values = [v for v in values if np.isfinite(v)]
-    return format_interval(values) if values else ""
 
 
 def main(argv: list[str] | None = None) -> int:

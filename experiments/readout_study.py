@@ -41,12 +41,12 @@ from experiments.common import (
     SEEDS,
     clipped_observation,
     finished,
+    interval,
     run_fits,
     study_main,
     table,
 )
 from pyrodip.evaluate.metrics import psnr
-from pyrodip.evaluate.statistics import format_interval
 from pyrodip.infer.elbo import FastELBO
 from pyrodip.infer.predictive import RunningMoments, predict
 from pyrodip.run.config import RunConfig
@@ -156,13 +156,13 @@ def report(out: Path) -> str:
                          for key, ds in datasets.items() if f"_{domain}_{name}_seed" in key]
                 if not found:
                     continue
-                row = [domain, name, str(len(found)), _interval([f["psnr"] for f in found])]
-                row.append(_interval([f["best_current"] for f in found]))
-                row.append(_interval([f["best_ema"] for f in found]))
-                row += [_interval([f["readouts"][r] for f in found]) if "readouts" in found[0]
+                row = [domain, name, str(len(found)), interval([f["psnr"] for f in found])]
+                row.append(interval([f["best_current"] for f in found]))
+                row.append(interval([f["best_ema"] for f in found]))
+                row += [interval([f["readouts"][r] for f in found]) if "readouts" in found[0]
                         else "" for r in READOUT_NAMES]
-                row += [_interval([f["bm3d"] for f in found]),
-                        _interval([f["seconds"] for f in found])]
+                row += [interval([f["bm3d"] for f in found]),
+                        interval([f["seconds"] for f in found])]
                 rows.append(row)
         lines += table(["domain", "setting", "seeds", "returned", "best current step",
                         "best EMA step",
@@ -193,11 +193,11 @@ def drift_table(out: Path) -> list[str]:
                 continue
             curves = [run_metrics(ds)["curve_ema"] for ds in long.values()]
             row = [domain, name, str(len(long)),
-                   _interval([float(ds.attrs["mean_psnr"]) for ds in short.values()])]
-            row += [_interval([c[step // 25 - 1] for c in curves if len(c) >= step // 25])
+                   interval([float(ds.attrs["mean_psnr"]) for ds in short.values()])]
+            row += [interval([c[step // 25 - 1] for c in curves if len(c) >= step // 25])
                     for step in DRIFT_STEPS]
-            row += [_interval([run_metrics(ds)["readouts"]["renders"] for ds in long.values()]),
-                    _interval([max(c) for c in curves])]
+            row += [interval([run_metrics(ds)["readouts"]["renders"] for ds in long.values()]),
+                    interval([max(c) for c in curves])]
             rows.append(row)
     if not rows:
         return []
@@ -259,11 +259,6 @@ def _bm3d(dataset) -> float:
         return float("nan")
     names = dataset["classical"].values.tolist()
     return float(dataset["classical_psnr"].values[names.index("bm3d")])
-
-
-def _interval(values) -> str:
-    values = [v for v in values if np.isfinite(v)]
-    return format_interval(values) if values else ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,8 @@ The generative story, for one image of shape (C, H, W):
     x = sigmoid(SkipNet_w(z))      z: fixed U(0, 0.1) noise (jittered while fitting)
     y ~ p(y | A(x))                the ``obs`` site, through the forward operator A (Gaussian,
                                    speckle or Poisson; missing pixels of a Mask excluded)
+    + log p_image(x)               optional: a prior on the image (``image_prior``, a
+                                   ``pyro.factor``; :mod:`pyrodip.bayes.image_priors`)
 
 Every weight site is one ``pyro.sample`` statement, named by its parameter's path in the
 plain :class:`~pyrodip.bayes.networks.SkipNet` (``net.body.down.0.weight``, ...), drawn in the
@@ -46,6 +48,7 @@ from torch.func import functional_call
 
 from ..errors import InvalidInputError
 from ..physics.operators import Identity, Mask
+from .image_priors import ImagePrior
 from .likelihoods import GaussianLikelihood, Likelihood
 from .networks import NetConfig, SkipNet
 from .priors import Prior, make_prior
@@ -89,6 +92,7 @@ class BayesianDIP(PyroModule):
             the KL term (1 = the ELBO; 0 = no prior, plain maximum likelihood).
         jitter: std of the Gaussian noise added to the input z at each fitting step.
         bayesian_batchnorm: make BatchNorm scales and shifts sample sites too.
+        image_prior: a prior on the rendered image beside the weight prior, or None.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class BayesianDIP(PyroModule):
         temperature: float = DEFAULT_TEMPERATURE,
         jitter: float = DEFAULT_JITTER,
         bayesian_batchnorm: bool = False,
+        image_prior: ImagePrior | None = None,
     ) -> None:
         super().__init__()
         config = NetConfig.preset(net) if isinstance(net, str) else net
@@ -127,6 +132,7 @@ class BayesianDIP(PyroModule):
         self.layer_prior_modules = nn.ModuleList(self.layer_priors.values())
         self.likelihood = likelihood if likelihood is not None else GaussianLikelihood()
         self.operator = operator if operator is not None else Identity()
+        self.image_prior = image_prior
         inner = getattr(self.operator, "operator", self.operator)  # a Subset's own operator
         if self.likelihood.heteroscedastic and not isinstance(inner, Identity | Mask):
             raise InvalidInputError(
@@ -233,6 +239,8 @@ class BayesianDIP(PyroModule):
         self.last_image = image.detach()
         mask = getattr(self.operator, "observed_mask", None)
         self.likelihood(self.operator(image), observation, log_variance, mask=mask)
+        if self.image_prior is not None:
+            pyro.factor("image_prior", self.image_prior.log_density(image))
         return image
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bayes.guides import GUIDES, guide_usage
+from ..bayes.image_priors import IMAGE_PRIORS
 from ..bayes.model import DEFAULT_JITTER, DEFAULT_PRIOR, DEFAULT_PRIOR_SCALE
 from ..bayes.networks import NORMALIZATIONS, PRESETS
 from ..bayes.priors import PRIORS
@@ -52,6 +53,7 @@ NOISE_LEVELS = ("known", "learned", "heteroscedastic")
 #: The registries whose entries declare settings of their own, by the setting that names one.
 COMPONENTS: dict[str, Registry] = {
     "task": TASKS, "noise": NOISE_MODELS, "method": METHODS, "prior": PRIORS, "guide": GUIDES,
+    "image_prior": IMAGE_PRIORS,
 }
 
 
@@ -148,6 +150,8 @@ GENERAL: tuple[Option, ...] = (
     Option("prior", str, DEFAULT_PRIOR, prior_help, check=check_prior),
     Option("prior_scale", float, DEFAULT_PRIOR_SCALE, "scale of the weight prior",
            check=positive_setting),
+    Option("image_prior", str, "none", "a prior on the rendered image beside the weight prior "
+           "(pyrodip.bayes.image_priors)", choices=IMAGE_PRIORS),
     Option("layer_priors", dict, {}, "a prior for the layers whose name matches PATTERN, e.g. "
            "'net.head.*=laplace:0.05' (repeatable)", check=check_layer_priors,
            metavar="PATTERN=PRIOR", flag_name="--layer-prior"),

@@ -20,6 +20,7 @@ import torch
 
 from ..bayes.censored import censored_range
 from ..bayes.guides import WeightGuide, make_guide
+from ..bayes.image_priors import make_image_prior
 from ..bayes.likelihoods import GaussianLikelihood
 from ..bayes.model import BayesianDIP
 from ..bayes.networks import NetConfig
@@ -78,6 +79,7 @@ def build_model(config: RunConfig, observation: Observation) -> tuple[BayesianDI
         temperature=temperature(config, observation),
         jitter=config.jitter,
         bayesian_batchnorm=config.bayesian_batchnorm,
+        image_prior=make_image_prior(config.image_prior, config),
     )
     guide = make_guide(
         config.resolved("guide"), model, init_loc=config.resolved("init_loc"),

@@ -89,6 +89,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
     channels, height, width = obs.image_shape
     _, obs_height, obs_width = obs.observation.shape
     data_vars.update({name: ("step", values) for name, values in result.history.curves.items()})
+    image_prior = getattr(result.model, "image_prior", None)
     attrs = {
         "method": result.config.method,
         "loss_is_elbo": int(METHODS[result.config.method].loss_is_elbo),
@@ -96,6 +97,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "image": obs.name,
         "guide": result.config.resolved("guide"),
         "prior": result.model.prior.spec(),
+        "image_prior": "none" if image_prior is None else image_prior.spec(),
         "config": result.config.to_json(),
         "settings": json.dumps(effective_settings(result), sort_keys=True),
         "engine": result.engine,
