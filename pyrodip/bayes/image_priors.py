@@ -16,7 +16,15 @@ name              log p_image(x) (summed over channels)
 ``tv``            -``tv_weight`` x the isotropic total variation of x:
                   the sum over pixels of ``sqrt(dx^2 + dy^2 + eps)``, forward
                   differences, zero across the last row and column
+``red``           regularisation by denoising (Romano, Elad, Milanfar 2017):
+                  the gradient ``-red_weight (x - D(x))`` with D a classical
+                  denoiser (``red_denoiser``, of strength ``red_sigma``) applied
+                  to the rendered image every ``red_every`` steps; the value
+                  is ``-red_weight / 2 ||x - D(x)||^2`` with D(x) held fixed
 ================  =============================================================
+
+``red`` runs its denoiser on the CPU between steps, so it cannot be batched
+(:func:`pyrodip.fit_batch`) or captured (``capture``).
 
 >>> import torch
 >>> step = torch.zeros(1, 1, 4, 4)
@@ -35,11 +43,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..physics.baselines import DENOISERS
 from ..registry import Registry
 from ..settings import Option
-from ..validation import positive, positive_setting
+from ..validation import choice, positive, positive_int, positive_setting
 
-__all__ = ["IMAGE_PRIORS", "ImagePrior", "TotalVariation", "make_image_prior"]
+__all__ = ["IMAGE_PRIORS", "ImagePrior", "RegularizationByDenoising", "TotalVariation",
+           "make_image_prior"]
 
 IMAGE_PRIORS: Registry[type[ImagePrior]] = Registry("image prior")
 """Image-prior classes by name; the run setting ``image_prior`` names one."""
@@ -51,7 +61,10 @@ TV_EPS = 1e-8
 
 class ImagePrior(nn.Module):
     """An unnormalised log-density of the image; :meth:`from_settings` builds it from a run's
-    settings (None: no image prior)."""
+    settings (None: no image prior). ``batchable``: whether fits with it can run as one
+    batched computation (a pure function of the image, without state between steps)."""
+
+    batchable = True
 
     @classmethod
     def from_settings(cls, settings: Any) -> ImagePrior | None:
@@ -97,6 +110,55 @@ class TotalVariation(ImagePrior):
 
     def spec(self) -> str:
         return f"tv:{self.weight:g}"
+
+
+@IMAGE_PRIORS.register("red", options=(
+    Option("red_weight", float, 10.0, "red: the weight lam of the denoiser's pull, the "
+           "gradient -lam (x - D(x))", check=positive_setting),
+    Option("red_sigma", float, 0.05, "red: the noise std the denoiser D is run for",
+           check=positive_setting),
+    Option("red_denoiser", str, "bm3d", "red: the classical denoiser D", choices=DENOISERS),
+    Option("red_every", int, 50, "red: steps between two runs of the denoiser",
+           check=positive_int),
+))
+class RegularizationByDenoising(ImagePrior):
+    """RED: ``-weight / 2 ||x - D(x)||^2`` with D(x) (``denoiser`` at std ``sigma``) computed
+    on the rendered image every ``every`` calls and held fixed between, so the gradient is
+    RED's ``-weight (x - D(x))``. The denoised image and the call count are buffers: a
+    checkpoint keeps them, a resumed fit runs D when the uninterrupted one would."""
+
+    batchable = False
+
+    def __init__(self, weight: float, sigma: float, denoiser: str = "bm3d",
+                 every: int = 50) -> None:
+        super().__init__()
+        self.weight = positive("red_weight", weight)
+        self.sigma = positive("red_sigma", sigma)
+        self.denoiser = str(choice("red_denoiser", denoiser, DENOISERS))
+        self.every = positive_int("red_every", every)
+        self.register_buffer("denoised", torch.zeros(0))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RegularizationByDenoising:
+        return cls(settings.red_weight, settings.red_sigma, settings.red_denoiser,
+                   settings.red_every)
+
+    def log_density(self, image: Tensor) -> Tensor:
+        if self.denoised.shape != image.shape or int(self.calls) % self.every == 0:
+            clean = DENOISERS[self.denoiser](image[0].detach().cpu().numpy(), self.sigma)
+            self.denoised = torch.from_numpy(clean).to(image)[None]
+        self.calls += 1
+        return -0.5 * self.weight * ((image - self.denoised) ** 2).sum()
+
+    def spec(self) -> str:
+        return f"red:{self.weight:g}:{self.denoiser}:{self.sigma:g}"
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        saved = state_dict.get(prefix + "denoised")
+        if saved is not None:  # it takes the image's shape at the first step
+            self.denoised = torch.empty_like(saved, device=self.denoised.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def make_image_prior(name: str, settings: Any) -> ImagePrior | None:

@@ -288,6 +288,10 @@ def fit_models(
     if training.capture:
         raise InvalidInputError("capture records one fit's step, not a batch's: drop --capture, "
                                 "or fit one at a time (batch 1)")
+    prior = getattr(models[0], "image_prior", None)
+    if prior is not None and not prior.batchable:
+        raise InvalidInputError(f"the image prior {prior.spec()} works between steps, which a "
+                                "batch cannot: fit one at a time (batch 1)")
     if training.local_reparam or training.engine == "pyro":
         raise InvalidInputError("a batch runs the fast engine: use `engine=auto` and no "
                                 "local reparameterisation, or fit one at a time")

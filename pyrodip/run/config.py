@@ -276,6 +276,9 @@ class RunConfig:
                                     "gaussian noise: drop it for this one")
         if self.capture:
             check_capture(self.device, self.engine)
+            if not IMAGE_PRIORS[self.image_prior].batchable:
+                raise InvalidInputError(f"image_prior={self.image_prior} works between steps, "
+                                        "which a captured step cannot: drop --capture")
         METHODS[self.method].check(self)
 
     def settings(self) -> dict[str, Any]:

@@ -9,13 +9,15 @@ from hypothesis import strategies as st
 from pyrodip.bayes.image_priors import (
     IMAGE_PRIORS,
     TV_EPS,
+    RegularizationByDenoising,
     TotalVariation,
     make_image_prior,
 )
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError
+from pyrodip.physics import baselines
 from pyrodip.run.config import RunConfig
-from pyrodip.run.fit import build_model, fit
+from pyrodip.run.fit import build_model, fit, fit_batch
 from pyrodip.run.observe import prepare_observation
 from pyrodip.studies.bo_study import tunable_settings
 
@@ -103,3 +105,56 @@ def test_a_strong_tv_prior_gives_a_flatter_image():
         return -float(TotalVariation(1.0).log_density(result.prediction.mean.unsqueeze(0)))
 
     assert returned_tv(image_prior="tv", tv_weight=100.0) < 0.8 * returned_tv()
+
+
+def test_red_pulls_the_image_towards_its_denoised_self():
+    image = torch.rand(1, 1, 16, 16, dtype=torch.float64, requires_grad=True)
+    red = RegularizationByDenoising(weight=4.0, sigma=0.1, denoiser="tv")
+    value = red.log_density(image)
+    denoised = torch.from_numpy(baselines.denoise_tv(image[0].detach().numpy(), 0.1)).double()
+    expected = -2.0 * float(((image[0].detach() - denoised) ** 2).sum())
+    assert float(value.detach()) == pytest.approx(expected, rel=1e-5)
+    value.backward()  # RED's gradient: -weight (x - D(x)), D(x) held fixed
+    assert torch.allclose(image.grad[0], -4.0 * (image[0].detach() - denoised), atol=1e-5)
+
+
+def test_red_runs_its_denoiser_every_few_steps_and_a_checkpoint_keeps_its_state(monkeypatch):
+    runs = []
+
+    def counting(noisy, std):
+        runs.append(std)
+        return noisy * 0.5
+
+    monkeypatch.setitem(baselines.DENOISERS, "tv", counting)
+    red = RegularizationByDenoising(weight=1.0, sigma=0.2, denoiser="tv", every=3)
+    image = torch.rand(1, 1, 8, 8)
+    for _ in range(7):
+        red.log_density(image)
+    assert runs == [0.2, 0.2, 0.2]  # at calls 0, 3 and 6
+    resumed = RegularizationByDenoising(weight=1.0, sigma=0.2, denoiser="tv", every=3)
+    resumed.load_state_dict(red.state_dict())  # the denoised image's shape comes with it
+    assert torch.equal(resumed.denoised, image * 0.5) and int(resumed.calls) == 7
+    resumed.log_density(image)
+    assert len(runs) == 3  # call 7: no run, as in the uninterrupted fit
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"red_denoiser": "median"}, "unknown red_denoiser 'median'"),
+    ({"red_every": 0}, "red_every must be a positive integer"),
+    ({"capture": True, "device": "cuda"}, "image_prior=red works between steps"),
+])
+def test_red_settings_are_checked(settings, message):
+    with pytest.raises(InvalidInputError, match=message):
+        RunConfig(image_prior="red", **settings)
+
+
+def test_a_batch_refuses_red_and_a_single_fit_records_it(tmp_path):
+    config = RunConfig(size=32, steps=4, image_prior="red", red_denoiser="tv", red_every=2)
+    observation = prepare_observation(config)
+    with pytest.raises(InvalidInputError, match="the image prior red:10:tv:0.05 works between"):
+        fit_batch([observation, observation], [config, config], progress=False)
+    out = tmp_path / "red"
+    assert main(["run", "--size", "32", "--steps", "4", "--image-prior", "red",
+                 "--red-denoiser", "tv", "--out", str(out), "--quiet"]) == 0
+    with xr.open_dataset(out / "result.nc") as result:
+        assert result.attrs["image_prior"] == "red:10:tv:0.05"

@@ -21,7 +21,7 @@ from pyrodip import (
     make_guide,
     predict,
 )
-from pyrodip.bayes.image_priors import TotalVariation
+from pyrodip.bayes.image_priors import RegularizationByDenoising, TotalVariation
 from pyrodip.infer.elbo import FastELBO, PyroELBO, make_loss, supports, unsupported_reason
 from pyrodip.physics.masks import random_mask
 from pyrodip.run.fit import build_model
@@ -149,6 +149,7 @@ CASES = {
     "dropout": dict(net=NetConfig(**{**vars(TINY), "dropout": 0.3})),
     "tv-image-prior": dict(image_prior=TotalVariation(5.0)),
     "tv-image-prior-superres": dict(image_prior=TotalVariation(0.5), operator=Downsample(2)),
+    "red-image-prior": dict(image_prior=RegularizationByDenoising(5.0, 0.1, "tv", every=1)),
 }
 
 
