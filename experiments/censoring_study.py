@@ -80,6 +80,19 @@ def report(out: Path) -> str:
             lines += [f"## {stage}", "", *table(
                 ["domain", "censoring", "seeds", *SCORES.values(), "BM3D PSNR", "BM3D SSIM"],
                 rows)]
+        paired = []
+        for domain in IMAGES:
+            pairs = [(datasets[f"{stage}_{domain}_auto_seed{seed}"],
+                      datasets[f"{stage}_{domain}_off_seed{seed}"]) for seed in SEEDS
+                     if all(f"{stage}_{domain}_{s}_seed{seed}" in datasets for s in SETTINGS)]
+            if pairs:
+                paired.append([domain, str(len(pairs)), *(
+                    interval([float(a.attrs[key]) - float(b.attrs[key]) for a, b in pairs],
+                             digits=3)
+                    for key in SCORES)])
+        if paired:
+            lines += [f"{stage}, auto minus off on the same observation (paired by seed):", "",
+                      *table(["domain", "seeds", *SCORES.values()], paired)]
     text = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)

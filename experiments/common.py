@@ -78,15 +78,17 @@ def finished(out: Path, names: Iterable[str]) -> dict[str, xr.Dataset]:
     return {name: read_dataset(path) for name, path in paths.items() if path.exists()}
 
 
-def interval(values) -> str:
-    """The finite ``values`` as ``mean ± half-width`` (3 decimals for values within [0, 1],
-    such as SSIM or coverage; else 2), or an empty cell when there is none.
+def interval(values, digits: int | None = None) -> str:
+    """The finite ``values`` as ``mean ± half-width`` with ``digits`` decimals (by default 3
+    for values within [0, 1], such as SSIM or coverage; else 2), or an empty cell when there
+    is none.
 
     >>> interval([0.5, 0.6, 0.7]), interval([float("nan")])
     ('0.600 ± 0.248', '')
     """
     values = [float(v) for v in values if math.isfinite(float(v))]
-    digits = 3 if values and max(values) <= 1 else 2
+    if digits is None:
+        digits = 3 if values and max(values) <= 1 else 2
     return format_interval(values, digits) if values else ""
 
 
