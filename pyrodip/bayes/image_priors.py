@@ -54,6 +54,11 @@ __all__ = ["IMAGE_PRIORS", "ImagePrior", "RegularizationByDenoising", "TotalVari
 IMAGE_PRIORS: Registry[type[ImagePrior]] = Registry("image prior")
 """Image-prior classes by name; the run setting ``image_prior`` names one."""
 
+#: The weights' defaults: the best of a small grid on the tuning images (the second X-ray and
+#: OCT images, Gaussian noise of std 0.1 clipped, 128 px; ``experiments/image_prior_study.py``).
+DEFAULT_TV_WEIGHT = 1.0
+DEFAULT_RED_WEIGHT = 30.0
+DEFAULT_RED_SIGMA = 0.1
 #: Added under the square root of the total variation, so that its gradient stays finite where
 #: the image is flat.
 TV_EPS = 1e-8
@@ -89,8 +94,9 @@ class NoImagePrior(ImagePrior):
 
 
 @IMAGE_PRIORS.register("tv", options=(
-    Option("tv_weight", float, 3.0, "tv: the weight lam of the image's total variation "
-           "(-lam TV(x) in the log joint, beside the likelihood)", check=positive_setting),
+    Option("tv_weight", float, DEFAULT_TV_WEIGHT, "tv: the weight lam of the image's total "
+           "variation (-lam TV(x) in the log joint, beside the likelihood)",
+           check=positive_setting),
 ))
 class TotalVariation(ImagePrior):
     """``-weight * TV(x)``, the isotropic total variation (see the module docstring)."""
@@ -113,9 +119,9 @@ class TotalVariation(ImagePrior):
 
 
 @IMAGE_PRIORS.register("red", options=(
-    Option("red_weight", float, 10.0, "red: the weight lam of the denoiser's pull, the "
-           "gradient -lam (x - D(x))", check=positive_setting),
-    Option("red_sigma", float, 0.05, "red: the noise std the denoiser D is run for",
+    Option("red_weight", float, DEFAULT_RED_WEIGHT, "red: the weight lam of the denoiser's "
+           "pull, the gradient -lam (x - D(x))", check=positive_setting),
+    Option("red_sigma", float, DEFAULT_RED_SIGMA, "red: the noise std the denoiser D is run for",
            check=positive_setting),
     Option("red_denoiser", str, "bm3d", "red: the classical denoiser D", choices=DENOISERS),
     Option("red_every", int, 50, "red: steps between two runs of the denoiser",

@@ -7,6 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyrodip.bayes.image_priors import (
+    DEFAULT_RED_SIGMA,
+    DEFAULT_RED_WEIGHT,
+    DEFAULT_TV_WEIGHT,
     IMAGE_PRIORS,
     TV_EPS,
     RegularizationByDenoising,
@@ -69,7 +72,7 @@ def test_image_priors_by_name():
 
 
 @pytest.mark.parametrize(("settings", "spec"), [
-    ({}, None), ({"image_prior": "tv"}, "tv:3"),
+    ({}, None), ({"image_prior": "tv"}, f"tv:{DEFAULT_TV_WEIGHT:g}"),
     ({"image_prior": "tv", "tv_weight": 0.2}, "tv:0.2"),
 ])
 def test_a_run_builds_the_image_prior_it_names(settings, spec):
@@ -151,10 +154,11 @@ def test_red_settings_are_checked(settings, message):
 def test_a_batch_refuses_red_and_a_single_fit_records_it(tmp_path):
     config = RunConfig(size=32, steps=4, image_prior="red", red_denoiser="tv", red_every=2)
     observation = prepare_observation(config)
-    with pytest.raises(InvalidInputError, match="the image prior red:10:tv:0.05 works between"):
+    red = f"red:{DEFAULT_RED_WEIGHT:g}:tv:{DEFAULT_RED_SIGMA:g}"
+    with pytest.raises(InvalidInputError, match=f"the image prior {red} works between"):
         fit_batch([observation, observation], [config, config], progress=False)
     out = tmp_path / "red"
     assert main(["run", "--size", "32", "--steps", "4", "--image-prior", "red",
                  "--red-denoiser", "tv", "--out", str(out), "--quiet"]) == 0
     with xr.open_dataset(out / "result.nc") as result:
-        assert result.attrs["image_prior"] == "red:10:tv:0.05"
+        assert result.attrs["image_prior"] == red

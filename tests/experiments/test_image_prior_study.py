@@ -12,7 +12,7 @@ def test_smoke_run_tunes_each_prior_then_reports_it_beside_no_prior_and_bm3d(tmp
     monkeypatch.setattr(study, "SIZE", 32)
     monkeypatch.setattr(study, "GRID", {
         "tv": {"tv1": {"tv_weight": 1.0}, "tv10": {"tv_weight": 10.0}},
-        "red": {"red10": {"red_weight": 10.0, "red_denoiser": "tv"}},
+        "red": {"red10": {"red_weight": 10.0, "red_sigma": 0.05, "red_denoiser": "tv"}},
     })
     out = tmp_path / "study"
     assert study.report_runs(out) == []  # nothing to report before the tuning fits
