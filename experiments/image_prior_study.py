@@ -132,6 +132,21 @@ def report(out: Path) -> str:
             lines += [f"## {stage}", "", *table(
                 ["domain", "image prior", "seeds", *SCORES.values(), "BM3D PSNR", "BM3D SSIM"],
                 rows)]
+    paired = []
+    for domain in IMAGES:
+        for label in best_labels(out):
+            names = {seed: [_run("report", domain, each, seed, False).name
+                            for each in (label, "none")] for seed in SEEDS}
+            found = finished(out, [name for pair in names.values() for name in pair])
+            pairs = [(found[a], found[b]) for a, b in names.values() if a in found and b in found]
+            if pairs:
+                paired.append([domain, label, str(len(pairs)), *(
+                    interval([float(a.attrs[key]) - float(b.attrs[key]) for a, b in pairs],
+                             digits=3)
+                    for key in SCORES)])
+    if paired:
+        lines += ["report, minus no image prior on the same observation (paired by seed):", "",
+                  *table(["domain", "image prior", "seeds", *SCORES.values()], paired)]
     text = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)

@@ -2,6 +2,8 @@
 prior's setting on the tuning image, then fits no image prior and each tuned setting on the
 same observations and tables them beside BM3D."""
 
+import pytest
+
 from experiments import image_prior_study as study
 
 
@@ -22,7 +24,10 @@ def test_smoke_run_tunes_each_prior_then_reports_it_beside_no_prior_and_bm3d(tmp
     study.run_stage("report", out, workers=1, smoke=True)
     text = study.report(out)
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| phantom |")]
-    assert [row[1] for row in rows] == ["tv1", "tv10", "red10", "none", *chosen]
+    assert [row[1] for row in rows] == ["tv1", "tv10", "red10", "none", *chosen, *chosen]
+    paired, rows = rows[-2:], rows[:-2]  # the last: each prior minus none, paired by seed
+    assert [float(row[3]) for row in paired] == pytest.approx(
+        [float(rows[index][3]) - float(rows[3][3]) for index in (4, 5)], abs=0.011)
     assert all(0 < float(row[4].split()[0]) <= 1 for row in rows)  # SSIM
     assert float(rows[-1][7]) > 0 and rows[0][7] == ""  # BM3D in the report stage only
     report = study.finished(out, [run.name for run in study.report_runs(out)])
