@@ -18,12 +18,15 @@ import sys
 from pathlib import Path
 
 from experiments.common import (
+    DENOISING_IMAGES,
+    DENOISING_SCORES,
     PLUS_MINUS,
     SEEDS,
     classical_scores,
     finished,
     image_path,
     interval,
+    paired_differences,
     run_fits,
     study_main,
     table,
@@ -32,15 +35,12 @@ from pyrodip.run.config import RunConfig
 from pyrodip.studies.grid import GridRun, Hooks
 
 #: domain -> (the reported image, the tuning image)
-IMAGES = {"xray": ("denoising/xray.jpg", "denoising/xray2.png"),
-          "oct": ("denoising/oct.png", "denoising/oct2.png")}
+IMAGES = DENOISING_IMAGES
 SIZE = 128
 SETTINGS = ("auto", "off")
 #: stage -> (image index, with the classical baselines)
 STAGES = {"tune": (1, False), "report": (0, True)}
-#: result attribute -> column
-SCORES = {"mean_psnr": "PSNR", "mean_ssim": "SSIM", "coverage_68": "coverage 68 %",
-          "coverage_95": "coverage 95 %"}
+SCORES = DENOISING_SCORES
 
 
 def runs(stage: str, smoke: bool = False) -> list[GridRun]:
@@ -86,10 +86,7 @@ def report(out: Path) -> str:
                       datasets[f"{stage}_{domain}_off_seed{seed}"]) for seed in SEEDS
                      if all(f"{stage}_{domain}_{s}_seed{seed}" in datasets for s in SETTINGS)]
             if pairs:
-                paired.append([domain, str(len(pairs)), *(
-                    interval([float(a.attrs[key]) - float(b.attrs[key]) for a, b in pairs],
-                             digits=3)
-                    for key in SCORES)])
+                paired.append([domain, str(len(pairs)), *paired_differences(pairs, SCORES)])
         if paired:
             lines += [f"{stage}, auto minus off on the same observation (paired by seed):", "",
                       *table(["domain", "seeds", *SCORES.values()], paired)]

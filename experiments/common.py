@@ -34,6 +34,14 @@ PLUS_MINUS = (f"a ± b: the mean over seeds and the half-width of its {CONFIDENC
               "t-interval")
 
 
+#: Gaussian denoising's domains: domain -> (the reported image, the tuning image).
+DENOISING_IMAGES = {"xray": ("denoising/xray.jpg", "denoising/xray2.png"),
+                    "oct": ("denoising/oct.png", "denoising/oct2.png")}
+#: A fit's result attribute -> its column in the denoising studies' tables.
+DENOISING_SCORES = {"mean_psnr": "PSNR", "mean_ssim": "SSIM", "coverage_68": "coverage 68 %",
+                    "coverage_95": "coverage 95 %"}
+
+
 def image_path(name: str) -> str:
     """A shared image by its path under :data:`DATA`, or an embedded sample (``sample:ct``).
 
@@ -90,6 +98,14 @@ def interval(values, digits: int | None = None) -> str:
     if digits is None:
         digits = 3 if values and max(values) <= 1 else 2
     return format_interval(values, digits) if values else ""
+
+
+def paired_differences(pairs: list[tuple[xr.Dataset, xr.Dataset]],
+                       keys: Iterable[str]) -> list[str]:
+    """Per result attribute in ``keys``, the first fit's value minus the second's over the
+    ``pairs`` (two fits on the same observation), as :func:`interval` cells of 3 decimals."""
+    return [interval([float(a.attrs[key]) - float(b.attrs[key]) for a, b in pairs], digits=3)
+            for key in keys]
 
 
 def classical_scores(datasets: list[xr.Dataset], method: str = "bm3d") -> list[str]:

@@ -23,12 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common import (
+    DENOISING_IMAGES,
+    DENOISING_SCORES,
     PLUS_MINUS,
     SEEDS,
     classical_scores,
     finished,
     image_path,
     interval,
+    paired_differences,
     run_fits,
     study_main,
     table,
@@ -37,8 +40,7 @@ from pyrodip.run.config import RunConfig
 from pyrodip.studies.grid import GridRun, Hooks
 
 #: domain -> (the reported image, the tuning image)
-IMAGES = {"xray": ("denoising/xray.jpg", "denoising/xray2.png"),
-          "oct": ("denoising/oct.png", "denoising/oct2.png")}
+IMAGES = DENOISING_IMAGES
 SIZE = 128
 #: image prior -> label -> its settings. TV: lam in -lam TV(x) (``denoise_tv_chambolle``'s
 #: weight 0.1 at std 0.1 is lam = 10, see :mod:`pyrodip.bayes.image_priors`); RED: its weight
@@ -50,9 +52,7 @@ GRID = {
 }
 TUNE_SEEDS = (0,)
 STAGES = ("tune", "report")
-#: result attribute -> column
-SCORES = {"mean_psnr": "PSNR", "mean_ssim": "SSIM", "coverage_68": "coverage 68 %",
-          "coverage_95": "coverage 95 %"}
+SCORES = DENOISING_SCORES
 
 
 def _run(stage: str, domain: str, label: str, seed: int, smoke: bool) -> GridRun:
@@ -140,10 +140,8 @@ def report(out: Path) -> str:
             found = finished(out, [name for pair in names.values() for name in pair])
             pairs = [(found[a], found[b]) for a, b in names.values() if a in found and b in found]
             if pairs:
-                paired.append([domain, label, str(len(pairs)), *(
-                    interval([float(a.attrs[key]) - float(b.attrs[key]) for a, b in pairs],
-                             digits=3)
-                    for key in SCORES)])
+                paired.append([domain, label, str(len(pairs)),
+                               *paired_differences(pairs, SCORES)])
     if paired:
         lines += ["report, minus no image prior on the same observation (paired by seed):", "",
                   *table(["domain", "image prior", "seeds", *SCORES.values()], paired)]

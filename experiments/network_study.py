@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.common import (
+    DENOISING_IMAGES,
     PLUS_MINUS,
     SEEDS,
     clipped_observation,
@@ -35,8 +36,7 @@ from pyrodip.run.config import RunConfig
 from pyrodip.studies.grid import GridRun, Hooks, run_metrics
 
 #: domain -> (the reported image, the tuning image)
-IMAGES = {"xray": ("denoising/xray.jpg", "denoising/xray2.png"),
-          "oct": ("denoising/oct.png", "denoising/oct2.png")}
+IMAGES = DENOISING_IMAGES
 SIZE = 128
 #: label -> (the network's normalisation, other settings, its (temperature, prior scale)
 #: grid); under BatchNorm the prior's scale is inert (``docs/bo.md``), so only the temperature

@@ -130,8 +130,9 @@ class TotalVariation(ImagePrior):
 class RegularizationByDenoising(ImagePrior):
     """RED: ``-weight / 2 ||x - D(x)||^2`` with D(x) (``denoiser`` at std ``sigma``) computed
     on the rendered image every ``every`` calls and held fixed between, so the gradient is
-    RED's ``-weight (x - D(x))``. The denoised image and the call count are buffers: a
-    checkpoint keeps them, a resumed fit runs D when the uninterrupted one would."""
+    RED's ``-weight (x - D(x))``. The denoised image and the call count (a Python int, so a
+    step does not wait for the device to read it) are the module's extra state: a checkpoint
+    keeps them, a resumed fit runs D when the uninterrupted one would."""
 
     batchable = False
 
@@ -142,8 +143,8 @@ class RegularizationByDenoising(ImagePrior):
         self.sigma = positive("red_sigma", sigma)
         self.denoiser = str(choice("red_denoiser", denoiser, DENOISERS))
         self.every = positive_int("red_every", every)
-        self.register_buffer("denoised", torch.zeros(0))
-        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.denoised: Tensor | None = None
+        self.calls = 0
 
     @classmethod
     def from_settings(cls, settings: Any) -> RegularizationByDenoising:
@@ -151,20 +152,22 @@ class RegularizationByDenoising(ImagePrior):
                    settings.red_every)
 
     def log_density(self, image: Tensor) -> Tensor:
-        if self.denoised.shape != image.shape or int(self.calls) % self.every == 0:
+        if self.denoised is None or self.denoised.shape != image.shape or \
+                self.calls % self.every == 0:
             clean = DENOISERS[self.denoiser](image[0].detach().cpu().numpy(), self.sigma)
-            self.denoised = torch.from_numpy(clean).to(image)[None]
+            self.denoised = torch.from_numpy(clean)[None]
+        self.denoised = self.denoised.to(image)  # a no-op once it is on the image's device
         self.calls += 1
         return -0.5 * self.weight * ((image - self.denoised) ** 2).sum()
 
     def spec(self) -> str:
         return f"red:{self.weight:g}:{self.denoiser}:{self.sigma:g}"
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        saved = state_dict.get(prefix + "denoised")
-        if saved is not None:  # it takes the image's shape at the first step
-            self.denoised = torch.empty_like(saved, device=self.denoised.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def get_extra_state(self) -> dict:
+        return {"calls": self.calls, "denoised": self.denoised}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.calls, self.denoised = int(state["calls"]), state["denoised"]
 
 
 def make_image_prior(name: str, settings: Any) -> ImagePrior | None:
