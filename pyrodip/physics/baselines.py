@@ -63,6 +63,7 @@ __all__ = [
     "denoise_bm3d",
     "denoise_nlm",
     "denoise_stabilized",
+    "stabilize",
     "denoise_tv",
     "denoise_wavelet",
     "inpaint",
@@ -202,6 +203,29 @@ def denoise(
 STABILIZED = ("gaussian", "speckle", "poisson")
 
 
+def stabilize(image: np.ndarray, noise: str, level: float) -> tuple[np.ndarray, float]:
+    """``image`` where ``noise`` (with its level) is additive Gaussian, and that Gaussian's
+    std: the identity for Gaussian noise, log (floored at ``LOG_FLOOR``) for speckle, and
+    Anscombe's 2 sqrt(peak y + 3/8) (std about 1) for Poisson counts of that peak.
+
+    >>> out, std = stabilize(np.array([1.0, 0.0]), "speckle", 0.2)
+    >>> out.round(2).tolist(), std
+    ([0.0, -6.91], 0.2)
+    """
+    if noise == "gaussian":
+        return image, level
+    if noise == "speckle":
+        from .noise import LOG_FLOOR
+
+        return np.log(np.maximum(image, LOG_FLOOR)), level
+    if noise == "poisson":
+        return 2 * np.sqrt(np.maximum(image, 0) * level + 3 / 8), 1.0
+    raise InvalidInputError(
+        f"no variance-stabilising transform for {noise!r} noise: use gaussian, speckle or "
+        "poisson"
+    )
+
+
 def denoise_stabilized(
     noisy: np.ndarray, noise: str, level: float, method: str = DEFAULT_DENOISER
 ) -> np.ndarray:
@@ -230,17 +254,7 @@ def denoise_stabilized(
     image = _check_image(noisy, "noisy image")
     if noise == "gaussian":
         return denoiser(image.clip(0, 1), level)
-    if noise == "speckle":
-        from .noise import LOG_FLOOR
-
-        forward, std = np.log(np.maximum(image, LOG_FLOOR)), level
-    elif noise == "poisson":
-        forward, std = 2 * np.sqrt(np.maximum(image, 0) * level + 3 / 8), 1.0
-    else:
-        raise InvalidInputError(
-            f"no variance-stabilising transform for {noise!r} noise: use gaussian, speckle or "
-            "poisson"
-        )
+    forward, std = stabilize(image, noise, level)
     low, span = forward.min(), max(float(np.ptp(forward)), 1e-12)
     stabilized = denoiser((forward - low) / span, std / span).astype(np.float64) * span + low
     if noise == "speckle":

@@ -1,0 +1,46 @@
+"""The denoising study (experiments/denoising_study.py): at smoke scale it fits every variant
+that applies to each noise model on the same observation and tables them beside the classical
+baselines, with each variant minus BM3D paired by seed."""
+
+import math
+
+import numpy as np
+import pytest
+
+from experiments import denoising_study as study
+
+
+def test_smoke_run_tables_every_variant_beside_the_baselines_and_minus_bm3d(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setattr(study, "IMAGES", {"phantom": ("sample:phantom", "sample:ct", "gaussian"),
+                                          "speckled": ("sample:phantom", "sample:ct", "speckle")})
+    monkeypatch.setattr(study, "VARIANTS", {"mfvi": ({}, ("gaussian", "speckle")),
+                                            "mfvi+tv": ({"image_prior": "tv"}, ("gaussian",))})
+    monkeypatch.setattr(study, "SEEDS", (0,))
+    monkeypatch.setattr(study, "SIZE", 32)
+    out = tmp_path / "study"
+    study.run_stage("report", out, workers=1, smoke=True)
+    text = study.report(out)
+    gaussian, speckle = text.split("## report: phantom")[1].split("## report: speckled")
+    rows = [line.strip("| ").split(" | ") for line in gaussian.splitlines()
+            if line.startswith("| ")][1:]
+    assert [row[0] for row in rows if row[0] != "---"] == [
+        "mfvi", "mfvi+tv", "bm3d", "tv", "nlm", "method", "mfvi", "mfvi+tv"]
+    fits = study.finished(out, [run.name for run in study.runs("report")])
+    fit = fits["report_phantom_mfvi_seed0"]
+    bm3d = float(fit["classical_psnr"].values[fit["classical"].values.tolist().index("bm3d")])
+    minus = [row for row in rows if row[0] == "mfvi"][-1]
+    assert float(minus[2]) == pytest.approx(float(fit.attrs["mean_psnr"]) - bm3d, abs=6e-4)
+    assert "PSNR of the log images" in speckle and "PSNR of the log images" not in gaussian
+    assert {fits[f"report_{d}_mfvi_seed0"].attrs["noise"] for d in ("phantom", "speckled")} == {
+        "gaussian", "speckle"}
+    assert (out / "report.md").read_text() == text
+
+
+def test_stabilized_psnr_is_the_psnr_of_the_log_images_for_speckle():
+    truth = np.array([0.1, 0.5, 1.0])
+    estimate = truth * np.exp(np.array([0.01, -0.02, 0.0]))
+    mse = np.mean(np.array([0.01, -0.02, 0.0]) ** 2)
+    expected = 10 * math.log10(math.log(10) ** 2 / mse)
+    assert study.stabilized_psnr(estimate, truth, "speckle", 0.1) == pytest.approx(expected)
+    assert study.stabilized_psnr(estimate, truth, "gaussian", 0.1) < expected  # not logged
