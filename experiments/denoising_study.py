@@ -9,9 +9,10 @@ needs ``censoring=off``), and both, against BM3D, TV, NLM and DIP stopped by ES-
     python -m experiments.denoising_study report --out runs/denoising
 
 X-ray and OCT: Gaussian noise of std 0.1, the observation clipped to [0, 1] (``clip``, as the
-paper did); ultrasound: speckle of std 0.1 in the log domain, where its likelihood and the
-classical baselines work (there, the PSNR is also given between the log images: the
-stabilised domain). 128 px, the default steps, seeds 0, 1, 2, one observation per seed for
+paper did); ultrasound: speckle of std 0.1 in the log domain; X-ray photon counts: Poisson
+noise of 100 photons at intensity 1. The classical baselines denoise speckle and counts in
+their variance-stabilised domain (log, Anscombe), so there the PSNR is also given between the
+stabilised images. 128 px, the default steps, seeds 0, 1, 2, one observation per seed for
 every variant. ``tune``: the second image of each domain, where the default is chosen;
 ``report``: the first image. Scored: the returned image (PSNR, SSIM), the coverage of its
 calibrated 68 % and 95 % intervals against the truth, and the variant minus BM3D on the same
@@ -43,19 +44,19 @@ from pyrodip.physics.baselines import stabilize
 from pyrodip.run.config import RunConfig
 from pyrodip.studies.grid import GridRun, Hooks
 
-#: domain -> (the reported image, the tuning image, its noise model)
-IMAGES = {**{domain: (*paths, "gaussian") for domain, paths in DENOISING_IMAGES.items()},
-          "us": ("denoising/us.jpg", "denoising/us2.png", "speckle")}
+#: domain -> (the reported image, the tuning image, its noise model, the noise's level)
+IMAGES = {**{domain: (*paths, "gaussian", 0.1) for domain, paths in DENOISING_IMAGES.items()},
+          "us": ("denoising/us.jpg", "denoising/us2.png", "speckle", 0.1),
+          "xray-photons": ("denoising/xray.jpg", "denoising/xray2.png", "poisson", 100.0)}
 SIZE = 128
-NOISE_STD = 0.1
 #: variant -> (its settings, the noise models it applies to)
 VARIANTS: dict[str, tuple[dict, tuple[str, ...]]] = {
-    "mfvi": ({}, ("gaussian", "speckle")),
+    "mfvi": ({}, ("gaussian", "speckle", "poisson")),
     "mfvi+tv": ({"image_prior": "tv"}, ("gaussian", "speckle")),
     "mfvi+sure": ({"data_term": "sure", "censoring": "off"}, ("gaussian",)),
     "mfvi+sure+tv": ({"data_term": "sure", "censoring": "off", "image_prior": "tv"},
                      ("gaussian",)),
-    "dip-es": ({"method": "dip-es"}, ("gaussian", "speckle")),
+    "dip-es": ({"method": "dip-es"}, ("gaussian", "speckle", "poisson")),
 }
 #: The classical baselines tabled beside the fits (from the fits' results).
 CLASSICAL = ("bm3d", "tv", "nlm")
@@ -65,9 +66,10 @@ SCORES = DENOISING_SCORES
 
 
 def _config(stage: str, domain: str, variant: str, seed: int, smoke: bool) -> RunConfig:
-    image, noise = IMAGES[domain][STAGES[stage]], IMAGES[domain][2]
+    image, noise, level = IMAGES[domain][STAGES[stage]], *IMAGES[domain][2:]
+    level_setting = {"photons" if noise == "poisson" else "noise_std": level}
     return RunConfig(image=image_path(image), task="denoise", size=SIZE, seed=seed,
-                     noise=noise, noise_std=NOISE_STD, clip=noise == "gaussian",
+                     noise=noise, **level_setting, clip=noise == "gaussian",
                      **VARIANTS[variant][0], **({"steps": 30} if smoke else {}))
 
 
@@ -102,23 +104,27 @@ def stabilized_psnr(estimate: np.ndarray, truth: np.ndarray, noise: str,
     return float(10 * math.log10(float(np.ptp(b)) ** 2 / float(np.mean((a - b) ** 2))))
 
 
-def _classical(ds: xr.Dataset, method: str, key: str, noise: str) -> float:
+def _classical(ds: xr.Dataset, method: str, key: str, domain: str) -> float:
     index = ds["classical"].values.tolist().index(method)
-    if key == "log_psnr":
-        return stabilized_psnr(ds["baselines"].values[index], ds["truth"].values, noise,
-                               NOISE_STD)
+    if key == "stabilized_psnr":
+        return stabilized_psnr(ds["baselines"].values[index], ds["truth"].values,
+                               *IMAGES[domain][2:])
     return float(ds[f"classical_{key[5:]}"].values[index])  # mean_psnr -> classical_psnr
 
 
-def _score(ds: xr.Dataset, key: str, noise: str) -> float:
-    if key == "log_psnr":
-        return stabilized_psnr(ds["mean"].values, ds["truth"].values, noise, NOISE_STD)
+def _score(ds: xr.Dataset, key: str, domain: str) -> float:
+    if key == "stabilized_psnr":
+        return stabilized_psnr(ds["mean"].values, ds["truth"].values, *IMAGES[domain][2:])
     return float(ds.attrs.get(key, math.nan))
 
 
+#: noise model -> the label of the PSNR in its stabilised domain
+STABILIZED_PSNR = {"speckle": "PSNR of the log images", "poisson": "PSNR after Anscombe"}
+
+
 def _keys(domain: str) -> dict[str, str]:
-    speckle = IMAGES[domain][2] == "speckle"
-    return {**SCORES, **({"log_psnr": "PSNR of the log images"} if speckle else {})}
+    label = STABILIZED_PSNR.get(IMAGES[domain][2])
+    return {**SCORES, **({"stabilized_psnr": label} if label else {})}
 
 
 def report(out: Path) -> str:
@@ -128,7 +134,7 @@ def report(out: Path) -> str:
     for stage, index in STAGES.items():
         datasets = finished(out, [run.name for run in runs(stage)])
         for domain in IMAGES:
-            noise, keys = IMAGES[domain][2], _keys(domain)
+            noise, level, keys = *IMAGES[domain][2:], _keys(domain)
             rows, paired, reference = [], [], []
             for variant in variants(domain):
                 found = [datasets[name] for seed in SEEDS
@@ -137,19 +143,19 @@ def report(out: Path) -> str:
                     continue
                 reference = reference or found
                 rows.append([variant, str(len(found)),
-                             *(interval([_score(ds, key, noise) for ds in found])
+                             *(interval([_score(ds, key, domain) for ds in found])
                                for key in keys)])
                 paired.append([variant, str(len(found)), *(
-                    interval([_score(ds, key, noise) - _classical(ds, "bm3d", key, noise)
+                    interval([_score(ds, key, domain) - _classical(ds, "bm3d", key, domain)
                               for ds in found], digits=3) for key in keys if "psnr" in key)])
             if not rows:
                 continue
             for method in CLASSICAL:
                 rows.append([method, str(len(reference)), *(
-                    interval([_classical(ds, method, key, noise) for ds in reference])
+                    interval([_classical(ds, method, key, domain) for ds in reference])
                     if "psnr" in key or "ssim" in key else "" for key in keys)])
             image = IMAGES[domain][index]
-            lines += [f"## {stage}: {domain} (`{image}`, {noise} noise, std {NOISE_STD:g})", "",
+            lines += [f"## {stage}: {domain} (`{image}`, {noise} noise, level {level:g})", "",
                       *table(["method", "seeds", *keys.values()], rows),
                       "minus BM3D on the same observation (paired by seed):", "",
                       *table(["method", "seeds", *(label for key, label in keys.items()

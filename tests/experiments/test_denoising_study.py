@@ -12,8 +12,9 @@ from experiments import denoising_study as study
 
 def test_smoke_run_tables_every_variant_beside_the_baselines_and_minus_bm3d(tmp_path,
                                                                             monkeypatch):
-    monkeypatch.setattr(study, "IMAGES", {"phantom": ("sample:phantom", "sample:ct", "gaussian"),
-                                          "speckled": ("sample:phantom", "sample:ct", "speckle")})
+    monkeypatch.setattr(study, "IMAGES", {
+        "phantom": ("sample:phantom", "sample:ct", "gaussian", 0.1),
+        "speckled": ("sample:phantom", "sample:ct", "speckle", 0.1)})
     monkeypatch.setattr(study, "VARIANTS", {"mfvi": ({}, ("gaussian", "speckle")),
                                             "mfvi+tv": ({"image_prior": "tv"}, ("gaussian",))})
     monkeypatch.setattr(study, "SEEDS", (0,))
