@@ -144,7 +144,14 @@ class SureDivergence(nn.Module):
 def check_sure_model(likelihood: nn.Module, operator: nn.Module) -> None:
     """Refuse SURE where its assumptions fail: a likelihood other than Gaussian with a known
     std and no censoring, or an operator other than the identity (a held-out subset of it
-    allowed)."""
+    allowed).
+
+    >>> check_sure_model(GaussianLikelihood(0.1), Identity())   # SURE holds: no error
+    >>> check_sure_model(GaussianLikelihood(0.1, learn_std=True), Identity())
+    Traceback (most recent call last):
+    ...
+    pyrodip.errors.InvalidInputError: data_term=sure needs a known noise level, not a learned one: use --noise-level known, or --data-term likelihood
+    """  # noqa: E501
     inner = getattr(operator, "operator", operator)
     if not isinstance(inner, Identity):
         raise InvalidInputError(f"data_term=sure needs denoising (the identity operator), not "
