@@ -21,6 +21,8 @@ from pyrodip.bayes.sure import (
 )
 from pyrodip.cli import main
 from pyrodip.errors import InvalidInputError
+from pyrodip.infer.batched import fit_generator, fit_models
+from pyrodip.infer.fitting import Training
 from pyrodip.infer.predictive import predict
 from pyrodip.physics.observation import Observation, hold_out
 from pyrodip.physics.operators import Downsample, Identity, Subset
@@ -210,12 +212,18 @@ def test_a_clipped_observation_is_refused_unless_censoring_is_off():
     build_model(RunConfig(data_term="sure", censoring="off"), clipped)
 
 
-def test_sure_fits_are_not_batched():
+def test_sure_fits_are_neither_batched_nor_captured():
     configs = [RunConfig(data_term="sure", steps=2, seed=seed) for seed in (0, 1)]
-    assert "data_term=sure" in batchable(configs[0])
+    assert "data_term=sure" in batchable(configs[0]) and batchable(RunConfig()) is None
     observations = [Observation.simulate(torch.rand(1, 32, 32), noise=0.1, seed=0)] * 2
     with pytest.raises(InvalidInputError, match="cannot run in a batch: data_term=sure"):
         fit_batch(observations, configs, progress=False)
+    built = [build_model(config, observations[0]) for config in configs]
+    with pytest.raises(InvalidInputError, match="data_term=sure.*batch 1"):
+        fit_models([m for m, _ in built], [g for _, g in built], observations,
+                   [fit_generator("cpu") for _ in built], Training(steps=2), progress=False)
+    with pytest.raises(InvalidInputError, match="second network pass is not captured"):
+        RunConfig(data_term="sure", capture=True, device="cuda")
 
 
 def test_a_sure_fit_is_repeated_by_its_seed():
