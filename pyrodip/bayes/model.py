@@ -8,6 +8,8 @@ The generative story, for one image of shape (C, H, W):
                                    speckle or Poisson; missing pixels of a Mask excluded)
     + log p_image(x)               optional: a prior on the image (``image_prior``, a
                                    ``pyro.factor``; :mod:`pyrodip.bayes.image_priors`)
+    - div_y x                      optional: SURE's divergence (``sure``, a ``pyro.factor``;
+                                   :mod:`pyrodip.bayes.sure`), where the input is y, not z
 
 Every weight site is one ``pyro.sample`` statement, named by its parameter's path in the
 plain :class:`~pyrodip.bayes.networks.SkipNet` (``net.body.down.0.weight``, ...), drawn in the
@@ -36,6 +38,7 @@ matching pattern wins; the others keep ``prior``):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import math
 
@@ -52,6 +55,7 @@ from .image_priors import ImagePrior
 from .likelihoods import GaussianLikelihood, Likelihood
 from .networks import NetConfig, SkipNet
 from .priors import Prior, make_prior
+from .sure import SureDivergence, check_sure_model
 
 #: The run's defaults, declared here (the lowest stage that uses them) and taken from here by
 #: :class:`~pyrodip.run.config.RunConfig` (``prior``, ``prior_scale``, ``jitter``) and the
@@ -93,6 +97,9 @@ class BayesianDIP(PyroModule):
         jitter: std of the Gaussian noise added to the input z at each fitting step.
         bayesian_batchnorm: make BatchNorm scales and shifts sample sites too.
         image_prior: a prior on the rendered image beside the weight prior, or None.
+        sure: SURE's divergence term (:mod:`pyrodip.bayes.sure`), or None: the network's
+            input is then its observation (C channels, not ``net.input_channels``) and the
+            model adds minus the divergence to its log joint.
     """
 
     def __init__(
@@ -107,6 +114,7 @@ class BayesianDIP(PyroModule):
         jitter: float = DEFAULT_JITTER,
         bayesian_batchnorm: bool = False,
         image_prior: ImagePrior | None = None,
+        sure: SureDivergence | None = None,
     ) -> None:
         super().__init__()
         config = NetConfig.preset(net) if isinstance(net, str) else net
@@ -139,7 +147,19 @@ class BayesianDIP(PyroModule):
                 "a heteroscedastic noise level needs an operator that keeps the image's shape "
                 "(denoising or inpainting): use `noise_level=known` or `noise_level=learned`"
             )
-        self.register_buffer("z", 0.1 * torch.rand(1, config.input_channels, height, width))
+        self.sure = sure
+        if sure is None:
+            self.register_buffer("z", 0.1 * torch.rand(1, config.input_channels, height, width))
+        else:
+            check_sure_model(self.likelihood, self.operator)
+            if tuple(sure.input.shape[1:]) != self.image_shape:
+                raise InvalidInputError(
+                    f"SURE's observation has shape {tuple(sure.input.shape[1:])}, not the "
+                    f"image's {self.image_shape}: give it the observation of this image"
+                )
+            self.register_buffer("z", sure.input.clone())
+            config = dataclasses.replace(config, input_channels=sure.input.shape[1])
+            self.net_config = config
 
         net = SkipNet(channels + self.likelihood.extra_channels, config)
         random_types = (nn.Conv2d, nn.BatchNorm2d) if bayesian_batchnorm else (nn.Conv2d,)
@@ -205,24 +225,44 @@ class BayesianDIP(PyroModule):
 
     def render(
         self, weights: dict[str, Tensor] | None = None, jitter: bool = False,
-        noise: Tensor | None = None,
+        noise: Tensor | None = None, net_input: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """One pass of the network with ``weights`` (site name -> value; drawn by
         :meth:`sample_weights` when None): the image `(1, C, H, W)` in (0, 1) and, for a
-        heteroscedastic likelihood, the per-pixel log-variance (else None). ``jitter``: add
-        ``self.jitter`` times ``noise`` (standard normal, shaped like z; drawn when None)
-        to the input."""
+        heteroscedastic likelihood, the per-pixel log-variance (else None). The input is
+        ``net_input`` when given, else :meth:`network_input` (``jitter``, ``noise``)."""
         if weights is None:
             weights = self.sample_weights()
-        z = self.z
-        if jitter and self.jitter > 0:
-            z = z + self.jitter * (torch.randn_like(z) if noise is None else noise)
+        z = self.network_input(jitter, noise) if net_input is None else net_input
         values = {site[4:]: value for site, value in weights.items()}  # strip "net."
         out = functional_call(self.net, values, (z,))
         channels = self.image_shape[0]
         image = torch.sigmoid(out[:, :channels])
         log_variance = out[:, channels:] if self.likelihood.heteroscedastic else None
         return image, log_variance
+
+    def network_input(self, jitter: bool = False, noise: Tensor | None = None) -> Tensor:
+        """The network's input: z (the observation, with ``sure``), plus ``self.jitter``
+        times ``noise`` (standard normal, shaped like z; drawn when None) if ``jitter``."""
+        z = self.z
+        if jitter and self.jitter > 0:
+            z = z + self.jitter * (torch.randn_like(z) if noise is None else noise)
+        return z
+
+    def render_fit(
+        self, weights: dict[str, Tensor], noise: Tensor | None = None,
+        probe: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """What a fitting step renders, in both engines: :meth:`render` (jittered while
+        training) and, with ``sure``, the divergence of the image in the input from a second
+        pass at the same weights and jitter (``probe``: its b, drawn when None), else None."""
+        z = self.network_input(self.training, noise)
+        image, log_variance = self.render(weights, net_input=z)
+        divergence = None
+        if self.sure is not None:
+            divergence = self.sure(lambda x: self.render(weights, net_input=x)[0], z, image,
+                                   probe)
+        return image, log_variance, divergence
 
     def forward(self, observation: Tensor | None = None) -> Tensor:
         """The Pyro model: draw the weights, render the image, observe A(image).
@@ -235,12 +275,14 @@ class BayesianDIP(PyroModule):
             The rendered image, a `(1, C, H, W)` tensor, also kept (detached) as
             ``last_image`` for progress tracking.
         """
-        image, log_variance = self.render(jitter=self.training)
+        image, log_variance, divergence = self.render_fit(self.sample_weights())
         self.last_image = image.detach()
         mask = getattr(self.operator, "observed_mask", None)
         self.likelihood(self.operator(image), observation, log_variance, mask=mask)
         if self.image_prior is not None:
             pyro.factor("image_prior", self.image_prior.log_density(image))
+        if divergence is not None:
+            pyro.factor("sure_divergence", -divergence)
         return image
 
 

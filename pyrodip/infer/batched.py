@@ -292,6 +292,9 @@ def fit_models(
     if prior is not None and not prior.batchable:
         raise InvalidInputError(f"the image prior {prior.spec()} works between steps, which a "
                                 "batch cannot: fit one at a time (batch 1)")
+    if getattr(models[0], "sure", None) is not None:
+        raise InvalidInputError("data_term=sure draws its probe from the global generator, "
+                                "which a batch cannot: fit one at a time (batch 1)")
     if training.local_reparam or training.engine == "pyro":
         raise InvalidInputError("a batch runs the fast engine: use `engine=auto` and no "
                                 "local reparameterisation, or fit one at a time")

@@ -7,7 +7,8 @@
   GPU, where Pyro draws site by site),
   the model's :meth:`~pyrodip.bayes.model.BayesianDIP.render` from those weights, the
   likelihood's :meth:`~pyrodip.bayes.likelihoods.Likelihood.log_prob` (the ``obs`` site's own
-  log-density), the image prior's log-density (the model's ``image_prior`` factor), and for
+  log-density), the image prior's log-density (the model's ``image_prior`` factor), SURE's
+  divergence (the model's ``sure_divergence`` factor, :mod:`pyrodip.bayes.sure`), and for
   each prior the KL from ``torch.distributions.kl_divergence`` against
   the prior's :meth:`~pyrodip.bayes.priors.Prior.family`, weighted by the temperature as the
   model weights it. Point-estimate sites contribute minus their prior's log-density.
@@ -225,11 +226,13 @@ class FastELBO(nn.Module):
         side effect (what :mod:`pyrodip.infer.batched` maps over fits); ``jitter_noise``: the
         standard-normal noise of the input jitter (drawn when None)."""
         model = self.model
-        image, log_variance = model.render(weights, jitter=model.training, noise=jitter_noise)
+        image, log_variance, divergence = model.render_fit(weights, jitter_noise)
         mask = getattr(model.operator, "observed_mask", None)
         loss = -model.likelihood.log_prob(model.operator(image), y, log_variance, mask)
         if model.image_prior is not None:
             loss = loss - model.image_prior.log_density(image)
+        if divergence is not None:  # the model's sure_divergence factor, -div
+            loss = loss + divergence
         if isinstance(temperature, Tensor) or temperature > 0:  # 0: the model masks the prior
             if variational is None:
                 variational = self.variational()

@@ -31,6 +31,7 @@ from ..bayes.image_priors import IMAGE_PRIORS
 from ..bayes.model import DEFAULT_JITTER, DEFAULT_PRIOR, DEFAULT_PRIOR_SCALE
 from ..bayes.networks import NORMALIZATIONS, PRESETS
 from ..bayes.priors import PRIORS
+from ..bayes.sure import DATA_TERMS, check_data_term
 from ..errors import InvalidInputError, MissingFileError
 from ..infer.averaging import READOUTS, check_readout
 from ..infer.capture import check_capture
@@ -45,7 +46,7 @@ from ..plugins import load_plugins
 from ..registry import Registry
 from ..settings import Option, fraction, listing, non_negative, positive_int, share
 from ..validation import below_one, choice, positive_setting
-from .prior_spec import check_prior, prior_help, scale_apart
+from .prior_spec import check_layer_priors, check_prior, prior_help, scale_apart
 
 #: How the likelihood treats the noise level: the simulated (or stated) one, a point estimate
 #: fitted with the weights, or one per pixel from an extra output channel (Gaussian only).
@@ -69,18 +70,6 @@ def check_index(name: str, value: object) -> int:
 def check_guide(name: str, value: str) -> str:
     """A guide spec ``NAME[:ARGUMENT]`` whose NAME is registered."""
     choice("guide", value.partition(":")[0], GUIDES)
-    return value
-
-
-def check_layer_priors(name: str, value: object) -> dict:
-    """A table of layer-name patterns to prior specs."""
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise InvalidInputError(
-            f"layer_priors must map layer-name patterns to prior specs, e.g. "
-            f"{{'net.head.*' = 'laplace:0.05'}}, got {value!r}"
-        )
     return value
 
 
@@ -150,6 +139,8 @@ GENERAL: tuple[Option, ...] = (
     Option("prior", str, DEFAULT_PRIOR, prior_help, check=check_prior),
     Option("prior_scale", float, DEFAULT_PRIOR_SCALE, "scale of the weight prior",
            check=positive_setting),
+    Option("data_term", str, "likelihood", "the fit's data term: likelihood, or sure (Gaussian "
+           "denoising: SURE, the network fed y; pyrodip.bayes.sure)", choices=DATA_TERMS),
     Option("image_prior", str, "none", "a prior on the rendered image beside the weight prior "
            "(pyrodip.bayes.image_priors)", choices=IMAGE_PRIORS),
     Option("layer_priors", dict, {}, "a prior for the layers whose name matches PATTERN, e.g. "
@@ -271,6 +262,7 @@ class RunConfig:
             raise InvalidInputError("stop_rule=heldout watches held-out values, which a refit "
                                     "on all values lacks: drop calibration_refit")
         check_readout(self.resolved("readout"), self.resolved("average"))
+        check_data_term(self)
         if self.clip and (self.observed or self.noise != "gaussian" or self.task == "ct"):
             raise InvalidInputError("`clip` clips a simulated image-space observation with "
                                     "gaussian noise: drop it for this one")

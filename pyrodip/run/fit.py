@@ -25,6 +25,7 @@ from ..bayes.likelihoods import GaussianLikelihood
 from ..bayes.model import BayesianDIP
 from ..bayes.networks import NetConfig
 from ..bayes.noise_likelihoods import noise_likelihood
+from ..bayes.sure import SureDivergence
 from ..errors import InvalidInputError
 from ..infer.batched import fit_generator, fit_models
 from ..infer.checkpoints import Checkpointing
@@ -67,6 +68,10 @@ def build_model(config: RunConfig, observation: Observation) -> tuple[BayesianDI
     if config.censoring == "auto" and isinstance(likelihood, GaussianLikelihood):
         likelihood.censored = censored_range(observation)
     name, _, arguments = config.prior.partition(":")  # NAME or NAME::ARG... (see RunConfig)
+    sure = None
+    if config.data_term == "sure":  # the network's input is y; held-out values hidden
+        mask = getattr(observation.operator, "observed_mask", None)
+        sure = SureDivergence(observation.observation[None], mask)
     model = BayesianDIP(
         observation.image_shape,
         net=NetConfig.preset(
@@ -80,6 +85,7 @@ def build_model(config: RunConfig, observation: Observation) -> tuple[BayesianDI
         jitter=config.jitter,
         bayesian_batchnorm=config.bayesian_batchnorm,
         image_prior=make_image_prior(config.image_prior, config),
+        sure=sure,
     )
     guide = make_guide(
         config.resolved("guide"), model, init_loc=config.resolved("init_loc"),
@@ -194,6 +200,8 @@ def batchable(config: RunConfig) -> str | None:
         return f"method {config.method} samples with its own optimiser steps (SGLD)"
     if config.local_reparam or config.engine == "pyro":
         return "a batch runs the fast engine (no local reparameterisation, not `engine=pyro`)"
+    if config.data_term == "sure":
+        return "data_term=sure draws its probe from the global generator, not a fit's own"
     return None
 
 

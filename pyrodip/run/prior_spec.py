@@ -20,6 +20,18 @@ def check_prior(name: str, value: str) -> str:
     return value
 
 
+def check_layer_priors(name: str, value: object) -> dict:
+    """A table of layer-name patterns to prior specs."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidInputError(
+            f"layer_priors must map layer-name patterns to prior specs, e.g. "
+            f"{{'net.head.*' = 'laplace:0.05'}}, got {value!r}"
+        )
+    return value
+
+
 def prior_help() -> str:
     """The help of ``--prior``: each prior's spec, its scale optional (then ``prior_scale``).
 

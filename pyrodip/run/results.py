@@ -98,6 +98,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "guide": result.config.resolved("guide"),
         "prior": result.model.prior.spec(),
         "image_prior": "none" if image_prior is None else image_prior.spec(),
+        "data_term": "likelihood" if getattr(result.model, "sure", None) is None else "sure",
         "config": result.config.to_json(),
         "settings": json.dumps(effective_settings(result), sort_keys=True),
         "engine": result.engine,

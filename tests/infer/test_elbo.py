@@ -9,6 +9,7 @@ from pyrodip import (
     BayesianDIP,
     Downsample,
     GaussianLikelihood,
+    Identity,
     InvalidInputError,
     Mask,
     NetConfig,
@@ -22,8 +23,10 @@ from pyrodip import (
     predict,
 )
 from pyrodip.bayes.image_priors import RegularizationByDenoising, TotalVariation
+from pyrodip.bayes.sure import SureDivergence
 from pyrodip.infer.elbo import FastELBO, PyroELBO, make_loss, supports, unsupported_reason
 from pyrodip.physics.masks import random_mask
+from pyrodip.physics.operators import Subset
 from pyrodip.run.fit import build_model
 
 TINY = NetConfig(scales=2, input_channels=4, channels_down=4, channels_up=4, channels_skip=2)
@@ -179,6 +182,34 @@ def test_fast_elbo_equals_pyro_for_point_estimates(spec, temperature, prior):
     guide = make_guide(spec, model)
     assert supports(model, guide)
     _assert_same_elbo(model, guide, _observed(None, model.likelihood))
+
+
+@pytest.mark.parametrize("held_out", [False, True])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_fast_elbo_equals_pyro_with_sures_data_term(held_out, channels):
+    """Fed y, with the divergence from a second pass (same weights, same jitter, the probe
+    drawn after the jitter in both engines): the same loss and gradients, in training (input
+    jitter) and without; the divergence is part of the loss."""
+    pyro.set_rng_seed(0)
+    y = _observed(None, GaussianLikelihood(0.1), channels=channels)
+    operator = Subset(Identity(), torch.rand(SIDE, SIDE) > 0.2) if held_out else None
+    sure = SureDivergence(y, getattr(operator, "observed_mask", None))
+    model = BayesianDIP((channels, SIDE, SIDE), net=TINY, temperature=0.3, operator=operator,
+                        sure=sure)
+    guide = make_guide("meanfield", model, init_scale=0.05)
+    _assert_same_elbo(model, guide, y)
+    model.eval()
+    _assert_same_elbo(model, guide, y)
+    loss_fn, weights = FastELBO(model, guide), {s: guide.loc(s) for s in model.weight_sites}
+    with torch.no_grad():
+        pyro.set_rng_seed(2)
+        with_term = loss_fn.loss_and_image(y, weights, None, 0.0)[0]
+        pyro.set_rng_seed(2)
+        divergence = model.render_fit(weights)[2]
+        model.sure = None
+        without = loss_fn.loss_and_image(y, weights, None, 0.0)[0]
+    assert abs(float(divergence)) > 1.0
+    assert float(with_term - without) == pytest.approx(float(divergence), rel=1e-3)
 
 
 def test_two_channel_inpainting_and_training_without_jitter():
