@@ -15,8 +15,9 @@ def test_smoke_run_tables_every_variant_beside_the_baselines_and_minus_bm3d(tmp_
     monkeypatch.setattr(study, "IMAGES", {
         "phantom": ("sample:phantom", "sample:ct", "gaussian", 0.1),
         "speckled": ("sample:phantom", "sample:ct", "speckle", 0.1)})
-    monkeypatch.setattr(study, "VARIANTS", {"mfvi": ({}, ("gaussian", "speckle")),
-                                            "mfvi+tv": ({"image_prior": "tv"}, ("gaussian",))})
+    monkeypatch.setattr(study, "VARIANTS", {
+        "mfvi": ({}, ("gaussian", "speckle")),
+        "mfvi+sure+tv": (study.VARIANTS["mfvi+sure+tv"][0], ("gaussian",))})
     monkeypatch.setattr(study, "SEEDS", (0,))
     monkeypatch.setattr(study, "SIZE", 32)
     out = tmp_path / "study"
@@ -26,7 +27,7 @@ def test_smoke_run_tables_every_variant_beside_the_baselines_and_minus_bm3d(tmp_
     rows = [line.strip("| ").split(" | ") for line in gaussian.splitlines()
             if line.startswith("| ")][1:]
     assert [row[0] for row in rows if row[0] != "---"] == [
-        "mfvi", "mfvi+tv", "bm3d", "tv", "nlm", "method", "mfvi", "mfvi+tv"]
+        "mfvi", "mfvi+sure+tv", "bm3d", "tv", "nlm", "method", "mfvi", "mfvi+sure+tv"]
     fits = study.finished(out, [run.name for run in study.runs("report")])
     fit = fits["report_phantom_mfvi_seed0"]
     bm3d = float(fit["classical_psnr"].values[fit["classical"].values.tolist().index("bm3d")])
@@ -35,6 +36,9 @@ def test_smoke_run_tables_every_variant_beside_the_baselines_and_minus_bm3d(tmp_
     assert "PSNR of the log images" in speckle and "PSNR of the log images" not in gaussian
     assert {fits[f"report_{d}_mfvi_seed0"].attrs["noise"] for d in ("phantom", "speckled")} == {
         "gaussian", "speckle"}
+    combined = fits["report_phantom_mfvi+sure+tv_seed0"].attrs
+    assert (combined["data_term"], combined["image_prior"], combined["censored"]) == (
+        "sure", "tv:1", "none")
     assert (out / "report.md").read_text() == text
 
 
