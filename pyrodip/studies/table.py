@@ -202,7 +202,7 @@ def score_sections(study: xr.Dataset, reference: str | None = None) -> list[str]
     columns = [column for column, (name, _) in SCORES.items() if name in differences]
     lines = ["", f"paired differences against {reference} (the same observation per seed; "
              "mean ± 95 % t-interval half-width):", "",
-             "| method | image | " + " | ".join(f"Δ {column}" for column in columns) + " |",
+             "| difference | image | " + " | ".join(f"Δ {column}" for column in columns) + " |",
              "|" + " --- |" * (len(columns) + 2)]
     for image in study["image"].values:
         for method in study["method"].values:
@@ -210,7 +210,7 @@ def score_sections(study: xr.Dataset, reference: str | None = None) -> list[str]
                 continue
             at = {"method": method, "image": image}
             cells = [_cell(differences[SCORES[column][0]].sel(at)) for column in columns]
-            lines.append(f"| {method} | {image} | " + " | ".join(cells) + " |")
+            lines.append(f"| {method} - {reference} | {image} | " + " | ".join(cells) + " |")
     agreement = ranking_agreement(study)
     lines += ["", "ranking of the methods by seed mean, best first (τ: Kendall's tau against "
               "the PSNR's ranking):", "",
