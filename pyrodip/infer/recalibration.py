@@ -27,6 +27,12 @@ scores them by the probability of lying beyond the end (the Tobit likelihood of
 :mod:`pyrodip.bayes.censored`, as the fit does); ``conformal``
 counts them as covered when the interval reaches past the end.
 
+The held-out values are then scored under the rescaled predictive, without ground truth: their
+mean log predictive density and CRPS (:mod:`pyrodip.evaluate.proper_scores`), in the same
+additive domain (log y for speckle; for Poisson noise the Gaussian of variance A(x) / peak, as
+here), censored where clipped; the mixture over the posterior samples where they were kept
+and nothing is censored, else the Gaussian.
+
 ``std_total`` becomes ``s * std_total_raw`` (for a heteroscedastic likelihood only its
 epistemic part is scaled). A prediction without uncertainty (zero std) has no scale (NaN).
 
@@ -52,6 +58,7 @@ from torch import Tensor
 
 from ..bayes.censored import censored_normal_log_prob
 from ..errors import InvalidInputError
+from ..evaluate.proper_scores import HeldoutScores, heldout_scores
 from .predictive import Prediction
 
 #: ``--calibration``: none, or how the scale of the std is fitted on held-out values.
@@ -85,6 +92,9 @@ class Recalibration:
     heldout_coverage_95_raw: float
     heldout_coverage_68: float
     heldout_coverage_95: float
+    heldout_lpd: float = math.nan
+    heldout_crps: float = math.nan
+    heldout_score_form: str = "gaussian"
 
     def attrs(self) -> dict[str, float | int | str]:
         """The result attributes (``calibration``, ``calibration_scale``, ...)."""
@@ -97,6 +107,9 @@ class Recalibration:
             "heldout_coverage_95_raw": self.heldout_coverage_95_raw,
             "heldout_coverage_68": self.heldout_coverage_68,
             "heldout_coverage_95": self.heldout_coverage_95,
+            "heldout_lpd": self.heldout_lpd,
+            "heldout_crps": self.heldout_crps,
+            "heldout_score_form": self.heldout_score_form,
         }
 
 
@@ -173,24 +186,41 @@ def scale_by_conformal(
     return math.sqrt(value) if math.isfinite(value) else math.nan
 
 
-def recalibrate(
+@dataclass(frozen=True)
+class HeldoutValues:
+    """The held-out values as recalibration scores them (1-D arrays, in the noise's additive
+    domain): ``residual`` y - m, the posterior's ``variance`` of A(x), the noise's
+    ``noise_variance``; for a clipped observation the censored marks ``low``/``high`` and the
+    ``bounds`` (the range's ends minus m); ``deviations`` (N, n): each posterior sample's A(x)
+    minus m, when the samples were kept."""
+
+    residual: np.ndarray
+    variance: np.ndarray
+    noise_variance: np.ndarray
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    bounds: tuple[np.ndarray, np.ndarray] | None = None
+    deviations: np.ndarray | None = None
+
+    def scores(self, scale: float) -> HeldoutScores:
+        """Their mean LPD and CRPS under the predictive with the std times ``scale``
+        (:func:`pyrodip.evaluate.proper_scores.heldout_scores`)."""
+        return heldout_scores(self.residual, self.variance, self.noise_variance, scale,
+                              self.low, self.high, self.bounds, self.deviations)
+
+
+def heldout_values(
     prediction: Prediction,
     likelihood,
     observation: Tensor,
     held: Tensor,
-    method: str = "scale",
-    coverage: float = CONFORMAL_COVERAGE,
     value_range: tuple[float, float] | None = None,
-) -> Recalibration:
-    """Fit the scale of ``prediction``'s std on the ``held`` values (bool, (1, H', W')) of
-    ``observation`` (y, (C, H', W')) that the fit never saw (see the module docstring).
-    ``prediction`` must hold the measured summaries (:func:`pyrodip.infer.predictive.predict`
-    collects them); ``value_range``: the ends y was clipped to, so that a value at an end is
-    censored (None: not clipped; :func:`~pyrodip.bayes.censored.censored_range`)."""
-    if method not in CALIBRATIONS[1:]:
-        raise InvalidInputError(
-            f"unknown calibration {method!r}: choose one of {', '.join(CALIBRATIONS[1:])}"
-        )
+    samples: Tensor | None = None,
+) -> HeldoutValues:
+    """The ``held`` values (bool, (1, H', W')) of ``observation`` (y, (C, H', W')) against
+    ``prediction``'s measured summaries (see :func:`recalibrate`); ``samples``: the posterior
+    samples as the likelihood sees them, (N, C, H', W') (:func:`pyrodip.infer.predictive.measure`),
+    or None."""
     if prediction.measured_mean is None:
         raise InvalidInputError("the prediction has no measured summaries: draw it with predict")
     device = prediction.measured_mean.device
@@ -202,16 +232,46 @@ def recalibrate(
     noise = likelihood.noise_variance(mean)[mask]
     if prediction.std_aleatoric is not None:  # heteroscedastic: the network's own noise
         noise = prediction.std_aleatoric.square().to(device).expand_as(mask)[mask]
-    low = high = None
+    low = high = bounds = None
     if value_range is not None:
         bottom, top = value_range
         low, high = (y[mask] <= bottom).cpu().numpy(), (y[mask] >= top).cpu().numpy()
+        bounds = tuple((end - mean[mask]).double().cpu().numpy() for end in (bottom, top))
+    deviations = None
+    if samples is not None:
+        deviations = (samples.to(device) - mean)[:, mask].double().cpu().numpy()
     residual, variance, noise = (t.double().cpu().numpy() for t in (residual, variance, noise))
+    return HeldoutValues(residual, variance, noise, low, high, bounds, deviations)
+
+
+def recalibrate(
+    prediction: Prediction,
+    likelihood,
+    observation: Tensor,
+    held: Tensor,
+    method: str = "scale",
+    coverage: float = CONFORMAL_COVERAGE,
+    value_range: tuple[float, float] | None = None,
+    samples: Tensor | None = None,
+) -> Recalibration:
+    """Fit the scale of ``prediction``'s std on the ``held`` values (bool, (1, H', W')) of
+    ``observation`` (y, (C, H', W')) that the fit never saw (see the module docstring), and
+    score them under the rescaled predictive (LPD and CRPS, :class:`HeldoutValues`).
+    ``prediction`` must hold the measured summaries (:func:`pyrodip.infer.predictive.predict`
+    collects them); ``value_range``: the ends y was clipped to, so that a value at an end is
+    censored (None: not clipped; :func:`~pyrodip.bayes.censored.censored_range`);
+    ``samples``: as :func:`heldout_values`."""
+    if method not in CALIBRATIONS[1:]:
+        raise InvalidInputError(
+            f"unknown calibration {method!r}: choose one of {', '.join(CALIBRATIONS[1:])}"
+        )
+    values = heldout_values(prediction, likelihood, observation, held, value_range, samples)
+    residual, variance, noise = values.residual, values.variance, values.noise_variance
     if method == "scale":
-        scale = scale_by_likelihood(residual, variance, noise, low, high)
+        scale = scale_by_likelihood(residual, variance, noise, values.low, values.high)
         target = math.nan
     else:
-        scale = scale_by_conformal(residual, variance, noise, coverage, low, high)
+        scale = scale_by_conformal(residual, variance, noise, coverage, values.low, values.high)
         target = coverage
 
     def covered(s: float, level: float) -> float:
@@ -220,10 +280,12 @@ def recalibrate(
         z = norm.ppf(0.5 + level / 2)
         return float(np.mean(residual**2 <= z**2 * (s**2 * variance + noise)))
 
+    scores = values.scores(scale)
     return Recalibration(
         method=method, scale=scale, coverage=target, heldout=int(residual.size),
         heldout_coverage_68_raw=covered(1.0, 0.6827), heldout_coverage_95_raw=covered(1.0, 0.95),
         heldout_coverage_68=covered(scale, 0.6827), heldout_coverage_95=covered(scale, 0.95),
+        heldout_lpd=scores.lpd, heldout_crps=scores.crps, heldout_score_form=scores.form,
     )
 
 

@@ -32,6 +32,7 @@ from ..infer.checkpoints import Checkpointing
 from ..infer.fitting import FitResult, Training
 from ..infer.loop import fit_model
 from ..infer.methods import METHODS
+from ..infer.predictive import measure
 from ..infer.recalibration import recalibrate, rescaled
 from ..physics.observation import Observation, hold_out
 from .config import RunConfig
@@ -182,9 +183,12 @@ def _recalibrated(result: FitResult, scored: FitResult, observation: Observation
             stacklevel=3,
         )
         return result
+    samples = scored.prediction.samples  # kept: the held-out values' mixture predictive
+    if samples is not None:
+        samples = torch.stack([measure(scored.model, image) for image in samples])
     result.calibration = recalibrate(
         scored.prediction, scored.model.likelihood, observation.observation, held,
-        calibration, config.calibration_coverage, censored_range(observation),
+        calibration, config.calibration_coverage, censored_range(observation), samples,
     )
     result.prediction = rescaled(result.prediction, result.calibration.scale)
     return result

@@ -32,7 +32,10 @@ The schema (documented in ``docs/results.md``):
   the paper's convention: denoising and inpainting, Gaussian or Poisson noise);
 - recalibration (:mod:`pyrodip.infer.recalibration`): ``calibration`` (none, scale or
   conformal), ``calibration_scale``, ``calibration_coverage``, ``calibration_heldout`` and the
-  coverage of the held-out values before and after (``heldout_coverage_68_raw``, ...).
+  coverage of the held-out values before and after (``heldout_coverage_68_raw``, ...), and
+  their proper scores under the recalibrated predictive, without ground truth
+  (:mod:`pyrodip.evaluate.proper_scores`): ``heldout_lpd`` (nats per value),
+  ``heldout_crps`` and ``heldout_score_form`` (``gaussian`` or ``mixture``).
 """
 
 from __future__ import annotations

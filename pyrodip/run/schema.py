@@ -64,6 +64,10 @@ VARIABLES: dict[str, tuple[str, str | None]] = {
     "psnr_current_observation": ("PSNR of A(step's image) against the observation", _DB),
     "ssim_current_observation": ("SSIM of A(step's image) against the observation", "1"),
     "mse_heldout": ("mean squared residual at the held-out observed values", _IMAGE),
+    # proper scores of the held-out observed values (attributes of a run; variables of a study)
+    "heldout_lpd": ("mean log predictive density of the held-out observed values, per value "
+                    "(higher is better)", "nat"),
+    "heldout_crps": ("mean CRPS of the held-out observed values (lower is better)", _IMAGE),
     "window_variance": ("ES-WMV window variance of the step images", _IMAGE),
     # calibration against the truth
     "reliability_variance": ("mean predicted variance of the pixels in the bin", _IMAGE),

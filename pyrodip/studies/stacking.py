@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ..run.schema import VARIABLES
+
 #: Scalar attributes of a run that become variables over (method, image, seed), by the name
 #: they take there.
 RUN_SCALARS = {
@@ -18,8 +20,10 @@ RUN_SCALARS = {
     "coverage_95_raw": "coverage_95_raw", "calibration_scale": "calibration_scale",
     "ause": "ause", "wall_time_s": "wall_time_s",
     "mean_std_total": "mean_std_total", "baseline_psnr": "baseline_psnr",
-    "psnr_missing": "psnr_missing",
+    "psnr_missing": "psnr_missing", "heldout_lpd": "heldout_lpd", "heldout_crps": "heldout_crps",
 }
+#: Stacked variables that carry their ``long_name`` and ``units`` (:mod:`pyrodip.run.schema`).
+DESCRIBED = ("heldout_lpd", "heldout_crps")
 
 Key = tuple[str, str, int]
 
@@ -47,6 +51,9 @@ def stack(datasets: dict[Key, xr.Dataset]) -> xr.Dataset:
     stacked = stacked.reindex({"method": methods, "image": images})
     any_run = next(iter(datasets.values())).attrs
     stacked.attrs = {"task": any_run.get("task", ""), "runs": len(datasets)}
+    for name in DESCRIBED:
+        long_name, units = VARIABLES[name]
+        stacked[name].attrs.update(long_name=long_name, units=units)
     return stacked
 
 

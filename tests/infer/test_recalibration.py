@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -11,11 +12,13 @@ from pyrodip.errors import InvalidInputError
 from pyrodip.evaluate.calibration import calibrate
 from pyrodip.infer.predictive import Prediction
 from pyrodip.infer.recalibration import (
+    heldout_values,
     recalibrate,
     rescaled,
     scale_by_conformal,
     scale_by_likelihood,
 )
+from pyrodip.physics.observation import hold_out
 from pyrodip.physics.operators import Downsample
 from pyrodip.run.results import to_dataset
 
@@ -178,3 +181,40 @@ def test_the_scale_stays_near_one_when_the_residuals_are_mostly_noise():
     v = np.full(1638, 10 ** -2.43 / 1.8**2)
     found = scale_by_likelihood(rng.normal(0, np.sqrt(1.8**2 * v + noise)), v, noise)
     assert 1.5 < found < 2.1
+
+
+def test_the_held_out_values_are_scored_without_the_truth():
+    """LPD and CRPS of the held-out values are result attributes, with no truth needed (an
+    observation without one, as ``--observed`` gives)."""
+    simulated = Observation.simulate(torch.rand(1, 32, 32), 0.1, seed=0)
+    observed = dataclasses.replace(simulated, truth=None)
+    assert not observed.has_truth
+    result = fit(observed, RunConfig(**TINY), progress=False)
+    attrs = to_dataset(result, baseline=False).attrs
+    assert "mean_psnr" not in attrs and attrs["heldout_score_form"] == "gaussian"
+    assert math.isfinite(attrs["heldout_lpd"]) and attrs["heldout_crps"] > 0
+    # the same held-out values scored again under the calibrated Gaussian
+    values = heldout_values(result.prediction, result.model.likelihood, observed.observation,
+                            hold_out(observed, 0.1, seed=0)[1])
+    assert values.residual.size == attrs["calibration_heldout"]
+    # dip: no std, scored by the noise alone once values are held out
+    dip = fit(observed, RunConfig(method="dip", calibration="scale", **TINY), progress=False)
+    assert math.isnan(dip.calibration.scale) and math.isfinite(dip.calibration.heldout_lpd)
+
+
+def test_kept_samples_score_the_mixture():
+    torch.manual_seed(0)
+    shape = (1, 16, 16)
+    samples = 0.5 + 0.05 * torch.randn(8, *shape)
+    y = 0.5 + 0.1 * torch.randn(shape)
+    prediction = Prediction(samples.mean(0), samples.std(0), None, samples.std(0), 8,
+                            measured_mean=samples.mean(0), measured_std=samples.std(0))
+    held = torch.ones(1, 16, 16, dtype=torch.bool)
+    gaussian = recalibrate(prediction, GaussianLikelihood(0.1), y, held)
+    mixture = recalibrate(prediction, GaussianLikelihood(0.1), y, held, samples=samples)
+    assert gaussian.heldout_score_form == "gaussian" and mixture.heldout_score_form == "mixture"
+    assert mixture.scale == gaussian.scale  # the samples change the scores, not the scale
+    assert mixture.heldout_crps == pytest.approx(gaussian.heldout_crps, rel=0.05)
+    values = heldout_values(prediction, GaussianLikelihood(0.1), y, held, samples=samples)
+    assert values.deviations.shape == (8, 256)
+    assert values.scores(mixture.scale).lpd == mixture.heldout_lpd

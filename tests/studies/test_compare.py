@@ -51,6 +51,14 @@ def test_compare_stacks_methods_images_seeds_and_reports(study_file, tmp_path, c
     assert table.splitlines()[0].startswith("| method | image | PSNR last | PSNR best")
     assert "| mfvi | phantom |" in table and " ± " in table and table.strip() in printed
     assert "mean ± 95 % t-interval half-width over 2 seeds" in table
+    # the held-out values' proper scores, beside the PSNR: mfvi holds values out, dip none
+    assert "| PSNR mean | LPD | CRPS |" in table.splitlines()[0]
+    assert np.isfinite(study["heldout_lpd"].sel({"method": "mfvi"})).all()
+    assert (study["heldout_crps"].sel({"method": "mfvi"}) > 0).all()
+    assert np.isnan(study["heldout_lpd"].sel({"method": "dip"})).all()
+    assert study["heldout_lpd"].attrs["units"] == "nat"
+    assert "paired differences against dip" in table and "| mfvi - dip | phantom | " in table
+    assert "| phantom | " in table.split("ranking of the methods")[1]
     assert (out / "psnr_curves.png").stat().st_size > 0
     assert (out / "uncertainty_phantom.png").stat().st_size > 0
     assert (out / "calibration.png").stat().st_size > 0  # error against std per method
