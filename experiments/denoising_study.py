@@ -134,6 +134,19 @@ def _keys(domain: str) -> dict[str, str]:
     return {**SCORES, **({"stabilized_psnr": label} if label else {})}
 
 
+def tuned_choice(out: Path) -> str | None:
+    """The variant of the ``tune`` stage with the best PSNR, averaged over its domains and
+    seeds, once every tuning fit has finished (else None)."""
+    names = [run.name for run in runs("tune")]
+    found = finished(out, names)
+    if not names or len(found) < len(names):
+        return None
+    means = {variant: np.mean([float(ds.attrs["mean_psnr"]) for name, ds in found.items()
+                               if name.split("_")[2] == variant])
+             for variant in {name.split("_")[2] for name in names}}
+    return max(means, key=means.get)
+
+
 def report(out: Path) -> str:
     """``OUT/report.md``: per stage and domain, each variant's and each classical baseline's
     scores (mean over seeds), then each variant minus BM3D, paired by seed."""
@@ -167,6 +180,9 @@ def report(out: Path) -> str:
                       "minus BM3D on the same observation (paired by seed):", "",
                       *table(["method", "seeds", *(label for key, label in keys.items()
                                                    if "psnr" in key)], paired)]
+    choice = tuned_choice(out)
+    if choice:
+        lines += [f"Best mean PSNR on the tuning images (all domains and seeds): {choice}", ""]
     text = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)

@@ -40,6 +40,13 @@ def test_smoke_run_tables_every_variant_beside_the_baselines_and_minus_bm3d(tmp_
     assert (combined["data_term"], combined["image_prior"], combined["censored"]) == (
         "sure", "tv:1", "none")
     assert (out / "report.md").read_text() == text
+    assert study.tuned_choice(out) is None  # no tuning fits yet
+    study.run_stage("tune", out, workers=1, smoke=True)
+    tuned = study.finished(out, [run.name for run in study.runs("tune")])
+    assert sorted(tuned) == ["tune_phantom_mfvi+sure+tv_seed0", "tune_phantom_mfvi_seed0"]
+    best = max(tuned, key=lambda name: float(tuned[name].attrs["mean_psnr"]))
+    assert study.tuned_choice(out) == best.split("_")[2]
+    assert f"tuning images (all domains and seeds): {best.split('_')[2]}" in study.report(out)
 
 
 def test_stabilized_psnr_is_the_psnr_of_the_log_images_for_speckle():
