@@ -6,6 +6,7 @@ needs ``censoring=off``), and both, against BM3D, TV, NLM and DIP stopped by ES-
 
     python -m experiments.denoising_study run --stage tune --out runs/denoising --workers 2
     python -m experiments.denoising_study run --stage report --out runs/denoising --workers 2
+    python -m experiments.denoising_study run --stage scan --out runs/denoising --workers 2
     python -m experiments.denoising_study report --out runs/denoising
 
 X-ray and OCT: Gaussian noise of std 0.1, the observation clipped to [0, 1] (``clip``, as the
@@ -15,7 +16,9 @@ their variance-stabilised domain (log, Anscombe), so there the PSNR is also give
 stabilised images. 128 px, the default steps (on ultrasound also 3000), seeds 0, 1, 2, one
 observation per seed for every variant. ``tune``: MFVI's variants on the second X-ray and OCT
 images, where the default is chosen; ``report``: every variant on the first image of each
-domain. Scored: the returned image (PSNR, SSIM), the coverage of its calibrated 68 % and 95 %
+domain; ``scan``: the report stage's Gaussian observations written as 8-bit files (as a
+scanner stores them) and reconstructed as observed scans, the noise level estimated, MFVI's
+default. Scored: the returned image (PSNR, SSIM), the coverage of its calibrated 68 % and 95 %
 intervals against the truth, and the variant minus BM3D on the same observation, paired by
 seed.
 """
@@ -43,6 +46,7 @@ from experiments.common import (
 )
 from pyrodip.physics.baselines import stabilize
 from pyrodip.run.config import RunConfig
+from pyrodip.run.observe import prepare_observation
 from pyrodip.studies.grid import GridRun, Hooks
 
 #: domain -> (the reported image, the tuning image, its noise model, the noise's level)
@@ -62,8 +66,9 @@ VARIANTS: dict[str, tuple[dict, tuple[str, ...]]] = {
 }
 #: The classical baselines tabled beside the fits (from the fits' results).
 CLASSICAL = ("bm3d", "tv", "nlm")
-#: stage -> the image's index in :data:`IMAGES`
-STAGES = {"tune": 1, "report": 0}
+#: stage -> the image's index in :data:`IMAGES` (``scan``: the first image, its noisy
+#: observation written as an 8-bit file and reconstructed with ``observed``, the level estimated)
+STAGES = {"tune": 1, "report": 0, "scan": 0}
 SCORES = DENOISING_SCORES
 
 
@@ -85,8 +90,34 @@ def variants(domain: str, stage: str = "report") -> list[str]:
             if noise in noises and (stage == "report" or name.startswith("mfvi"))]
 
 
-def runs(stage: str, smoke: bool = False) -> list[GridRun]:
-    """The fits of ``stage``, seed by seed."""
+def scan_path(out: Path, domain: str, seed: int) -> Path:
+    """The 8-bit file of ``domain``'s noisy observation of ``seed`` for the ``scan`` stage."""
+    return out / "scans" / f"{domain}_seed{seed}.png"
+
+
+def write_scans(out: Path) -> None:
+    """Each Gaussian domain's clipped noisy observation (the ``report`` stage's, per seed) as an
+    8-bit PNG, as a scanner would store it, and its truth beside it (``.npy``)."""
+    from skimage.io import imsave
+
+    for seed in SEEDS:
+        for domain in (d for d in IMAGES if IMAGES[d][2] == "gaussian"):
+            obs = prepare_observation(_config("report", domain, "mfvi", seed, False))
+            path = scan_path(out, domain, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pixels = (obs.observation[0].numpy() * 255).round().astype(np.uint8)
+            imsave(path, pixels, check_contrast=False)
+            np.save(path.with_suffix(".npy"), obs.truth.numpy())  # (C, H, W)
+
+
+def runs(stage: str, smoke: bool = False, out: Path | None = None) -> list[GridRun]:
+    """The fits of ``stage``, seed by seed (``scan``: MFVI's default on the files that
+    :func:`write_scans` wrote in ``out``)."""
+    if stage == "scan":
+        return [GridRun(f"scan_{domain}_mfvi_seed{seed}",
+                        RunConfig(image=str(scan_path(out, domain, seed)), task="denoise",
+                                  observed=True, seed=seed, **({"steps": 30} if smoke else {})))
+                for seed in SEEDS for domain in IMAGES if IMAGES[domain][2] == "gaussian"]
     return [GridRun(f"{stage}_{domain}_{variant}_seed{seed}",
                     _config(stage, domain, variant, seed, smoke))
             for seed in SEEDS for domain in IMAGES for variant in variants(domain, stage)]
@@ -95,7 +126,9 @@ def runs(stage: str, smoke: bool = False) -> list[GridRun]:
 def run_stage(stage: str, out: Path, workers: int, smoke: bool = False,
               match: list[str] | None = None) -> None:
     """Run the fits of ``stage`` that ``out`` lacks, with the classical baselines."""
-    run_fits(runs(stage, smoke), out, Hooks(baselines=True), workers, match, desc=stage)
+    if stage == "scan":
+        write_scans(out)
+    run_fits(runs(stage, smoke, out), out, Hooks(baselines=True), workers, match, desc=stage)
 
 
 def stabilized_psnr(estimate: np.ndarray, truth: np.ndarray, noise: str,
@@ -134,6 +167,60 @@ def _keys(domain: str) -> dict[str, str]:
     return {**SCORES, **({"stabilized_psnr": label} if label else {})}
 
 
+def scan_scores(ds: xr.Dataset, truth: np.ndarray) -> dict[str, float]:
+    """A ``scan`` fit's scores against ``truth``: PSNR and SSIM of the returned image and of
+    each classical baseline (``bm3d_psnr``, ...), the coverage of its calibrated 68 % and 95 %
+    intervals, and the noise level it estimated."""
+    import torch
+    from scipy.stats import norm
+
+    from pyrodip.evaluate.metrics import psnr, ssim
+
+    ref = torch.from_numpy(truth)[None]
+
+    def both(image: np.ndarray, prefix: str) -> dict[str, float]:
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32))[None]
+        return {f"{prefix}psnr": float(psnr(x, ref)), f"{prefix}ssim": float(ssim(x, ref))}
+
+    error = np.abs(ds["mean"].values - truth)
+    scores = {**both(ds["mean"].values, "mean_"),
+              **{f"coverage_{round(level * 100)}": float(np.mean(
+                  error <= norm.ppf(0.5 + level / 2) * ds["std_total"].values))
+                 for level in (0.6827, 0.95)},
+              "noise_estimate": float(ds.attrs["noise_estimate"])}
+    for index, method in enumerate(ds["classical"].values.tolist()):
+        scores.update(both(ds["baselines"].values[index], f"{method}_"))
+    return scores
+
+
+def _scan_section(out: Path) -> list[str]:
+    rows, paired = [], []
+    for domain in (d for d in IMAGES if IMAGES[d][2] == "gaussian"):
+        names = {seed: f"scan_{domain}_mfvi_seed{seed}" for seed in SEEDS}
+        found = finished(out, names.values())
+        scores = [scan_scores(found[name], np.load(scan_path(out, domain, seed)
+                                                  .with_suffix(".npy")))
+                  for seed, name in names.items() if name in found]
+        if not scores:
+            continue
+        cells = {key: interval([score[key] for score in scores], digits=3 if "ssim" in key
+                               or "coverage" in key or "noise" in key else 2)
+                 for key in scores[0]}
+        rows.append([domain, "mfvi", str(len(scores)), cells["mean_psnr"], cells["mean_ssim"],
+                     cells["coverage_68"], cells["coverage_95"], cells["noise_estimate"]])
+        rows += [[domain, method, str(len(scores)), cells[f"{method}_psnr"],
+                  cells[f"{method}_ssim"], "", "", ""] for method in CLASSICAL]
+        paired.append([domain, str(len(scores)), interval(
+            [score["mean_psnr"] - score["bm3d_psnr"] for score in scores], digits=3)])
+    if not rows:
+        return []
+    return ["## scan: the first images' noisy observations as 8-bit files, the level estimated",
+            "", *table(["domain", "method", "seeds", "PSNR", "SSIM", "coverage 68 %",
+                        "coverage 95 %", "noise level estimated"], rows),
+            "MFVI minus BM3D on the same file (paired by seed):", "",
+            *table(["domain", "seeds", "PSNR"], paired)]
+
+
 def tuned_choice(out: Path) -> str | None:
     """The variant of the ``tune`` stage with the best PSNR, averaged over its domains and
     seeds, once every tuning fit has finished (else None)."""
@@ -152,6 +239,9 @@ def report(out: Path) -> str:
     scores (mean over seeds), then each variant minus BM3D, paired by seed."""
     lines = ["# Denoising: each idea alone and combined, against BM3D", "", PLUS_MINUS, ""]
     for stage, index in STAGES.items():
+        if stage == "scan":
+            lines += _scan_section(out)
+            continue
         datasets = finished(out, [run.name for run in runs(stage)])
         for domain in IMAGES:
             noise, level, keys = *IMAGES[domain][2:], _keys(domain)

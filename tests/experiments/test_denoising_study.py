@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from skimage.io import imread
 
 from experiments import denoising_study as study
 
@@ -56,3 +57,27 @@ def test_stabilized_psnr_is_the_psnr_of_the_log_images_for_speckle():
     expected = 10 * math.log10(math.log(10) ** 2 / mse)
     assert study.stabilized_psnr(estimate, truth, "speckle", 0.1) == pytest.approx(expected)
     assert study.stabilized_psnr(estimate, truth, "gaussian", 0.1) < expected  # not logged
+
+
+def test_scan_stage_reconstructs_8_bit_files_of_the_observations_and_scores_them(tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(study, "IMAGES", {"phantom": ("sample:phantom", "sample:ct", "gaussian",
+                                                      0.1)})
+    monkeypatch.setattr(study, "SEEDS", (0,))
+    monkeypatch.setattr(study, "SIZE", 32)
+    out = tmp_path / "study"
+    study.run_stage("scan", out, workers=1, smoke=True)
+    scan = study.scan_path(out, "phantom", 0)
+    pixels = imread(scan)
+    assert pixels.dtype == np.uint8 and pixels.shape == (32, 32)
+    fit = study.finished(out, ["scan_phantom_mfvi_seed0"])["scan_phantom_mfvi_seed0"]
+    assert "truth" not in fit and 0.05 < float(fit.attrs["noise_estimate"]) < 0.2
+    truth = np.load(scan.with_suffix(".npy"))
+    scores = study.scan_scores(fit, truth)
+    mse = float(np.mean((fit["mean"].values - truth) ** 2))
+    assert scores["mean_psnr"] == pytest.approx(-10 * math.log10(mse), abs=1e-3)
+    assert 0 <= scores["coverage_68"] <= scores["coverage_95"] <= 1
+    text = study.report(out)
+    assert "| phantom | mfvi | 1 |" in text and "| phantom | bm3d | 1 |" in text
+    assert f"| phantom | 1 | {scores['mean_psnr'] - scores['bm3d_psnr']:.3f} |" in text
+
