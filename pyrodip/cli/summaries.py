@@ -17,7 +17,8 @@ def summary(dataset: xarray.Dataset, out: Path) -> str:
     channels, height, width = (dataset.sizes[d] for d in ("channel", "y", "x"))
     lines = [
         f"pyrodip {a['task']}: {a['image']} ({channels}x{height}x{width}), {a['method']} "
-        f"({a['guide']} guide, prior {a['prior']}), {a['steps']} steps",
+        f"({a['guide']} guide, prior {a['prior']}), {a['steps']} steps"
+        + (f", ensemble of {a['ensemble']} fits" if a.get("ensemble", 1) > 1 else ""),
     ]
     if "chosen_step" in a:
         ran = dataset.sizes["step"]
@@ -45,6 +46,13 @@ def summary(dataset: xarray.Dataset, out: Path) -> str:
         lines.append(
             f"  missing pixels  PSNR {a['psnr_missing']:6.2f} dB (baseline "
             f"{a['baseline_psnr_missing']:.2f} dB)"
+        )
+    if "ensemble_member_psnr" in dataset:
+        members = dataset["ensemble_member_psnr"].values
+        lines.append(
+            f"  ensemble        members PSNR {members.min():.2f} to {members.max():.2f} dB "
+            f"(member 0: {members[0]:.2f}); spread of their means (std) "
+            f"{a['mean_std_between']:.4f}"
         )
     drawn = ("renders of the last steps" if a.get("readout") == "renders"
              else "samples")

@@ -118,6 +118,7 @@ class FitResult:
     resumed_at: list[int] = field(default_factory=list)  # steps it was resumed at (checkpoints)
     readouts: dict[str, Tensor] = field(default_factory=dict)  # mean image of each READOUTS
     readout: str = "none"  # the one returned; none for a sampler's or a stop rule's
+    member_means: Tensor | None = None  # an ensemble's members' means, (K, C, H, W)
 
 
 def model_device(model: Any) -> torch.device:

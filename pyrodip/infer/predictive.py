@@ -47,6 +47,8 @@ class Prediction:
         samples: the posterior images, an `(N, C, H, W)` tensor (``keep_samples``), or None.
         measured_mean, measured_std: `(C, H', W')` tensors shaped like the observation y, or
             None.
+        std_between: for an ensemble's mixture, the std of its members' means (uncalibrated,
+            a part of ``std_epistemic``), a `(C, H, W)` tensor; else None.
     """
 
     mean: Tensor
@@ -58,6 +60,7 @@ class Prediction:
     measured_mean: Tensor | None = None
     measured_std: Tensor | None = None
     std_total_raw: Tensor | None = None  # before recalibration (pyrodip.infer.recalibration)
+    std_between: Tensor | None = None  # an ensemble's spread of member means (pyrodip.run.ensemble)
 
 
 class RunningMoments:

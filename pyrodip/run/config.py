@@ -202,6 +202,9 @@ GENERAL: tuple[Option, ...] = (
     Option("capture", bool, False, "cuda: record each step as a CUDA graph and replay it "
            "(single fits on the fast engine; off until measured faster on a GPU)"),
     Option("seed", int, 0, "random seed", check=check_seed),
+    Option("ensemble", int, 1, "fit K members of different fit seeds to the same observation "
+           "and return their mixture (pyrodip.run.ensemble; K times the time)",
+           check=positive_int, metavar="K"),
     Option("plugins", list, [], "import MODULE first: what it registers (priors, tasks, ...) "
            "can be named here (repeatable; recorded in the run's settings)",
            check=check_plugins, metavar="MODULE", flag_name="--plugin"),

@@ -36,6 +36,7 @@ from ..infer.predictive import measure
 from ..infer.recalibration import recalibrate, rescaled
 from ..physics.observation import Observation, hold_out
 from .config import RunConfig
+from .ensemble import combined, member_configs
 from .resources import check_memory
 
 
@@ -147,11 +148,18 @@ def fit(
     checkpoint, so a resumed run repeats it) and the scale is applied to that fit's std. The
     result's ``observation`` is the whole one, its ``calibration`` says how. The values are
     held out too for ``stop_rule="heldout"``, which watches them.
+
+    With ``config.ensemble`` K > 1, K members fit the same observation (and held-out values)
+    with their own fit seeds, one after another, or as one batch on a GPU where
+    :func:`batchable`; their mixture (:mod:`pyrodip.run.ensemble`) is calibrated as one fit's
+    predictive. An ensemble keeps no checkpoint and cannot be resumed.
     """
     config = config or RunConfig()
     device = resolve_device(config.device)
     check_memory(config, observation.image_shape, device)
     calibration = config.resolved("calibration")
+    if config.ensemble > 1:
+        return _fit_ensemble(observation, config, device, progress, validate, resume, stop)
     if calibration == "none" and config.resolved("stop_rule") != "heldout":
         return _fit_once(observation, config, device, progress, validate, checkpoint, resume,
                          stop)
@@ -194,12 +202,51 @@ def _recalibrated(result: FitResult, scored: FitResult, observation: Observation
     return result
 
 
+def _fit_ensemble(observation, config, device, progress, validate, resume, stop):
+    """:func:`fit` of an ensemble (``config.ensemble`` > 1): the members, then the mixture."""
+    if resume:
+        raise InvalidInputError(f"an ensemble (ensemble={config.ensemble}) keeps no checkpoint "
+                                "to resume: run it again without resuming")
+    configs = member_configs(config)
+    batched = (device.type == "cuda" and not config.capture
+               and batchable(configs[0]) is None)
+    if batched:
+        check_memory(configs[0], observation.image_shape, device, fits=len(configs))
+    holds = (config.resolved("calibration") != "none"
+             or config.resolved("stop_rule") == "heldout")
+    fit_observation, held = (hold_out(observation, config.heldout_fraction, config.seed)
+                             if holds else (observation, None))
+
+    def members(obs, heldout):
+        if not batched:
+            return combined([_fit_once(obs, member, device, progress, validate, None, False,
+                                       stop, heldout) for member in configs], config)
+        results = _fit_batch_once([obs] * len(configs), configs, device, progress, stop,
+                                  [heldout] * len(configs))
+        results = [  # a member that diverged in the batch is fitted again on its own
+            _fit_once(obs, member, device, False, validate, None, False, stop, heldout)
+            if result.status == "diverged" else result
+            for result, member in zip(results, configs, strict=True)
+        ]
+        return combined(results, config, batched=True)
+
+    scored = result = members(fit_observation, held)
+    if not holds:
+        return result
+    if config.calibration_refit:
+        result = members(observation, None)
+    result.observation = observation
+    return _recalibrated(result, scored, observation, held, config)
+
+
 #: The settings in which the fits of one batch may differ (the slice: of one volume).
 BATCH_VARIES = ("seed", "prior_scale", "temperature", "slice_index")
 
 
 def batchable(config: RunConfig) -> str | None:
     """Why fits of ``config`` cannot run in a batch (:func:`fit_batch`), or None."""
+    if config.ensemble > 1:
+        return "an ensemble fits its members in a batch of its own"
     if METHODS[config.method].sampler(config.steps, 0.01) is not None:
         return f"method {config.method} samples with its own optimiser steps (SGLD)"
     if config.local_reparam or config.engine == "pyro":

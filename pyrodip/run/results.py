@@ -5,6 +5,8 @@ The schema (documented in ``docs/results.md``):
 - images over (``channel``, ``y``, ``x``): ``truth`` (when known), ``mean``,
   ``std_epistemic``, ``std_aleatoric`` (heteroscedastic likelihood only), ``std_total`` (the
   recalibrated std), ``std_total_raw`` (before recalibration, when recalibrated),
+  ``std_between`` (an ensemble's spread of member means, with its mean ``mean_std_between``
+  and, over ``member``, each member's ``ensemble_member_psnr`` when the truth is known),
   ``smoothed``, the mean images of the readouts not returned (``readout_final``,
   ``readout_renders``, ``readout_params``: :data:`pyrodip.infer.averaging.READOUTS`, where the
   fit averaged its last steps); ``observation`` over (``channel``, ``obs_y``, ``obs_x``) (the
@@ -20,7 +22,8 @@ The schema (documented in ``docs/results.md``):
   ``engine``, ``readout`` (the returned predictive; none for a sampler or a stop rule),
   ``mean_psnr``, ``mean_ssim`` (of ``mean`` against the truth, when known),
   ``psnr_input`` (of the observation, when comparable), ``wall_time_s``,
-  ``pyrodip_version``, ``torch_version``, ``pyro_version``, ``seed``, ``noise``,
+  ``pyrodip_version``, ``torch_version``, ``pyro_version``, ``seed``, ``ensemble`` (K, the
+  fits combined: :mod:`pyrodip.run.ensemble`), ``noise``,
   ``likelihood_noise`` (the likelihood's level), ``noise_estimate`` (estimated from an
   observed y, in the units of ``noise_std`` or ``photons``), ``observed_scale`` (a measured
   sinogram was divided by it), ``baseline_method``, ...;
@@ -80,6 +83,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "std_aleatoric": pred.std_aleatoric,
         "std_total": pred.std_total,
         "std_total_raw": pred.std_total_raw,
+        "std_between": pred.std_between,
         "smoothed": result.smoothed,
         "truth": obs.truth,
         **{f"readout_{name}": image for name, image in result.readouts.items()
@@ -106,6 +110,7 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         "settings": json.dumps(effective_settings(result), sort_keys=True),
         "engine": result.engine,
         "seed": result.config.seed,
+        "ensemble": result.config.ensemble,
         "steps": result.config.steps,
         "samples": pred.num_samples,
         "wall_time_s": result.wall_time_s,
@@ -155,8 +160,14 @@ def to_dataset(result: FitResult, baseline: bool = True) -> xr.Dataset:
         image = baselines[name]
         data_vars["baseline"] = (IMAGE_DIMS, _numpy(image), {"method": name})
         attrs["baseline_method"] = name
+    if pred.std_between is not None:
+        attrs["mean_std_between"] = float(pred.std_between.mean())
     if obs.has_truth:
         attrs.update(_quality(pred.mean, obs, MEAN_RENAMED))
+        if result.member_means is not None:
+            coords["member"] = np.arange(len(result.member_means))
+            data_vars["ensemble_member_psnr"] = (
+                "member", [_quality(mean, obs)["psnr"] for mean in result.member_means])
         calibration_vars, calibration_attributes = calibration_variables(
             calibrate(pred.mean, pred.std_total, obs.truth)
         )

@@ -36,6 +36,7 @@ VARIABLES: dict[str, tuple[str, str | None]] = {
     "calibration_bin_low": ("lower edge of the variance bin", _IMAGE),
     "calibration_bin_high": ("upper edge of the variance bin", _IMAGE),
     "sparsification_fraction": ("fraction of pixels removed, largest first", "1"),
+    "member": ("ensemble member (0: the fit of the run's own seed)", "1"),
     # images
     "truth": ("clean image (simulated observations only)", _IMAGE),
     "observation": ("observation y", _IMAGE),
@@ -44,6 +45,9 @@ VARIABLES: dict[str, tuple[str, str | None]] = {
     "std_aleatoric": ("predicted noise standard deviation", _IMAGE),
     "std_total": ("total predictive standard deviation, calibrated", _IMAGE),
     "std_total_raw": ("total predictive standard deviation before calibration", _IMAGE),
+    "std_between": ("standard deviation of the ensemble members' means, before calibration",
+                    _IMAGE),
+    "ensemble_member_psnr": ("PSNR of each ensemble member's mean against the truth", _DB),
     "smoothed": ("moving average of the images rendered while fitting", _IMAGE),
     "readout_final": ("predictive mean at the final parameters", _IMAGE),
     "readout_renders": ("mean of the images rendered over the last steps", _IMAGE),

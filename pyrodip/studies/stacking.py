@@ -21,6 +21,7 @@ RUN_SCALARS = {
     "ause": "ause", "wall_time_s": "wall_time_s",
     "mean_std_total": "mean_std_total", "baseline_psnr": "baseline_psnr",
     "psnr_missing": "psnr_missing", "heldout_lpd": "heldout_lpd", "heldout_crps": "heldout_crps",
+    "ensemble": "ensemble", "mean_std_between": "mean_std_between",
 }
 #: Stacked variables that carry their ``long_name`` and ``units`` (:mod:`pyrodip.run.schema`).
 DESCRIBED = ("heldout_lpd", "heldout_crps")

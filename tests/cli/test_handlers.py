@@ -80,6 +80,9 @@ def test_calibration_options(tiny_png, tmp_path, capsys):
     (["--steps", "many"], "invalid int value"),
     (["--stepz", "3"], "unrecognized arguments"),
     (["--device", "tpu"], "unknown device"),
+    (["--ensemble", "0"], "ensemble must be a positive integer, got 0"),
+    (["--ensemble", "-2"], "ensemble must be a positive integer, got -2"),
+    (["--ensemble", "1.5"], "invalid int value: '1.5'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
     assert exit_code(["run", *args, "--out", str(tmp_path / "o"), "--quiet"]) == 2
@@ -109,3 +112,23 @@ def test_an_explicit_prior_scale_wins_over_the_config_files_prior(tmp_path):
     assert main(["run", "--config", str(demo), "--prior-scale", "0.2",
                  "--size", "32", "--out", str(out), *FAST]) == 0
     assert read_dataset(out / "result.nc").attrs["prior"] == "normal:0.2"
+
+
+def test_an_ensemble_run_writes_its_members_and_says_so(tiny_png, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--image", str(tiny_png), "--size", "32", "--ensemble", "2",
+                 "--out", str(out), *FAST]) == 0
+    dataset = read_dataset(out / "result.nc")
+    assert dataset.attrs["ensemble"] == 2 and '"ensemble": 2' in dataset.attrs["config"]
+    assert dataset["ensemble_member_psnr"].dims == ("member",)
+    assert dataset["ensemble_member_psnr"].attrs["units"] == "dB"
+    assert dataset["std_between"].attrs["long_name"].startswith("standard deviation of the ens")
+    assert dataset.attrs["mean_std_between"] > 0
+    printed = capsys.readouterr().out
+    assert "3 steps, ensemble of 2 fits" in printed and "ensemble        members PSNR" in printed
+
+
+def test_a_bad_ensemble_size_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert exit_code(["run", "--ensemble", "0", "--out", str(out), "--quiet"]) == 2
+    assert not out.exists()

@@ -321,6 +321,13 @@ def test_fit_objective_runs_a_tiny_fit(tiny_png):
     assert 5 < psnr < 40 and math.isfinite(heldout) and heldout < 2
 
 
+def test_a_trial_can_fit_an_ensemble():
+    config = RunConfig(image="sample:phantom", size=32, steps=5, samples=2)
+    one = FitObjective(config, "heldout")({"prior_scale": 0.2})
+    pair = FitObjective(config.replace(ensemble=2), "heldout")({"prior_scale": 0.2})
+    assert math.isfinite(pair) and pair != one  # the mixture of two fits scores otherwise
+
+
 class StopAfter:
     """A fit's ``stop``, asked once a step: set at the ``steps``-th step (never with None)."""
 

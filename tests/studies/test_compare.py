@@ -251,3 +251,21 @@ def _tiny_comparison(tmp_path):
                             settings={"size": 32, "steps": 3, "samples": 2})
     run_comparison(comparison, tmp_path / "study", progress=False, figures=False)
     return tmp_path / "study" / "comparison.nc"
+
+
+def test_a_variant_row_can_be_an_ensemble(tmp_path):
+    study = tmp_path / "ensemble.toml"
+    study.write_text('methods = ["mfvi"]\nimages = ["sample:phantom"]\nseeds = [0]\n'
+                     "[settings]\nsize = 32\nsteps = 4\nsamples = 2\n"
+                     "[variant.four]\nensemble = 4\n")
+    out = tmp_path / "out"
+    assert main(["compare", str(study), "--out", str(out), "--quiet"]) == 0
+    result = read_dataset(out / "comparison.nc")
+    assert result["ensemble"].sel({"method": "four"}).item() == 4
+    assert result["ensemble"].sel({"method": "mfvi"}).item() == 1
+    run = read_dataset(out / "runs" / "phantom-four-seed0.nc")
+    assert run.attrs["ensemble"] == 4 and run.sizes["member"] == 4
+    # member 0 is the single fit of the row beside it
+    single = read_dataset(out / "runs" / "phantom-mfvi-seed0.nc")
+    assert run["ensemble_member_psnr"].values[0] == pytest.approx(single.attrs["mean_psnr"])
+    assert np.isnan(result["mean_std_between"].sel({"method": "mfvi"})).all()
