@@ -19,8 +19,8 @@ images, where the default is chosen; ``report``: every variant on the first imag
 domain; ``scan``: the report stage's Gaussian observations written as 8-bit files (as a
 scanner stores them) and reconstructed as observed scans, the noise level estimated, MFVI's
 default. Scored: the returned image (PSNR, SSIM), the coverage of its calibrated 68 % and 95 %
-intervals against the truth, and the variant minus BM3D on the same observation, paired by
-seed.
+intervals against the truth, and the variant minus BM3D (and MFVI's variants minus MFVI) on
+the same observation, paired by seed.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from experiments.common import (
     finished,
     image_path,
     interval,
+    paired_differences,
     run_fits,
     study_main,
     table,
@@ -245,8 +246,14 @@ def report(out: Path) -> str:
         datasets = finished(out, [run.name for run in runs(stage)])
         for domain in IMAGES:
             noise, level, keys = *IMAGES[domain][2:], _keys(domain)
-            rows, paired, reference = [], [], []
+            rows, paired, reference, versus = [], [], [], []
             for variant in variants(domain, stage):
+                pairs = [(datasets[f"{stage}_{domain}_{variant}_seed{seed}"],
+                          datasets[f"{stage}_{domain}_mfvi_seed{seed}"]) for seed in SEEDS
+                         if all(f"{stage}_{domain}_{v}_seed{seed}" in datasets
+                                for v in (variant, "mfvi"))]
+                if variant.startswith("mfvi") and variant != "mfvi" and pairs:
+                    versus.append([variant, str(len(pairs)), *paired_differences(pairs, SCORES)])
                 found = [datasets[name] for seed in SEEDS
                          if (name := f"{stage}_{domain}_{variant}_seed{seed}") in datasets]
                 if not found:
@@ -270,6 +277,9 @@ def report(out: Path) -> str:
                       "minus BM3D on the same observation (paired by seed):", "",
                       *table(["method", "seeds", *(label for key, label in keys.items()
                                                    if "psnr" in key)], paired)]
+            if versus:
+                lines += ["minus mfvi on the same observation (paired by seed):", "",
+                          *table(["method", "seeds", *SCORES.values()], versus)]
     choice = tuned_choice(out)
     if choice:
         lines += [f"Best mean PSNR on the tuning images (all domains and seeds): {choice}", ""]

@@ -28,7 +28,8 @@ def test_smoke_run_tables_every_variant_beside_the_baselines_and_minus_bm3d(tmp_
     rows = [line.strip("| ").split(" | ") for line in gaussian.splitlines()
             if line.startswith("| ")][1:]
     assert [row[0] for row in rows if row[0] != "---"] == [
-        "mfvi", "mfvi+sure+tv", "bm3d", "tv", "nlm", "method", "mfvi", "mfvi+sure+tv"]
+        "mfvi", "mfvi+sure+tv", "bm3d", "tv", "nlm", "method", "mfvi", "mfvi+sure+tv",
+        "method", "mfvi+sure+tv"]  # the fits, minus BM3D, minus mfvi
     fits = study.finished(out, [run.name for run in study.runs("report")])
     fit = fits["report_phantom_mfvi_seed0"]
     bm3d = float(fit["classical_psnr"].values[fit["classical"].values.tolist().index("bm3d")])
@@ -37,6 +38,9 @@ def test_smoke_run_tables_every_variant_beside_the_baselines_and_minus_bm3d(tmp_
     assert "PSNR of the log images" in speckle and "PSNR of the log images" not in gaussian
     assert {fits[f"report_{d}_mfvi_seed0"].attrs["noise"] for d in ("phantom", "speckled")} == {
         "gaussian", "speckle"}
+    versus = rows[-1]  # mfvi+sure+tv minus mfvi, the PSNR
+    assert float(versus[2]) == pytest.approx(float(fits["report_phantom_mfvi+sure+tv_seed0"].attrs[
+        "mean_psnr"]) - float(fit.attrs["mean_psnr"]), abs=6e-4)
     combined = fits["report_phantom_mfvi+sure+tv_seed0"].attrs
     assert (combined["data_term"], combined["image_prior"], combined["censored"]) == (
         "sure", "tv:1", "none")
