@@ -222,6 +222,41 @@ def _scan_section(out: Path) -> list[str]:
             *table(["domain", "seeds", "PSNR"], paired)]
 
 
+def heldout_agreement(out: Path) -> list[str]:
+    """Per stage and domain, how the ranking of MFVI's variants by their held-out scores (LPD,
+    CRPS: no truth) agrees with their ranking by the truth's PSNR, over the seed means
+    (:func:`pyrodip.studies.table.ranking_agreement`), as table lines."""
+    from pyrodip.studies.table import ranking_agreement
+
+    keys = ("mean_psnr", "heldout_lpd", "heldout_crps")
+    rows = []
+    for stage in ("tune", "report"):
+        datasets = finished(out, [run.name for run in runs(stage)])
+        for domain in IMAGES:
+            scored = [v for v in variants(domain, stage) if v.startswith("mfvi") and all(
+                f"{stage}_{domain}_{v}_seed{seed}" in datasets
+                and "heldout_lpd" in datasets[f"{stage}_{domain}_{v}_seed{seed}"].attrs
+                for seed in SEEDS)]
+            if len(scored) < 2:
+                continue
+            values = {key: (("method", "image", "seed"), [[[float(datasets[
+                f"{stage}_{domain}_{v}_seed{seed}"].attrs[key]) for seed in SEEDS]]
+                for v in scored]) for key in keys}
+            agreement = ranking_agreement(xr.Dataset(values, coords={
+                "method": scored, "image": [domain], "seed": list(SEEDS)}))
+            rows.append([stage, domain, ", ".join(scored), *(
+                f"{float(agreement[key][0]):.2f}" for key in ("tau_lpd", "tau_crps")), *(
+                "yes" if float(agreement[key][0]) == 1 else "no"
+                for key in ("best_lpd", "best_crps"))])
+    if not rows:
+        return []
+    return ["## Held-out scores against the truth", "",
+            "Kendall's tau between the variants' ranking by PSNR (truth) and by the held-out "
+            "LPD and CRPS (no truth), over the seed means; whether the best variant agrees:", "",
+            *table(["stage", "domain", "variants", "tau LPD", "tau CRPS", "best by LPD",
+                    "best by CRPS"], rows)]
+
+
 def tuned_choice(out: Path) -> str | None:
     """The variant of the ``tune`` stage with the best PSNR, averaged over its domains and
     seeds, once every tuning fit has finished (else None)."""
@@ -280,6 +315,7 @@ def report(out: Path) -> str:
             if versus:
                 lines += ["minus mfvi on the same observation (paired by seed):", "",
                           *table(["method", "seeds", *SCORES.values()], versus)]
+    lines += heldout_agreement(out)
     choice = tuned_choice(out)
     if choice:
         lines += [f"Best mean PSNR on the tuning images (all domains and seeds): {choice}", ""]

@@ -38,6 +38,14 @@ def test_smoke_run_tables_every_variant_beside_the_baselines_and_minus_bm3d(tmp_
     assert "PSNR of the log images" in speckle and "PSNR of the log images" not in gaussian
     assert {fits[f"report_{d}_mfvi_seed0"].attrs["noise"] for d in ("phantom", "speckled")} == {
         "gaussian", "speckle"}
+    agreement = [line for line in text.splitlines() if line.startswith("| report | phantom |")]
+    better = float(fit.attrs["mean_psnr"]) > float(
+        fits["report_phantom_mfvi+sure+tv_seed0"].attrs["mean_psnr"])
+    lpd_better = float(fit.attrs["heldout_lpd"]) > float(
+        fits["report_phantom_mfvi+sure+tv_seed0"].attrs["heldout_lpd"])
+    assert agreement == [f"| report | phantom | mfvi, mfvi+sure+tv | "
+                         f"{'1.00' if better == lpd_better else '-1.00'} |"
+                         + agreement[0].split("|", 5)[5]]
     versus = rows[-1]  # mfvi+sure+tv minus mfvi, the PSNR
     assert float(versus[2]) == pytest.approx(float(fits["report_phantom_mfvi+sure+tv_seed0"].attrs[
         "mean_psnr"]) - float(fit.attrs["mean_psnr"]), abs=6e-4)
