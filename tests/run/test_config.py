@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: ``censoring``).
 RECORDED = {
     "average", "lr_decay", "readout", "capture", "clip", "censoring", "image_prior", "tv_weight",
-    "red_weight", "red_sigma", "red_denoiser", "red_every", "data_term",
+    "red_weight", "red_sigma", "red_denoiser", "red_every", "data_term", "ensemble",
     "angles", "bayesian_batchnorm", "burn_in", "calibration", "calibration_coverage",
     "calibration_refit", "device", "dropout", "ema", "engine", "factor", "guide",
     "heldout_fraction", "image", "init_loc", "init_scale", "jitter", "layer_priors",
