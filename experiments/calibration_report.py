@@ -29,6 +29,8 @@ def label(job: dict) -> str:
     settings = dict(map(tuple, job["settings"]))
     if settings.get("calibration") == "none":
         return f"{job['method']} (no calibration)"
+    if "ensemble" in settings:
+        return f"{job['method']} ensemble of {settings['ensemble']}"
     variant = next((name for name, values in VARIANTS.items() if dict(values) == settings), "")
     return f"{job['method']} {variant}".strip()
 
@@ -137,9 +139,9 @@ def bias_split(group: list[dict]) -> dict | None:
     return {"bias_share": bias / error, "spread_ratio": math.sqrt(spread / variance)}
 
 
-def goal_rows(records: list[dict]) -> list[list[str]]:
+def goal_rows(records: list[dict], stage: str = "goal") -> list[list[str]]:
     rows = []
-    for (domain, method), group in groups(records, "goal").items():
+    for (domain, method), group in groups(records, stage).items():
         if "calibrations" not in group[0]:
             continue
         row = [domain, method, format_interval([r["psnr"] for r in group]),
@@ -179,6 +181,27 @@ def psnr_cost_rows(records: list[dict]) -> list[list[str]]:
                          format_interval([a for a, _ in pairs]),
                          format_interval([a - b for a, b in pairs])])
     return rows
+
+
+def ensemble_gain_rows(records: list[dict]) -> list[list[str]]:
+    """Each ensemble's PSNR against its members' (mean over members; and member 0, the single
+    fit of the seed), paired by seed."""
+    rows = []
+    for (domain, method), group in groups(records, "ensemble").items():
+        group = [r for r in group if r.get("member_psnr")]
+        if not group:
+            continue
+        gains = [r["psnr"] - float(np.mean(r["member_psnr"])) for r in group]
+        over_first = [r["psnr"] - r["member_psnr"][0] for r in group]
+        rows.append([domain, method, format_interval([r["psnr"] for r in group]),
+                     format_interval([float(np.mean(r["member_psnr"])) for r in group]),
+                     format_interval(gains), format_interval(over_first),
+                     format_interval([r["wall_time_s"] for r in group], 0)])
+    return rows
+
+
+ENSEMBLE_HEADER = ["domain", "ensemble", "PSNR", "members' PSNR (mean)", "gain over the members",
+                   "gain over member 0", "wall time (s, all members)"]
 
 
 PSNR_HEADER = ["domain", "PSNR, all values fitted", "PSNR, 10 % held out", "difference"]
@@ -268,6 +291,9 @@ def report(out: Path) -> Path:
              "## diagnose", "", *table(DIAGNOSE_HEADER, diagnose_rows(found)),
              "## bias (the tuning fits)", "", *table(BIAS_HEADER, bias_rows(found)),
              "## goal (the first images)", "", *table(GOAL_HEADER, goal_rows(found)),
+             "## ensembles of fits (the first images)", "",
+             *table(GOAL_HEADER, goal_rows(found, "ensemble")),
+             *table(ENSEMBLE_HEADER, ensemble_gain_rows(found)),
              "## PSNR of MFVI with and without the held-out values", "",
              *table(PSNR_HEADER, psnr_cost_rows(found)),
              "## MFVI refitted on all values, the held-out fit's scale applied", "",

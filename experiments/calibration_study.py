@@ -3,6 +3,7 @@
     python -m experiments.calibration_study run --stage tune --out runs/calibration --workers 2
     python -m experiments.calibration_study run --stage diagnose --out runs/calibration --workers 2
     python -m experiments.calibration_study run --stage goal --out runs/calibration --workers 2
+    python -m experiments.calibration_study run --stage ensemble --out runs/calibration --workers 2
     python -m experiments.calibration_study report --out runs/calibration
 
 Every fit runs the defaults (``RunConfig()``: the small network, 1000 steps) at 128 px on
