@@ -21,9 +21,10 @@ setup: $(BIN)/pyrodip
 demo: setup
 	$(BIN)/pyrodip run
 
+# The suite runs on one process per core (pytest-xdist), each test on one thread.
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist worksteal
 	$(BIN)/mkdocs build --strict
 
 # Studies on a real SLURM cluster: starts a single-node one on this machine (as root, from
