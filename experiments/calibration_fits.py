@@ -38,11 +38,12 @@ VARIANTS = {
     "2000 steps": (("steps", 2000),),
 }
 #: The ensemble stage's domains (where the error lies in the operator's null space) and its
-#: fits: one MFVI fit against ensembles of K MFVI and DIP-ES fits (DIP-ES's spread rescaled
-#: on the held-out values as MFVI's std is: its calibration is ``none`` by default).
+#: fits: ensembles of K MFVI and of K DIP-ES fits (DIP-ES's spread rescaled on the held-out
+#: values as MFVI's std is: its calibration is ``none`` by default), beside the goal stage's
+#: single MFVI fit of the same observation.
 ENSEMBLE_DOMAINS = ("mri", "ct")
 ENSEMBLE_SIZE = 4
-ENSEMBLE_GRID = (("mfvi", ()), ("mfvi", (("ensemble", ENSEMBLE_SIZE),)),
+ENSEMBLE_GRID = (("mfvi", (("ensemble", ENSEMBLE_SIZE),)),
                  ("dip-es", (("ensemble", ENSEMBLE_SIZE), ("calibration", "scale"))))
 #: The levels whose conformal scale each fit records (the default target among them).
 CONFORMAL_LEVELS = (0.6827, 0.9, 0.95)

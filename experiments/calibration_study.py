@@ -23,6 +23,9 @@ Stages:
   mean-field); the fit's bias comes from the ``tune`` fits (the error of the mean over seeds).
 - ``goal``: each domain's first image: MFVI, MC dropout and SGLD, each recalibrated the
   same way, and MFVI without calibration (the PSNR the held-out values cost).
+- ``ensemble``: the first images of MRI super-resolution and sparse-view CT (where the error
+  lies in the operator's null space): an ensemble of 4 MFVI fits and one of 4 DIP-ES fits
+  (``ensemble=4``), each calibrated on the held-out values of the goal stage's single fit.
 
 Every recalibrated fit records both calibrations from its one fit (the held-out values are
 the same), their coverage against the truth at 50/68/90/95 %, UCE (against the truth and the

@@ -21,3 +21,15 @@ def test_smoke_runs_are_small_and_skip_the_baselines():
     assert [run.name for run in smoke] == [job.name for job in jobs("tune")]
     assert {(run.config.size, run.config.steps) for run in smoke} == {(64, 30)}
     assert not HOOKS.baselines  # the report reads no baseline
+
+
+def test_the_ensemble_stage_fits_ensembles_of_the_goal_observations():
+    ensemble = jobs("ensemble")
+    assert {job.domain for job in ensemble} == {"mri", "ct"}
+    assert {job.image for job in ensemble} == {DOMAINS["mri"][0], DOMAINS["ct"][0]}
+    configs = [job.config() for job in ensemble]
+    assert {(c.method, c.ensemble, c.resolved("calibration")) for c in configs} == {
+        ("mfvi", 4, "scale"), ("dip-es", 4, "scale")}
+    goal = {job.config().to_json() for job in jobs("goal")}
+    assert all(c.replace(ensemble=1, calibration=None, method="mfvi").to_json() in goal
+               for c in configs)  # the same observation: image, task, seed

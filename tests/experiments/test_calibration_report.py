@@ -31,3 +31,22 @@ def test_goal_table_and_the_psnr_the_held_out_values_cost():
 
 def test_a_cell_without_values_is_a_dash():
     assert cell([]) == "-" and cell([0.5]) == "0.50"
+
+
+def test_ensemble_tables_put_the_single_fit_beside_the_ensembles_and_their_gain():
+    from experiments.calibration_report import ensemble_gain_rows, ensemble_rows
+
+    single = [record("mri", "mfvi", seed, 26.0) for seed in (0, 1, 2)]
+    ensembles = []
+    for seed in (0, 1, 2):
+        found = record("mri", "mfvi", seed, 26.5, scale=1.5, coverage=0.7)
+        found["job"].update(stage="ensemble", settings=[["ensemble", 4]])
+        found.update(calibrations=single[0]["calibrations"], member_psnr=[26.0, 26.2, 26.1, 26.1],
+                     wall_time_s=400.0)
+        ensembles.append(found)
+    rows = ensemble_rows(single + ensembles + [record("oct", "mfvi", 0, 29.0)])
+    assert [row[:3] for row in rows] == [["mri", "mfvi", "26.00 ± 0.00"],
+                                         ["mri", "mfvi ensemble of 4", "26.50 ± 0.00"]]
+    [gain] = ensemble_gain_rows(ensembles)
+    assert gain[:6] == ["mri", "mfvi ensemble of 4", "26.50 ± 0.00", "26.10 ± 0.00",
+                        "0.40 ± 0.00", "0.50 ± 0.00"]
