@@ -164,6 +164,8 @@ def record(job: Job, dataset: xr.Dataset) -> dict:
         "psnr_smoothed": float(dataset["psnr"].values[-1]),
         "wall_time_s": float(dataset.attrs["wall_time_s"]),
         "status": dataset.attrs["status"],
+        "heldout_lpd": float(dataset.attrs.get("heldout_lpd", math.nan)),
+        "heldout_crps": float(dataset.attrs.get("heldout_crps", math.nan)),
         "member_psnr": ([float(v) for v in dataset["ensemble_member_psnr"].values]
                         if "ensemble_member_psnr" in dataset else None),
         **run_metrics(dataset),

@@ -214,6 +214,41 @@ ENSEMBLE_HEADER = ["domain", "ensemble", "PSNR", "members' PSNR (mean)", "gain o
                    "gain over member 0", "wall time (s, all members)"]
 
 
+def agreement_rows(records: list[dict]) -> list[list[str]]:
+    """Per domain of the goal stage: do the held-out scores (LPD, CRPS; no truth) rank the
+    calibrated methods (with the ensembles where they ran) as the truth's PSNR does, over the
+    seed means (:func:`pyrodip.studies.table.ranking_agreement`)?"""
+    import xarray as xr
+
+    from pyrodip.studies.table import ranking_agreement
+
+    rows = []
+    for domain in DOMAINS:
+        chosen = {key[1]: group for stage in ("goal", "ensemble")
+                  for key, group in groups(records, stage).items()
+                  if key[0] == domain and "calibrations" in group[0]}
+        if len(chosen) < 2:
+            continue
+        methods = sorted(chosen, key=lambda m: -np.mean([r["psnr"] for r in chosen[m]]))
+        values = {name: [[[next((r[key] for r in chosen[m] if r["job"]["seed"] == seed),
+                                np.nan) for seed in SEEDS]] for m in methods]
+                  for name, key in (("mean_psnr", "psnr"), ("heldout_lpd", "heldout_lpd"),
+                                    ("heldout_crps", "heldout_crps"))}
+        study = xr.Dataset({name: (("method", "image", "seed"), value)
+                            for name, value in values.items()},
+                           coords={"method": methods, "image": [domain], "seed": list(SEEDS)})
+        agreement = ranking_agreement(study).sel(image=domain)
+        picks = [float(agreement[f"best_{key}"]) for key in ("lpd", "crps")]
+        rows.append([domain, ", ".join(methods), f"{float(agreement['tau_lpd']):.2f}",
+                     f"{float(agreement['tau_crps']):.2f}",
+                     *("-" if math.isnan(pick) else ("yes" if pick else "no") for pick in picks)])
+    return rows
+
+
+AGREEMENT_HEADER = ["domain", "methods by PSNR (truth), best first", "Kendall tau, LPD",
+                    "Kendall tau, CRPS", "LPD picks the best", "CRPS picks the best"]
+
+
 PSNR_HEADER = ["domain", "PSNR, all values fitted", "PSNR, 10 % held out", "difference"]
 
 
@@ -304,6 +339,8 @@ def report(out: Path) -> Path:
              "## ensembles of fits (the first images; one fit: the goal stage's)", "",
              *table(GOAL_HEADER, ensemble_rows(found)),
              *table(ENSEMBLE_HEADER, ensemble_gain_rows(found)),
+             "## held-out scores against the truth's ranking (goal and ensemble fits)", "",
+             *table(AGREEMENT_HEADER, agreement_rows(found)),
              "## PSNR of MFVI with and without the held-out values", "",
              *table(PSNR_HEADER, psnr_cost_rows(found)),
              "## MFVI refitted on all values, the held-out fit's scale applied", "",

@@ -50,3 +50,18 @@ def test_ensemble_tables_put_the_single_fit_beside_the_ensembles_and_their_gain(
     [gain] = ensemble_gain_rows(ensembles)
     assert gain[:6] == ["mri", "mfvi ensemble of 4", "26.50 ± 0.00", "26.10 ± 0.00",
                         "0.40 ± 0.00", "0.50 ± 0.00"]
+
+
+def test_the_agreement_table_ranks_methods_by_truth_and_by_held_out_scores():
+    from experiments.calibration_report import agreement_rows
+
+    records = []
+    for method, psnr, lpd, crps in (("mfvi", 26.0, 2.0, 0.01), ("sgld", 25.0, 3.0, 0.02),
+                                    ("mcdropout", 24.0, 1.0, 0.03)):
+        for seed in (0, 1, 2):
+            found = record("mri", method, seed, psnr)
+            found.update(heldout_lpd=lpd, heldout_crps=crps)
+            records.append(found)
+    [row] = agreement_rows(records)
+    # LPD: sgld > mfvi > mcdropout (one swap against the truth); CRPS (lower better): the truth's
+    assert row == ["mri", "mfvi, sgld, mcdropout", "0.33", "1.00", "no", "yes"]
