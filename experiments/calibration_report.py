@@ -11,7 +11,7 @@ import numpy as np
 
 from experiments.calibration_fits import DOMAINS, ENSEMBLE_DOMAINS, VARIANTS, Job, records
 from experiments.common import PLUS_MINUS, SEEDS, table
-from pyrodip.evaluate.statistics import format_interval
+from pyrodip.evaluate.statistics import format_interval, mean_interval
 
 
 def groups(records: list[dict], stage: str) -> dict[tuple, list[dict]]:
@@ -183,6 +183,33 @@ def psnr_cost_rows(records: list[dict]) -> list[list[str]]:
     return rows
 
 
+def uce_difference_rows(records: list[dict]) -> list[list[str]]:
+    """Calibrated UCE (``scale``) of MFVI minus each other calibrated method's, paired by
+    seed (the same observation and held-out values), in 1e-3; "lower" when the interval lies
+    below 0."""
+    by_name = {Job(**r["job"]).name: r for r in records}
+    rows = []
+    for domain in DOMAINS:
+        image = DOMAINS[domain][0]
+        for other in ("mcdropout", "sgld"):
+            pairs = []
+            for seed in SEEDS:
+                mine = by_name.get(Job("goal", domain, image, "mfvi", seed).name)
+                theirs = by_name.get(Job("goal", domain, image, other, seed).name)
+                if mine and theirs and "calibrations" in mine and "calibrations" in theirs:
+                    pairs.append(1e3 * (mine["calibrations"]["scale"]["uce"]
+                                        - theirs["calibrations"]["scale"]["uce"]))
+            if len(pairs) >= 2:
+                mean, half = mean_interval(pairs)
+                verdict = ("lower" if mean + half < 0 else
+                           "higher" if mean - half > 0 else "not resolved")
+                rows.append([domain, other, format_interval(pairs), verdict])
+    return rows
+
+
+UCE_HEADER = ["domain", "against", "UCE of mfvi minus it (1e-3, paired)", "mfvi's UCE is"]
+
+
 def ensemble_rows(records: list[dict]) -> list[list[str]]:
     """The goal table's rows of the ensemble stage's domains: the goal stage's single MFVI fit,
     then the ensembles of the same observations."""
@@ -336,6 +363,7 @@ def report(out: Path) -> Path:
              "## diagnose", "", *table(DIAGNOSE_HEADER, diagnose_rows(found)),
              "## bias (the tuning fits)", "", *table(BIAS_HEADER, bias_rows(found)),
              "## goal (the first images)", "", *table(GOAL_HEADER, goal_rows(found)),
+             *table(UCE_HEADER, uce_difference_rows(found)),
              "## ensembles of fits (the first images; one fit: the goal stage's)", "",
              *table(GOAL_HEADER, ensemble_rows(found)),
              *table(ENSEMBLE_HEADER, ensemble_gain_rows(found)),

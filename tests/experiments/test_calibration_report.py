@@ -65,3 +65,17 @@ def test_the_agreement_table_ranks_methods_by_truth_and_by_held_out_scores():
     [row] = agreement_rows(records)
     # LPD: sgld > mfvi > mcdropout (one swap against the truth); CRPS (lower better): the truth's
     assert row == ["mri", "mfvi, sgld, mcdropout", "0.33", "1.00", "no", "yes"]
+
+
+def test_uce_differences_are_paired_by_seed_and_judged_by_their_interval():
+    from experiments.calibration_report import uce_difference_rows
+
+    records = []
+    for method, uce in (("mfvi", 1e-3), ("mcdropout", 3e-3), ("sgld", 1e-3)):
+        for seed in (0, 1, 2):
+            found = record("oct", method, seed, 28.0)
+            found["calibrations"]["scale"]["uce"] = uce + seed * 1e-4
+            records.append(found)
+    rows = uce_difference_rows(records)
+    assert rows == [["oct", "mcdropout", "-2.00 ± 0.00", "lower"],
+                    ["oct", "sgld", "0.00 ± 0.00", "not resolved"]]
