@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.calibration_fits import DOMAINS, ENSEMBLE_DOMAINS, VARIANTS, Job, records
-from experiments.common import PLUS_MINUS, SEEDS, table
+from experiments.common import PLUS_MINUS, SEEDS, agreement_cells, table
 from pyrodip.evaluate.statistics import format_interval, mean_interval
 
 
@@ -228,11 +228,11 @@ def ensemble_gain_rows(records: list[dict]) -> list[list[str]]:
         group = [r for r in group if r.get("member_psnr")]
         if not group:
             continue
-        gains = [r["psnr"] - float(np.mean(r["member_psnr"])) for r in group]
+        members = [float(np.mean(r["member_psnr"])) for r in group]
+        gains = [r["psnr"] - mean for r, mean in zip(group, members, strict=True)]
         over_first = [r["psnr"] - r["member_psnr"][0] for r in group]
         rows.append([domain, method, format_interval([r["psnr"] for r in group]),
-                     format_interval([float(np.mean(r["member_psnr"])) for r in group]),
-                     format_interval(gains), format_interval(over_first),
+                     format_interval(members), format_interval(gains), format_interval(over_first),
                      format_interval([r["wall_time_s"] for r in group], 0)])
     return rows
 
@@ -245,10 +245,6 @@ def agreement_rows(records: list[dict]) -> list[list[str]]:
     """Per domain of the goal stage: do the held-out scores (LPD, CRPS; no truth) rank the
     calibrated methods (with the ensembles where they ran) as the truth's PSNR does, over the
     seed means (:func:`pyrodip.studies.table.ranking_agreement`)?"""
-    import xarray as xr
-
-    from pyrodip.studies.table import ranking_agreement
-
     rows = []
     for domain in DOMAINS:
         chosen = {key[1]: group for stage in ("goal", "ensemble")
@@ -257,18 +253,12 @@ def agreement_rows(records: list[dict]) -> list[list[str]]:
         if len(chosen) < 2:
             continue
         methods = sorted(chosen, key=lambda m: -np.mean([r["psnr"] for r in chosen[m]]))
-        values = {name: [[[next((r[key] for r in chosen[m] if r["job"]["seed"] == seed),
-                                np.nan) for seed in SEEDS]] for m in methods]
-                  for name, key in (("mean_psnr", "psnr"), ("heldout_lpd", "heldout_lpd"),
-                                    ("heldout_crps", "heldout_crps"))}
-        study = xr.Dataset({name: (("method", "image", "seed"), value)
-                            for name, value in values.items()},
-                           coords={"method": methods, "image": [domain], "seed": list(SEEDS)})
-        agreement = ranking_agreement(study).sel(image=domain)
-        picks = [float(agreement[f"best_{key}"]) for key in ("lpd", "crps")]
-        rows.append([domain, ", ".join(methods), f"{float(agreement['tau_lpd']):.2f}",
-                     f"{float(agreement['tau_crps']):.2f}",
-                     *("-" if math.isnan(pick) else ("yes" if pick else "no") for pick in picks)])
+        scores = {m: {name: [next((r[key] for r in chosen[m] if r["job"]["seed"] == seed),
+                                  np.nan) for seed in SEEDS]
+                      for name, key in (("mean_psnr", "psnr"), ("heldout_lpd", "heldout_lpd"),
+                                        ("heldout_crps", "heldout_crps"))}
+                  for m in methods}
+        rows.append([domain, ", ".join(methods), *agreement_cells(scores)])
     return rows
 
 

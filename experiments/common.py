@@ -118,6 +118,29 @@ def classical_scores(datasets: list[xr.Dataset], method: str = "bm3d") -> list[s
             for metric in ("psnr", "ssim")]
 
 
+def agreement_cells(scores: dict[str, dict[str, list[float]]]) -> list[str]:
+    """Kendall's tau of the methods' ranking by held-out LPD and by CRPS against their ranking
+    by PSNR, and whether each picks the best method
+    (:func:`pyrodip.studies.table.ranking_agreement`), as four cells; ``scores``: per method
+    its ``mean_psnr``, ``heldout_lpd`` and ``heldout_crps``, one value per seed.
+
+    >>> agreement_cells({"a": {"mean_psnr": [20.0], "heldout_lpd": [1.0], "heldout_crps": [0.2]},
+    ...                  "b": {"mean_psnr": [22.0], "heldout_lpd": [2.0], "heldout_crps": [0.3]}})
+    ['1.00', '-1.00', 'yes', 'no']
+    """
+    from pyrodip.studies.table import ranking_agreement
+
+    methods = list(scores)
+    study = xr.Dataset(
+        {key: (("method", "image", "seed"), [[scores[m][key]] for m in methods])
+         for key in ("mean_psnr", "heldout_lpd", "heldout_crps")},
+        coords={"method": methods, "image": ["image"]})
+    agreement = ranking_agreement(study).isel(image=0)
+    picks = [float(agreement[f"best_{key}"]) for key in ("lpd", "crps")]
+    return [f"{float(agreement['tau_lpd']):.2f}", f"{float(agreement['tau_crps']):.2f}",
+            *("-" if math.isnan(pick) else ("yes" if pick else "no") for pick in picks)]
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table's lines (and an empty line after it).
 

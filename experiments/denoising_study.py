@@ -37,6 +37,7 @@ from experiments.common import (
     DENOISING_SCORES,
     PLUS_MINUS,
     SEEDS,
+    agreement_cells,
     finished,
     image_path,
     interval,
@@ -226,9 +227,6 @@ def heldout_agreement(out: Path) -> list[str]:
     """Per stage and domain, how the ranking of MFVI's variants by their held-out scores (LPD,
     CRPS: no truth) agrees with their ranking by the truth's PSNR, over the seed means
     (:func:`pyrodip.studies.table.ranking_agreement`), as table lines."""
-    from pyrodip.studies.table import ranking_agreement
-
-    keys = ("mean_psnr", "heldout_lpd", "heldout_crps")
     rows = []
     for stage in ("tune", "report"):
         datasets = finished(out, [run.name for run in runs(stage)])
@@ -239,15 +237,11 @@ def heldout_agreement(out: Path) -> list[str]:
                 for seed in SEEDS)]
             if len(scored) < 2:
                 continue
-            values = {key: (("method", "image", "seed"), [[[float(datasets[
-                f"{stage}_{domain}_{v}_seed{seed}"].attrs[key]) for seed in SEEDS]]
-                for v in scored]) for key in keys}
-            agreement = ranking_agreement(xr.Dataset(values, coords={
-                "method": scored, "image": [domain], "seed": list(SEEDS)}))
-            rows.append([stage, domain, ", ".join(scored), *(
-                f"{float(agreement[key][0]):.2f}" for key in ("tau_lpd", "tau_crps")), *(
-                "yes" if float(agreement[key][0]) == 1 else "no"
-                for key in ("best_lpd", "best_crps"))])
+            scores = {v: {key: [float(datasets[f"{stage}_{domain}_{v}_seed{seed}"].attrs[key])
+                                for seed in SEEDS]
+                          for key in ("mean_psnr", "heldout_lpd", "heldout_crps")}
+                      for v in scored}
+            rows.append([stage, domain, ", ".join(scored), *agreement_cells(scores)])
     if not rows:
         return []
     return ["## Held-out scores against the truth", "",
