@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup demo test test-slurm clean
+.PHONY: setup demo test test-slurm test-site clean
 
 $(BIN)/pyrodip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,14 @@ test: setup
 test-slurm: setup
 	bash .ci/slurm/start.sh
 	$(BIN)/pytest -m slurm -s tests/experiments/test_slurm_cluster.py
+
+# The built site as a reader sees it at 1280 px (docs/check_site.py), in Debian's chromium,
+# which this installs (as root) when it is missing.
+test-site: setup
+	command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+	$(BIN)/mkdocs build --strict
+	$(BIN)/python docs/check_site.py site
 
 clean:
 	rm -rf $(VENV) runs site .pytest_cache .hypothesis

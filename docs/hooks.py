@@ -9,10 +9,11 @@ The line ``<!-- method-defaults -->`` becomes a table of every method's defaults
 A line ``<!-- api: PACKAGE -->`` becomes one mkdocstrings ``::: PACKAGE.MODULE`` block for each
 module of PACKAGE (its ``.py`` files, not its subpackages; first ``::: PACKAGE`` itself when its
 ``__init__.py`` defines functions or classes), read from the package tree, so a new module
-appears in the reference without editing the docs. The line ``<!-- api-index -->``
-becomes a list of every module, page by page, with the first paragraph of its docstring. Every
-package of pyrodip must be named by one page's ``api`` line; one that is not is a warning, which
-fails ``mkdocs build --strict``.
+appears in the reference without editing the docs; ``<!-- api: PACKAGE first: a b -->`` puts the
+modules ``a`` and ``b`` first, the rest follow in alphabetical order. The line
+``<!-- api-index -->`` becomes a list of every module, page by page, with the first paragraph of
+its docstring. Every package of pyrodip must be named by one page's ``api`` line; one that is
+not is a warning, which fails ``mkdocs build --strict``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 MARKER = re.compile(r"^<!-- cli-help:\s*(\S*)\s*-->$", re.MULTILINE)
 DEFAULTS_MARKER = re.compile(r"^<!-- method-defaults -->$", re.MULTILINE)
-API_MARKER = re.compile(r"^<!-- api:\s*([\w.]+)\s*-->$", re.MULTILINE)
+API_MARKER = re.compile(r"^<!-- api:\s*([\w.]+)(?:\s+first:([\w ]+))?\s*-->$", re.MULTILINE)
 API_INDEX = re.compile(r"^<!-- api-index -->$", re.MULTILINE)
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -94,16 +95,18 @@ def packages(top: str = "pyrodip") -> list[str]:
     return found
 
 
-def modules(package: str) -> list[str]:
+def modules(package: str, first: str = "") -> list[str]:
     """What the page of ``package`` documents: the package itself when its ``__init__.py``
     defines functions or classes, then its public modules (its ``.py`` files, not its
-    subpackages), sorted."""
+    subpackages): those named in ``first`` (space-separated) in that order, the rest sorted."""
     init = ast.parse((package_dir(package) / "__init__.py").read_text())
     itself = any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
                  for node in init.body)
-    return [package] * itself + [
-        f"{package}.{path.stem}" for path in sorted(package_dir(package).glob("*.py"))
-        if not path.name.startswith("_")]
+    found = [path.stem for path in sorted(package_dir(package).glob("*.py"))
+             if not path.name.startswith("_")]
+    leading = [name for name in first.split() if name in found]
+    return [package] * itself + [f"{package}.{name}" for name in
+                                 leading + [name for name in found if name not in leading]]
 
 
 def module_file(module: str) -> Path:
@@ -124,17 +127,36 @@ def api_pages() -> dict[str, tuple[str, str]]:
     for page in sorted(API_PAGES.glob("*.md")):
         text = page.read_text()
         title = re.search(r"^# (.+)$", text, re.MULTILINE)
-        for package in API_MARKER.findall(text):
+        for package, _ in API_MARKER.findall(text):
             pages[package] = (page.relative_to(DOCS).as_posix(), title[1] if title else page.stem)
     return pages
 
 
-def api_blocks(package: str) -> str:
-    """The mkdocstrings blocks of every module of ``package``."""
+def api_blocks(package: str, first: str = "") -> str:
+    """The mkdocstrings blocks of every module of ``package`` (``first``: see :func:`modules`)."""
     if not package_dir(package).is_dir():
         log.warning("API reference: %s is not a package of pyrodip", package)
         return ""
-    return "\n\n".join(f"::: {module}" for module in modules(package))
+    return "\n\n".join(api_block(module) for module in modules(package, first))
+
+
+def api_block(module: str) -> str:
+    """The mkdocstrings block of ``module``; one whose ``__all__`` re-exports names of other
+    modules shows only what it defines itself (the others are documented where they live)."""
+    tree = ast.parse(module_file(module).read_text())
+    exported = next((ast.literal_eval(node.value) for node in tree.body
+                     if isinstance(node, ast.Assign)
+                     and any(getattr(target, "id", "") == "__all__" for target in node.targets)),
+                    None)
+    own = [node.name for node in tree.body
+           if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+    own += [target.id for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign)
+            for target in getattr(node, "targets", [getattr(node, "target", None)])
+            if isinstance(target, ast.Name)]
+    if exported is None or set(exported) <= set(own):
+        return f"::: {module}"
+    shown = [name for name in exported if name in own]
+    return f"::: {module}\n    options:\n      members: [{', '.join(shown)}]"
 
 
 def api_index(page: str | None = None, order: list[str] | None = None) -> str:
@@ -160,7 +182,7 @@ def api_index(page: str | None = None, order: list[str] | None = None) -> str:
 
 def expand_api(markdown: str, page: str | None = None, order: list[str] | None = None) -> str:
     """``markdown`` with its ``api`` and ``api-index`` lines expanded."""
-    markdown = API_MARKER.sub(lambda match: api_blocks(match[1]), markdown)
+    markdown = API_MARKER.sub(lambda match: api_blocks(match[1], match[2] or ""), markdown)
     return API_INDEX.sub(lambda match: api_index(page, order), markdown)
 
 

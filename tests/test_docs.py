@@ -410,6 +410,35 @@ def docstrings() -> list[tuple[str, str]]:
     return found
 
 
+def referenced_examples() -> int:
+    """How many docstrings with an example the API reference shows: those of the modules, of
+    their public top-level functions and classes (those in ``__all__`` where a module has one)
+    and of those classes' methods (mkdocstrings' default hides ``_private`` names)."""
+    private = re.compile(r"^_[^_]")
+
+    def example(node) -> bool:
+        return ">>>" in (ast.get_docstring(node) or "")
+
+    count = 0
+    for path in sorted((ROOT / "pyrodip").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        exported = next((ast.literal_eval(node.value) for node in tree.body
+                         if isinstance(node, ast.Assign)
+                         and any(getattr(t, "id", "") == "__all__" for t in node.targets)), None)
+        count += example(tree)
+        for node in tree.body:
+            if (not isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                    or private.match(node.name)
+                    or (exported is not None and node.name not in exported)):
+                continue
+            count += example(node)
+            if isinstance(node, ast.ClassDef):
+                count += sum(example(method) for method in node.body
+                             if isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef)
+                             and not private.match(method.name))
+    return count
+
+
 def test_every_docstring_example_is_fenced_whole_and_still_the_same_doctest():
     """In pyrodip's own docstrings: no prompt is left outside a fence, and the fenced text
     holds the same doctest examples (source and expected output) as the docstring."""
@@ -425,6 +454,12 @@ def test_every_docstring_example_is_fenced_whole_and_still_the_same_doctest():
         examples = [(re.sub(r"\s*# doctest:.*", "", e.source), e.want.replace("<BLANKLINE>", ""))
                     for e in parser.get_examples(text)]
         assert [(e.source, e.want) for e in parser.get_examples(inside)] == examples, where
+
+
+#: A code block of the built site (the theme's highlighter puts an empty span before the code)
+#: and an HTML tag (the highlighter's spans inside it).
+CODE_BLOCK = re.compile(r"<pre>(?:<span></span>)?<code[^>]*>(.*?)</code></pre>", re.DOTALL)
+TAG = re.compile(r"<[^>]+>")
 
 
 @pytest.fixture(scope="session")
@@ -445,13 +480,14 @@ def test_the_api_pages_show_examples_as_code_not_block_quotes(site):
     for page in pages:
         html = page.read_text()
         assert "<blockquote>" not in html, page
-        code = re.findall(r"<pre><code[^>]*>(.*?)</code></pre>", html, re.DOTALL)
+        code = [TAG.sub("", block) for block in CODE_BLOCK.findall(html)]
         examples += sum("&gt;&gt;&gt; " in block for block in code)
-        outside = re.sub(r"<pre><code[^>]*>.*?</code></pre>", "", html, flags=re.DOTALL)
+        outside = CODE_BLOCK.sub("", html)
         assert "&gt;&gt;&gt;" not in outside, page
-    assert examples >= len(docstrings())
-    pycon = re.findall(r'<code class="language-pycon">(.*?)</code>', "".join(
-        page.read_text() for page in pages), re.DOTALL)
+    assert examples >= referenced_examples()
+    pycon = [TAG.sub("", block) for block in re.findall(
+        r'<div class="language-pycon highlight"><pre>(?:<span></span>)?<code>(.*?)</code></pre>',
+        "".join(page.read_text() for page in pages), re.DOTALL)]
     assert any(re.search(r"^&gt;&gt;&gt; .*\n(?!&gt;&gt;&gt;|\.\.\.)\S", block, re.MULTILINE)
                for block in pycon), "no example shows its output in its code block"
 
@@ -460,3 +496,18 @@ def test_the_api_reference_documents_every_module(site):
     html = "".join(page.read_text() for page in (site / "api").rglob("index.html"))
     for module in all_modules():
         assert f'id="{module}"' in html, module
+
+
+def test_the_site_check_finds_the_pages_and_names_each_problem(tmp_path, capsys):
+    check = docs_module("check_site")
+    for page in ("index.html", "claims/index.html", "assets/x/index.html", "search/index.html"):
+        (tmp_path / page).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / page).touch()
+    assert check.pages(tmp_path) == ["", "claims/"]
+    fine = {"width": check.WIDTH, "tables": 0, "figures": [], "tabs": check.MAX_TABS}
+    assert check.problems_of("claims/", fine) == []
+    bad = {"width": check.WIDTH + 1, "tables": 2, "figures": ["a.png", "b.png"],
+           "tabs": check.MAX_TABS + 1}
+    assert len(check.problems_of("claims/", bad)) == 5
+    assert check.main([str(tmp_path / "nothing")]) == 2
+    assert "run `mkdocs build` first" in capsys.readouterr().err

@@ -1,12 +1,13 @@
 """Early stopping without ground truth, for point-estimate fits (plain DIP, MAP).
 
 A rule watches one curve that needs no truth and stops the fit ``patience`` steps after the
-curve's last new minimum; the result is the image of the minimum's step.
+curve's last new minimum; the result is the image of the minimum's step (also when the rule
+never fires: the lowest point of the curve so far, the last step only where it still falls).
 
 - ``wmv``: the windowed moving variance of Wang et al., "Early Stopping for Deep Image Prior"
-  (ES-WMV, TMLR 2023): the variance of the last :data:`WMV_WINDOW` rendered images, per pixel,
-  averaged over the pixels. It is lowest when the fit has found the image and not yet started
-  fitting the noise.
+  (ES-WMV, arXiv:2112.06074, a preprint; not a TMLR paper): the variance of the last
+  :data:`WMV_WINDOW` rendered images, per pixel, averaged over the pixels. It is lowest when the
+  fit has found the image and not yet started fitting the noise.
 - ``heldout``: the mean squared residual at held-out observed values (see
   :func:`pyrodip.physics.observation.hold_out`): the fit never sees them, so it rises once the
   fit reproduces noise.

@@ -11,7 +11,7 @@ from pyrodip.infer.methods import (
     SGLDNoise,
     burn_in_steps,
     temperature_from_beta,
-    temperature_from_mean_nll,
+    temperature_from_nll_criterion,
 )
 from pyrodip.physics.noise import PoissonNoise
 from pyrodip.physics.operators import Mask
@@ -116,11 +116,12 @@ def test_mc_dropout_defaults_reach_the_network_and_optimiser(tiny):
 
 
 def test_temperature_mappings_match_the_numbers_in_the_docs():
-    """docs/concepts.md: MSE + beta KL is T = beta N / (2 sigma^2); mean NLL + t KL is T = t N."""
+    """docs/concepts.md: MSE + beta KL is T = beta N / (2 sigma^2); the follow-up's criterion
+    (twice the mean NLL) + t KL is T = t N / 2."""
     assert temperature_from_beta(1e-6, 256 * 256, 0.1) == pytest.approx(3.2768)
     assert temperature_from_beta(1e-6, 128 * 128, 0.1) == pytest.approx(0.8192)
-    assert temperature_from_mean_nll(5.7e-7, 256 * 256) == pytest.approx(0.037355, rel=1e-4)
-    assert temperature_from_mean_nll(5.7e-7, 128 * 128) == pytest.approx(0.0093389, rel=1e-4)
+    assert temperature_from_nll_criterion(5.7e-7, 256 * 256) == pytest.approx(0.018678, rel=1e-4)
+    assert temperature_from_nll_criterion(5.7e-7, 128 * 128) == pytest.approx(0.0046694, rel=1e-4)
 
 
 def test_paper_method_takes_its_temperature_from_beta_on_the_observed_values(tiny):
