@@ -511,3 +511,45 @@ def test_the_site_check_finds_the_pages_and_names_each_problem(tmp_path, capsys)
     assert len(check.problems_of("claims/", bad)) == 5
     assert check.main([str(tmp_path / "nothing")]) == 2
     assert "run `mkdocs build` first" in capsys.readouterr().err
+
+
+def quoted_defaults() -> list[tuple[str, str]]:
+    """(file, text) of each place where the prose of the docs restates a default, the text
+    formatted from the code's value (the method-defaults table is generated, not quoted)."""
+    from pyrodip.bayes.guides import DEFAULT_INIT_SCALE
+    from pyrodip.bayes.model import DEFAULT_JITTER, DEFAULT_PRIOR_SCALE
+    from pyrodip.infer.methods import METHODS
+    from pyrodip.infer.recalibration import HELDOUT_FRACTION
+    from pyrodip.infer.stopping import STOP_PATIENCE, WMV_WINDOW
+    from pyrodip.run.config import RunConfig
+
+    mfvi, paper, steps = METHODS["mfvi"], METHODS["mfvi-paper"], RunConfig().steps
+    beta = f"{paper.beta:.0e}".replace("e-0", "e-")  # as the docs write it: 1e-6
+    held_out = f"{HELDOUT_FRACTION * 100:g} % of the observed values"
+    return [
+        ("README.md", f"(prior `normal:{DEFAULT_PRIOR_SCALE:g}`, T = {mfvi.temperature:g}, "
+                      f"jitter {DEFAULT_JITTER:g}, guide std {DEFAULT_INIT_SCALE:g})"),
+        ("docs/index.md", f"mean-field variational inference ({steps} steps,"),
+        ("docs/methods.md", f"| `mfvi` (default) | `meanfield` | {mfvi.temperature:g} | Adam, "
+                            f"guide std from {mfvi.init_scale:g}, learning rate annealed to 0 "
+                            f"over the last {mfvi.lr_decay * 100:g} % of the steps"),
+        ("docs/methods.md", f"ES-WMV's window variance; stops {STOP_PATIENCE} steps after its"),
+        ("docs/methods.md", f"`--stop-patience` steps ({STOP_PATIENCE})"),
+        ("docs/methods.md", f"the variance of the last {WMV_WINDOW} rendered images"),
+        ("docs/methods.md", f"at {held_out} held out"),
+        ("docs/methods.md", f"by default: {held_out} are held out"),
+        ("docs/concepts.md", f"`init_scale` (the `mfvi` default {mfvi.init_scale:g},"),
+        ("docs/concepts.md", f"(`mfvi` and `map` {METHODS['map'].temperature:g},"),
+        ("docs/concepts.md", f"**T = {mfvi.temperature:g}** with that start"),
+        ("docs/concepts.md", f"over the last {mfvi.lr_decay * 100:g} % of the steps** "
+                             f"(`lr_decay = {mfvi.lr_decay:g}`"),
+        ("docs/concepts.md", f"over its last `average` ({mfvi.average * 100:g} %) of steps"),
+        ("docs/methods.md", f"from beta = {beta} ({paper.temperature_for(128 * 128, 0.1):.2f} "
+                            "at 128 x 128)"),
+    ]
+
+
+@pytest.mark.parametrize("where, text", quoted_defaults())
+def test_a_default_quoted_in_the_docs_is_the_codes(where, text):
+    page = " ".join((ROOT / where).read_text().split())
+    assert " ".join(text.split()) in page, f"{where} no longer quotes the code's default: {text}"
