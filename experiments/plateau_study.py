@@ -43,7 +43,7 @@ from pyrodip.studies.grid import GridRun, Hooks, run_metrics
 SIZE = 128
 DEFAULT_STEPS = RunConfig().steps
 #: stage -> the steps of its fits
-STAGES = {"default": DEFAULT_STEPS, "long": 10 * DEFAULT_STEPS}
+STAGES = {"default": DEFAULT_STEPS, "long": 10 * DEFAULT_STEPS, "tuning": 5 * DEFAULT_STEPS}
 #: The steps at which the report reads the long fits' EMA curve.
 READ_AT = (1, 3, 5, 10)  # multiples of the default steps
 CURVE_EVERY = 25  # readout_metrics records the curves every 25 steps
@@ -55,12 +55,13 @@ def run_name(stage: str, domain: str, seed: int) -> str:
 
 
 def runs(stage: str, smoke: bool = False) -> list[GridRun]:
-    """The fits of ``stage``: every domain's report image, seed by seed."""
-    steps = 3 * CURVE_EVERY * (10 if stage == "long" else 1) if smoke else STAGES[stage]
+    """The fits of ``stage``: every domain's report image (its tuning image for ``tuning``),
+    seed by seed."""
+    steps = STAGES[stage] // (DEFAULT_STEPS // (3 * CURVE_EVERY)) if smoke else STAGES[stage]
     return [GridRun(run_name(stage, domain, seed),
-                    RunConfig(image=image_path(image), seed=seed, size=SIZE, steps=steps,
-                              **settings))
-            for seed in SEEDS for domain, (image, _, settings) in DOMAINS.items()]
+                    RunConfig(image=image_path(images[stage == "tuning"]), seed=seed, size=SIZE,
+                              steps=steps, **settings))
+            for seed in SEEDS for domain, (*images, settings) in DOMAINS.items()]
 
 
 def run_stage(stage: str, out: Path, workers: int, smoke: bool = False,
@@ -107,10 +108,37 @@ def report(out: Path) -> str:
                      *(f"EMA at {k * steps}" for k in READ_AT), f"returned at {10 * steps}",
                      "best EMA", "its step", "returned at default minus best", "drift"],
                     rows)]
+    lines += tuning_table(out)
     text = "\n".join(lines)
     (out / "report.md").write_text(text)
     plot_plateau(out)
     return text
+
+
+#: The steps at which :func:`tuning_table` reads the tuning fits' EMA curve.
+TUNING_READ_AT = (1, 2, 3, 5)  # multiples of the default steps
+
+
+def tuning_table(out: Path) -> list[str]:
+    """The ``tuning`` stage (the tuning images, five times the default steps): per domain the
+    EMA image along the fit and the returned image, over the seeds."""
+    rows = []
+    for domain in DOMAINS:
+        found = finished(out, [run_name("tuning", domain, s) for s in SEEDS]).values()
+        curves = [np.asarray(run_metrics(ds)["curve_ema"]) for ds in found]
+        if not curves:
+            continue
+        per = len(curves[0]) // TUNING_READ_AT[-1]
+        rows.append([domain, image_path(DOMAINS[domain][1]).split("/")[-1], str(len(curves)),
+                     *(interval([c[k * per - 1] for c in curves]) for k in TUNING_READ_AT),
+                     interval([float(ds.attrs["mean_psnr"]) for ds in found]),
+                     interval([c[per:].max() - c[per - 1] for c in curves])])
+    if not rows:
+        return []
+    steps = STAGES["default"]
+    return [f"## The tuning images, {STAGES['tuning']} steps", "", *table(
+        ["domain", "image", "seeds", *(f"EMA at {k * steps}" for k in TUNING_READ_AT),
+         f"returned at {STAGES['tuning']}", f"best EMA after {steps} minus at {steps}"], rows)]
 
 
 def plot_plateau(out: Path) -> None:
@@ -122,7 +150,7 @@ def plot_plateau(out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    drawn = False
+    drawn, top = False, 1.0
     for domain in DOMAINS:
         long = finished(out, [run_name("long", domain, s) for s in SEEDS]).values()
         curves = [np.asarray(run_metrics(ds)["curve_ema"]) for ds in long]
@@ -132,12 +160,13 @@ def plot_plateau(out: Path) -> None:
         mean = np.mean([c - c[per - 1] for c in curves], 0)
         ax.plot(CURVE_EVERY * np.arange(1, len(mean) + 1), mean, lw=1.2,
                 label=f"{domain} ({len(curves)} seed{'s' * (len(curves) > 1)})")
-        drawn = True
+        drawn, top = True, max(top, float(mean.max()) + 0.5)
     if drawn:
         ax.axvline(STAGES["default"], color="k", lw=0.6, ls=":")
         ax.axhspan(-0.3, 0.3, color="0.9", zorder=0)
         ax.set_xscale("log")
-        ax.set_ylim(-3, 1)
+        ax.set_xlim(100, None)
+        ax.set_ylim(-3, top)
         ax.set_xlabel("step")
         ax.set_ylabel(f"EMA PSNR minus its value at step {STAGES['default']} (dB)")
         ax.legend(fontsize=8, ncol=2)

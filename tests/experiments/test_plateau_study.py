@@ -8,7 +8,8 @@ from experiments import plateau_study as study
 
 
 def test_smoke_run_reports_the_default_result_against_the_long_fit(tmp_path, monkeypatch):
-    monkeypatch.setattr(study, "DOMAINS", {"phantom": ("sample:phantom", "", {"task": "denoise"})})
+    monkeypatch.setattr(study, "DOMAINS", {"phantom": ("sample:phantom", "sample:phantom",
+                                                    {"task": "denoise"})})
     monkeypatch.setattr(study, "SEEDS", (0,))
     monkeypatch.setattr(study, "SIZE", 32)
     out = tmp_path / "study"
@@ -20,6 +21,9 @@ def test_smoke_run_reports_the_default_result_against_the_long_fit(tmp_path, mon
     assert cells[2] == "1" and cells[4] == "1"  # one default fit, one long fit
     assert all(float(cell) for cell in cells[5:5 + len(study.READ_AT) + 2])
     assert (out / "plateau.png").exists()
+    tuning = text[text.index("## The tuning images"):].splitlines()
+    cells = next(line for line in tuning if line.startswith("| phantom |")).strip("| ").split(" | ")
+    assert len(cells) == 5 + len(study.TUNING_READ_AT) and cells[2] == "1"
 
 
 def _run(seed: int, psnr: float, curve: list[float]) -> xr.Dataset:
