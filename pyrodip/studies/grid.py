@@ -119,8 +119,11 @@ def run_grid(
             outcome.datasets[run.name] = done[run.name]
         elif path.exists():
             outcome.datasets[run.name] = read_dataset(path)
-        else:
+        elif failure_path(path).exists():
             outcome.failures[run.name] = json.loads(failure_path(path).read_text())["error"]
+        else:
+            outcome.failures[run.name] = (f"{path} is gone (moved or deleted while the study "
+                                          "ran): run the study again to fit it")
     return outcome
 
 

@@ -65,6 +65,19 @@ def test_a_failed_run_is_recorded_skipped_and_retried_on_request(tmp_path, capsy
     assert not (tmp_path / "runs" / "run1.failed.json").exists()
 
 
+def test_a_run_whose_file_is_moved_away_during_the_study_is_reported_not_raised(tmp_path):
+    def remove_run0(config: RunConfig):
+        if config.seed == 1:
+            (tmp_path / "runs" / "run0.nc").unlink()
+        return prepare_observation(config)
+
+    outcome = run_grid(grid(), tmp_path, hooks=Hooks(observe=remove_run0), progress=False)
+    assert list(outcome.datasets) == ["run1"]
+    assert "run0.nc is gone (moved or deleted while the study ran)" in outcome.failures["run0"]
+    again = run_grid(grid(), tmp_path, progress=False)  # fitted again, as the message says
+    assert list(again.datasets) == ["run0", "run1"] and again.failures == {}
+
+
 def test_hooks_give_the_observation_and_the_metrics(tmp_path):
     hooks = Hooks(observe=clipped, metrics=observation_range, baselines=False)
     run = run_grid(grid(seeds=[0]), tmp_path, hooks=hooks, progress=False).datasets["run0"]
