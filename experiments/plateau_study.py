@@ -37,13 +37,13 @@ from experiments.common import (
     table,
 )
 from experiments.readout_study import readout_metrics
-from pyrodip.run.config import RunConfig
+from pyrodip.run.config import DEFAULT_STEPS, RunConfig
 from pyrodip.studies.grid import GridRun, Hooks, run_metrics
 
 SIZE = 128
-DEFAULT_STEPS = RunConfig().steps
 #: stage -> the steps of its fits
-STAGES = {"default": DEFAULT_STEPS, "long": 10 * DEFAULT_STEPS, "tuning": 5 * DEFAULT_STEPS}
+STAGES = {"default": DEFAULT_STEPS, "long": 10 * DEFAULT_STEPS, "tuning": 5 * DEFAULT_STEPS,
+          "five": 5 * DEFAULT_STEPS}
 #: The steps at which the report reads the long fits' EMA curve.
 READ_AT = (1, 3, 5, 10)  # multiples of the default steps
 CURVE_EVERY = 25  # readout_metrics records the curves every 25 steps
@@ -56,7 +56,7 @@ def run_name(stage: str, domain: str, seed: int) -> str:
 
 def runs(stage: str, smoke: bool = False) -> list[GridRun]:
     """The fits of ``stage``: every domain's report image (its tuning image for ``tuning``),
-    seed by seed."""
+    seed by seed, at the stage's steps."""
     steps = STAGES[stage] // (DEFAULT_STEPS // (3 * CURVE_EVERY)) if smoke else STAGES[stage]
     return [GridRun(run_name(stage, domain, seed),
                     RunConfig(image=image_path(images[stage == "tuning"]), seed=seed, size=SIZE,
@@ -108,37 +108,39 @@ def report(out: Path) -> str:
                      *(f"EMA at {k * steps}" for k in READ_AT), f"returned at {10 * steps}",
                      "best EMA", "its step", "returned at default minus best", "drift"],
                     rows)]
-    lines += tuning_table(out)
+    lines += five_times_table(out, "tuning") + five_times_table(out, "five")
     text = "\n".join(lines)
     (out / "report.md").write_text(text)
     plot_plateau(out)
     return text
 
 
-#: The steps at which :func:`tuning_table` reads the tuning fits' EMA curve.
-TUNING_READ_AT = (1, 2, 3, 5)  # multiples of the default steps
+#: The steps at which :func:`five_times_table` reads the EMA curve.
+FIVE_READ_AT = (1, 2, 3, 5)  # multiples of the default steps
 
 
-def tuning_table(out: Path) -> list[str]:
-    """The ``tuning`` stage (the tuning images, five times the default steps): per domain the
-    EMA image along the fit and the returned image, over the seeds."""
+def five_times_table(out: Path, stage: str) -> list[str]:
+    """The fits of five times the default steps of ``stage`` (``tuning``: on the tuning
+    images; ``five``: on the report images): per domain the EMA image along the fit, the
+    returned image and the best EMA image after the default steps minus the EMA there."""
     rows = []
     for domain in DOMAINS:
-        found = finished(out, [run_name("tuning", domain, s) for s in SEEDS]).values()
+        found = finished(out, [run_name(stage, domain, s) for s in SEEDS]).values()
         curves = [np.asarray(run_metrics(ds)["curve_ema"]) for ds in found]
         if not curves:
             continue
-        per = len(curves[0]) // TUNING_READ_AT[-1]
-        rows.append([domain, image_path(DOMAINS[domain][1]).split("/")[-1], str(len(curves)),
-                     *(interval([c[k * per - 1] for c in curves]) for k in TUNING_READ_AT),
+        per = len(curves[0]) // FIVE_READ_AT[-1]
+        image = DOMAINS[domain][stage == "tuning"]
+        rows.append([domain, image_path(image).split("/")[-1], str(len(curves)),
+                     *(interval([c[k * per - 1] for c in curves]) for k in FIVE_READ_AT),
                      interval([float(ds.attrs["mean_psnr"]) for ds in found]),
                      interval([c[per:].max() - c[per - 1] for c in curves])])
     if not rows:
         return []
     steps = STAGES["default"]
-    return [f"## The tuning images, {STAGES['tuning']} steps", "", *table(
-        ["domain", "image", "seeds", *(f"EMA at {k * steps}" for k in TUNING_READ_AT),
-         f"returned at {STAGES['tuning']}", f"best EMA after {steps} minus at {steps}"], rows)]
+    return [f"## {stage}: {STAGES[stage]} steps", "", *table(
+        ["domain", "image", "seeds", *(f"EMA at {k * steps}" for k in FIVE_READ_AT),
+         f"returned at {STAGES[stage]}", f"best EMA after {steps} minus at {steps}"], rows)]
 
 
 def plot_plateau(out: Path) -> None:

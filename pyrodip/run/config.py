@@ -108,6 +108,33 @@ METHOD_DEFAULTS = (
 ESTIMATED = "--observed: estimated from the image"
 
 #: The settings of every run, whatever its components (RunConfig's own).
+
+#: The steps a fit takes unless told, and the tasks and noise models whose fits were still far
+#: from their plateau after that many (``docs/performance.md``, "Every domain at ten times the
+#: default steps"): they take more.
+DEFAULT_STEPS = 1000
+SLOW_FIT_STEPS = {"inpaint": 5000, "speckle": 5000}
+
+
+def default_steps(task: str, noise: str) -> int:
+    """The steps a run of ``task`` under ``noise`` takes unless told.
+
+    >>> default_steps("denoise", "gaussian"), default_steps("denoise", "speckle")
+    (1000, 5000)
+    """
+    return max(SLOW_FIT_STEPS.get(task, DEFAULT_STEPS), SLOW_FIT_STEPS.get(noise, DEFAULT_STEPS))
+
+
+def steps_help() -> str:
+    """The default of ``steps`` as the help shows it.
+
+    >>> steps_help()
+    '1000; inpaint, speckle 5000'
+    """
+    slow = ", ".join(SLOW_FIT_STEPS)
+    return f"{DEFAULT_STEPS}; {slow} {max(SLOW_FIT_STEPS.values())}"
+
+
 GENERAL: tuple[Option, ...] = (
     Option("image", str, "sample:ct",
            "image file (PNG, JPEG, TIFF, DICOM, NIfTI, .npy) or sample:NAME"),
@@ -192,7 +219,8 @@ GENERAL: tuple[Option, ...] = (
     Option("stop_patience", int, STOP_PATIENCE,
            "steps without a new minimum before the rule stops", check=positive_int,
            metavar="N"),
-    Option("steps", int, 1000, "fitting steps", check=positive_int),
+    Option("steps", int, DEFAULT_STEPS, "fitting steps", check=positive_int,
+           shown_default=steps_help()),
     Option("samples", int, 25, "posterior samples for the predictive", check=positive_int),
     Option("ema", float, 0.99, "smoothing of the tracked image", check=below_one),
     Option("jitter", float, DEFAULT_JITTER, "std of the input noise jitter per step",
@@ -257,6 +285,8 @@ class RunConfig:
         values = {name: settings[name] if name in settings else option.initial()
                   for name, option in table.items()}
         values.update(scale_apart(settings, source))
+        if "steps" not in settings:
+            values["steps"] = default_steps(values["task"], values["noise"])
         values["plugins"] = list(plugins)
         for key, option in table.items():
             option.validate(values[key])
@@ -303,12 +333,18 @@ class RunConfig:
 
     def replace(self, **changes: object) -> RunConfig:
         """A copy with some settings changed (a new ``prior_scale`` wins over the scale of
-        this config's prior); unknown keys are refused with a suggestion.
+        this config's prior; a config at its default steps takes those of its new task and
+        noise); unknown keys are refused with a suggestion.
 
         >>> RunConfig(prior="laplace:0.05").replace(prior_scale=0.2).prior_scale
         0.2
+        >>> RunConfig().replace(noise="speckle").steps
+        5000
         """
-        return RunConfig(**{**self.settings(), **scale_apart(changes, "the changes")})
+        settings = {**self.settings(), **scale_apart(changes, "the changes")}
+        if "steps" not in changes and self.steps == default_steps(self.task, self.noise):
+            del settings["steps"]
+        return RunConfig(**settings)
 
     def to_json(self) -> str:
         """The settings as JSON: those of :data:`BUILT_IN_SETTINGS` (``plugins`` only when

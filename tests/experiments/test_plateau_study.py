@@ -21,9 +21,11 @@ def test_smoke_run_reports_the_default_result_against_the_long_fit(tmp_path, mon
     assert cells[2] == "1" and cells[4] == "1"  # one default fit, one long fit
     assert all(float(cell) for cell in cells[5:5 + len(study.READ_AT) + 2])
     assert (out / "plateau.png").exists()
-    tuning = text[text.index("## The tuning images"):].splitlines()
-    cells = next(line for line in tuning if line.startswith("| phantom |")).strip("| ").split(" | ")
-    assert len(cells) == 5 + len(study.TUNING_READ_AT) and cells[2] == "1"
+    for stage in ("tuning", "five"):
+        part = text[text.index(f"## {stage}:"):].splitlines()
+        line = next(line for line in part if line.startswith("| phantom |"))
+        cells = line.strip("| ").split(" | ")
+        assert len(cells) == 5 + len(study.FIVE_READ_AT) and cells[2] == "1"
 
 
 def _run(seed: int, psnr: float, curve: list[float]) -> xr.Dataset:
