@@ -1,20 +1,23 @@
-"""MFVI's default result on every domain against the same fit run for ten times the steps: is
-the image ``pyrodip run`` returns at the default steps the fit's plateau, and does it stay there?
+"""MFVI's result at the default steps on every domain against the same fit run for longer: is
+the image ``pyrodip run`` returns the fit's plateau, and does it stay there?
 
     python -m experiments.plateau_study run --stage default --out runs/plateau --workers 2
     python -m experiments.plateau_study run --stage long --out runs/plateau --workers 2
+    python -m experiments.plateau_study run --stage tuning --out runs/plateau --workers 2
+    python -m experiments.plateau_study run --stage five --out runs/plateau --workers 2
     python -m experiments.plateau_study report --out runs/plateau
 
-The code's defaults (no setting changed but the domain's task) on the report image of each
-domain of :data:`experiments.calibration_fits.DOMAINS`, 128 px, Gaussian noise clipped to
-[0, 1] as the paper did, the same observation for both stages of a seed: ``default`` fits the
-default steps (seeds 0, 1, 2), ``long`` ten times as many (the learning rate annealed over the
-last 30 % of the longer fit, as the defaults do at any length). Every fit records the PSNR of
-its EMA image every 25 steps and of each readout (:func:`experiments.readout_study.
-readout_metrics`). ``long`` fits take about 13 minutes each on one thread at 128 px (sparse-view
-CT about twice that); ``--match seed0`` runs one seed. ``report`` writes ``OUT/report.md`` and
-``OUT/plateau.png`` (the EMA image's PSNR along the long fits, relative to step
-:data:`DEFAULT_STEPS`).
+The code's defaults (no setting changed but the domain's task and the steps) on each domain of
+:data:`experiments.calibration_fits.DOMAINS`, 128 px, Gaussian noise clipped to [0, 1] as the
+paper did, the same observation for every stage of a seed, seeds 0, 1, 2 (:data:`STAGES`):
+``default`` fits :data:`~pyrodip.run.config.DEFAULT_STEPS` steps, ``long`` ten times as many
+and ``five`` five times as many on the report images, ``tuning`` five times as many on the
+tuning images (the learning rate annealed over the last 30 % of each fit, as the defaults do at
+any length). Every fit records the PSNR of its EMA image every 25 steps and of each readout
+(:func:`experiments.readout_study.readout_metrics`). A ``long`` fit takes about 20 minutes on
+one thread at 128 px; ``--match seed0`` runs one seed, ``--match _us_`` one domain. ``report``
+writes ``OUT/report.md`` and ``OUT/plateau.png`` (the EMA image's PSNR along the long fits,
+relative to the default steps).
 """
 
 from __future__ import annotations

@@ -521,15 +521,18 @@ def quoted_defaults() -> list[tuple[str, str]]:
     from pyrodip.infer.methods import METHODS
     from pyrodip.infer.recalibration import HELDOUT_FRACTION
     from pyrodip.infer.stopping import STOP_PATIENCE, WMV_WINDOW
-    from pyrodip.run.config import RunConfig
+    from pyrodip.run.config import DEFAULT_STEPS, SLOW_FIT_STEPS, RunConfig
 
     mfvi, paper, steps = METHODS["mfvi"], METHODS["mfvi-paper"], RunConfig().steps
     beta = f"{paper.beta:.0e}".replace("e-0", "e-")  # as the docs write it: 1e-6
+    slow_steps = "/".join(str(n) for n in sorted(set(SLOW_FIT_STEPS.values())))  # one number
     held_out = f"{HELDOUT_FRACTION * 100:g} % of the observed values"
     return [
         ("README.md", f"(prior `normal:{DEFAULT_PRIOR_SCALE:g}`, T = {mfvi.temperature:g}, "
                       f"jitter {DEFAULT_JITTER:g}, guide std {DEFAULT_INIT_SCALE:g})"),
         ("docs/index.md", f"mean-field variational inference ({steps} steps,"),
+        ("docs/tasks.md", f"A fit takes {DEFAULT_STEPS} steps unless told (`--steps`), "
+                          f"inpainting and speckle fits {slow_steps}:"),
         ("docs/methods.md", f"| `mfvi` (default) | `meanfield` | {mfvi.temperature:g} | Adam, "
                             f"guide std from {mfvi.init_scale:g}, learning rate annealed to 0 "
                             f"over the last {mfvi.lr_decay * 100:g} % of the steps"),
