@@ -10,7 +10,7 @@ the image ``pyrodip run`` returns the fit's plateau, and does it stay there?
 The code's defaults (no setting changed but the domain's task and the steps) on each domain of
 :data:`experiments.calibration_fits.DOMAINS`, 128 px, Gaussian noise clipped to [0, 1] as the
 paper did, the same observation for every stage of a seed, seeds 0, 1, 2 (:data:`STAGES`):
-``default`` fits :data:`~pyrodip.run.config.DEFAULT_STEPS` steps, ``long`` ten times as many
+``default`` fits :data:`~pyrodip.run.steps.DEFAULT_STEPS` steps, ``long`` ten times as many
 and ``five`` five times as many on the report images, ``tuning`` five times as many on the
 tuning images (the learning rate annealed over the last 30 % of each fit, as the defaults do at
 any length). Every fit records the PSNR of its EMA image every 25 steps and of each readout
@@ -40,7 +40,8 @@ from experiments.common import (
     table,
 )
 from experiments.readout_study import readout_metrics
-from pyrodip.run.config import DEFAULT_STEPS, RunConfig
+from pyrodip.run.config import RunConfig
+from pyrodip.run.steps import DEFAULT_STEPS
 from pyrodip.studies.grid import GridRun, Hooks, run_metrics
 
 SIZE = 128

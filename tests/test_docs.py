@@ -521,7 +521,8 @@ def quoted_defaults() -> list[tuple[str, str]]:
     from pyrodip.infer.methods import METHODS
     from pyrodip.infer.recalibration import HELDOUT_FRACTION
     from pyrodip.infer.stopping import STOP_PATIENCE, WMV_WINDOW
-    from pyrodip.run.config import DEFAULT_STEPS, SLOW_FIT_STEPS, RunConfig
+    from pyrodip.run.config import RunConfig
+    from pyrodip.run.steps import DEFAULT_STEPS, SLOW_FIT_STEPS
 
     mfvi, paper, steps = METHODS["mfvi"], METHODS["mfvi-paper"], RunConfig().steps
     beta = f"{paper.beta:.0e}".replace("e-0", "e-")  # as the docs write it: 1e-6

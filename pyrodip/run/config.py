@@ -47,6 +47,7 @@ from ..registry import Registry
 from ..settings import Option, fraction, listing, non_negative, positive_int, share
 from ..validation import below_one, choice, positive_setting
 from .prior_spec import check_layer_priors, check_prior, prior_help, scale_apart
+from .steps import DEFAULT_STEPS, default_steps, steps_help
 
 #: How the likelihood treats the noise level: the simulated (or stated) one, a point estimate
 #: fitted with the weights, or one per pixel from an extra output channel (Gaussian only).
@@ -108,33 +109,6 @@ METHOD_DEFAULTS = (
 ESTIMATED = "--observed: estimated from the image"
 
 #: The settings of every run, whatever its components (RunConfig's own).
-
-#: The steps a fit takes unless told, and the tasks and noise models whose fits were still far
-#: from their plateau after that many (``docs/performance.md``, "Every domain at ten times the
-#: default steps"): they take more.
-DEFAULT_STEPS = 1000
-SLOW_FIT_STEPS = {"inpaint": 5000, "speckle": 5000}
-
-
-def default_steps(task: str, noise: str) -> int:
-    """The steps a run of ``task`` under ``noise`` takes unless told.
-
-    >>> default_steps("denoise", "gaussian"), default_steps("denoise", "speckle")
-    (1000, 5000)
-    """
-    return max(SLOW_FIT_STEPS.get(task, DEFAULT_STEPS), SLOW_FIT_STEPS.get(noise, DEFAULT_STEPS))
-
-
-def steps_help() -> str:
-    """The default of ``steps`` as the help shows it.
-
-    >>> steps_help()
-    '1000; inpaint, speckle 5000'
-    """
-    slow = ", ".join(SLOW_FIT_STEPS)
-    return f"{DEFAULT_STEPS}; {slow} {max(SLOW_FIT_STEPS.values())}"
-
-
 GENERAL: tuple[Option, ...] = (
     Option("image", str, "sample:ct",
            "image file (PNG, JPEG, TIFF, DICOM, NIfTI, .npy) or sample:NAME"),
@@ -338,8 +312,6 @@ class RunConfig:
 
         >>> RunConfig(prior="laplace:0.05").replace(prior_scale=0.2).prior_scale
         0.2
-        >>> RunConfig().replace(noise="speckle").steps
-        5000
         """
         settings = {**self.settings(), **scale_apart(changes, "the changes")}
         if "steps" not in changes and self.steps == default_steps(self.task, self.noise):

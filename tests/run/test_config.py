@@ -167,17 +167,3 @@ def test_the_models_and_guides_own_defaults_are_the_runs():
     assert (model.temperature, model.jitter) == (mfvi.temperature, config.jitter)
     assert float(guide.scales().detach().mean()) == pytest.approx(mfvi.init_scale)
 
-
-def test_inpainting_and_speckle_take_more_steps_unless_told(tmp_path):
-    from pyrodip.run.config import DEFAULT_STEPS, SLOW_FIT_STEPS
-
-    assert RunConfig().steps == RunConfig(task="superres").steps == DEFAULT_STEPS
-    assert RunConfig(task="inpaint").steps == SLOW_FIT_STEPS["inpaint"]
-    assert RunConfig(noise="speckle").steps == SLOW_FIT_STEPS["speckle"]
-    assert RunConfig(task="inpaint", steps=7).steps == 7
-    (tmp_path / "run.toml").write_text('noise = "speckle"\n')
-    assert RunConfig.from_toml(tmp_path / "run.toml").steps == SLOW_FIT_STEPS["speckle"]
-    # a config at its default follows a new task; one given other steps keeps them
-    assert RunConfig(task="inpaint").replace(task="denoise").steps == DEFAULT_STEPS
-    assert RunConfig(steps=7).replace(noise="speckle").steps == 7
-    assert json.loads(RunConfig(task="inpaint").to_json())["steps"] == SLOW_FIT_STEPS["inpaint"]
