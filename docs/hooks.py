@@ -140,14 +140,19 @@ def api_blocks(package: str, first: str = "") -> str:
     return "\n\n".join(api_block(module) for module in modules(package, first))
 
 
+def exported_names(tree: ast.Module) -> list[str] | None:
+    """The names a module's ``__all__`` lists, None when it has none."""
+    return next((ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign)
+                 and any(getattr(target, "id", "") == "__all__" for target in node.targets)),
+                None)
+
+
 def api_block(module: str) -> str:
     """The mkdocstrings block of ``module``; one whose ``__all__`` re-exports names of other
     modules shows only what it defines itself (the others are documented where they live)."""
     tree = ast.parse(module_file(module).read_text())
-    exported = next((ast.literal_eval(node.value) for node in tree.body
-                     if isinstance(node, ast.Assign)
-                     and any(getattr(target, "id", "") == "__all__" for target in node.targets)),
-                    None)
+    exported = exported_names(tree)
     own = [node.name for node in tree.body
            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
     own += [target.id for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign)

@@ -68,6 +68,16 @@ def runs(stage: str, smoke: bool = False) -> list[GridRun]:
             for seed in SEEDS for domain, (*images, settings) in DOMAINS.items()]
 
 
+def stage_fits(out: Path, stage: str, domain: str) -> list:
+    """The finished fits of ``stage`` on ``domain``, seed by seed."""
+    return list(finished(out, [run_name(stage, domain, seed) for seed in SEEDS]).values())
+
+
+def ema_curve(dataset) -> np.ndarray:
+    """A fit's EMA image PSNR, every :data:`CURVE_EVERY` steps."""
+    return np.asarray(run_metrics(dataset)["curve_ema"])
+
+
 def run_stage(stage: str, out: Path, workers: int, smoke: bool = False,
               match: list[str] | None = None) -> None:
     """Run the fits of ``stage`` that ``out`` lacks."""
@@ -80,9 +90,9 @@ def plateau_row(domain: str, short: list, long: list) -> list[str]:
     its best EMA image and that step, the default result minus that best (paired by seed) and
     the drift (the EMA image's lowest PSNR after the default steps minus its PSNR there)."""
     by_seed = {int(ds.attrs["seed"]): ds for ds in short}
-    curves = {int(ds.attrs["seed"]): np.asarray(run_metrics(ds)["curve_ema"]) for ds in long}
+    curves = {int(ds.attrs["seed"]): ema_curve(ds) for ds in long}
     per = len(next(iter(curves.values()))) // READ_AT[-1] if curves else 0
-    cells = [domain, image_path(DOMAINS[domain][0]).split("/")[-1], str(len(short)),
+    cells = [domain, Path(DOMAINS[domain][0]).name, str(len(short)),
              interval([float(ds.attrs["mean_psnr"]) for ds in short]), str(len(long))]
     if not long:
         return cells + [""] * (len(READ_AT) + 5)
@@ -100,8 +110,7 @@ def report(out: Path) -> str:
     """``OUT/report.md`` (one row per domain) and ``OUT/plateau.png``."""
     rows = []
     for domain in DOMAINS:
-        short = list(finished(out, [run_name("default", domain, s) for s in SEEDS]).values())
-        long = list(finished(out, [run_name("long", domain, s) for s in SEEDS]).values())
+        short, long = stage_fits(out, "default", domain), stage_fits(out, "long", domain)
         if short or long:
             rows.append(plateau_row(domain, short, long))
     steps = STAGES["default"]
@@ -129,13 +138,13 @@ def five_times_table(out: Path, stage: str) -> list[str]:
     returned image and the best EMA image after the default steps minus the EMA there."""
     rows = []
     for domain in DOMAINS:
-        found = finished(out, [run_name(stage, domain, s) for s in SEEDS]).values()
-        curves = [np.asarray(run_metrics(ds)["curve_ema"]) for ds in found]
+        found = stage_fits(out, stage, domain)
+        curves = [ema_curve(ds) for ds in found]
         if not curves:
             continue
         per = len(curves[0]) // FIVE_READ_AT[-1]
         image = DOMAINS[domain][stage == "tuning"]
-        rows.append([domain, image_path(image).split("/")[-1], str(len(curves)),
+        rows.append([domain, Path(image).name, str(len(curves)),
                      *(interval([c[k * per - 1] for c in curves]) for k in FIVE_READ_AT),
                      interval([float(ds.attrs["mean_psnr"]) for ds in found]),
                      interval([c[per:].max() - c[per - 1] for c in curves])])
@@ -158,8 +167,7 @@ def plot_plateau(out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn, top = False, 1.0
     for domain in DOMAINS:
-        long = finished(out, [run_name("long", domain, s) for s in SEEDS]).values()
-        curves = [np.asarray(run_metrics(ds)["curve_ema"]) for ds in long]
+        curves = [ema_curve(ds) for ds in stage_fits(out, "long", domain)]
         if not curves:
             continue
         per = len(curves[0]) // READ_AT[-1]

@@ -414,7 +414,7 @@ def referenced_examples() -> int:
     """How many docstrings with an example the API reference shows: those of the modules, of
     their public top-level functions and classes (those in ``__all__`` where a module has one)
     and of those classes' methods (mkdocstrings' default hides ``_private`` names)."""
-    private = re.compile(r"^_[^_]")
+    private, exported_names = re.compile(r"^_[^_]"), docs_module("hooks").exported_names
 
     def example(node) -> bool:
         return ">>>" in (ast.get_docstring(node) or "")
@@ -422,9 +422,7 @@ def referenced_examples() -> int:
     count = 0
     for path in sorted((ROOT / "pyrodip").rglob("*.py")):
         tree = ast.parse(path.read_text())
-        exported = next((ast.literal_eval(node.value) for node in tree.body
-                         if isinstance(node, ast.Assign)
-                         and any(getattr(t, "id", "") == "__all__" for t in node.targets)), None)
+        exported = exported_names(tree)
         count += example(tree)
         for node in tree.body:
             if (not isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
@@ -521,17 +519,16 @@ def quoted_defaults() -> list[tuple[str, str]]:
     from pyrodip.infer.methods import METHODS
     from pyrodip.infer.recalibration import HELDOUT_FRACTION
     from pyrodip.infer.stopping import STOP_PATIENCE, WMV_WINDOW
-    from pyrodip.run.config import RunConfig
     from pyrodip.run.steps import DEFAULT_STEPS, SLOW_FIT_STEPS
 
-    mfvi, paper, steps = METHODS["mfvi"], METHODS["mfvi-paper"], RunConfig().steps
+    mfvi, paper = METHODS["mfvi"], METHODS["mfvi-paper"]
     beta = f"{paper.beta:.0e}".replace("e-0", "e-")  # as the docs write it: 1e-6
     slow_steps = "/".join(str(n) for n in sorted(set(SLOW_FIT_STEPS.values())))  # one number
     held_out = f"{HELDOUT_FRACTION * 100:g} % of the observed values"
     return [
         ("README.md", f"(prior `normal:{DEFAULT_PRIOR_SCALE:g}`, T = {mfvi.temperature:g}, "
                       f"jitter {DEFAULT_JITTER:g}, guide std {DEFAULT_INIT_SCALE:g})"),
-        ("docs/index.md", f"mean-field variational inference ({steps} steps,"),
+        ("docs/index.md", f"mean-field variational inference ({DEFAULT_STEPS} steps,"),
         ("docs/tasks.md", f"A fit takes {DEFAULT_STEPS} steps unless told (`--steps`), "
                           f"inpainting and speckle fits {slow_steps}:"),
         ("docs/methods.md", f"| `mfvi` (default) | `meanfield` | {mfvi.temperature:g} | Adam, "
