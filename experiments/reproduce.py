@@ -1,19 +1,20 @@
 """Reproduce the paper's experiments declared in ``experiments/reproduce.toml``.
 
-    python -m experiments.reproduce --scale cpu --out runs/reproduce
+    python -m experiments.reproduce --scale cpu --out runs/reproduce-cpu
 
 For every domain (X-ray, OCT, ultrasound denoising; MRI, CT super-resolution; skin inpainting):
 
-1. ``OUT/DOMAIN/bo``: BO of MFVI's prior scale on the domain's first image (``pyrodip bo``);
-2. ``OUT/DOMAIN/compare``: DIP, SGLD, MC dropout and MFVI (with the tuned prior) over the
-   seeds on that image (``pyrodip compare``): ``comparison.nc``, ``table.md``,
-   ``psnr_curves.png``, ``uncertainty_IMAGE.png`` and ``calibration_METHOD.png``;
-3. ``OUT/DOMAIN/transfer``: MFVI on the domain's second image with the tuned prior and with
-   the paper's.
+1. ``OUT/DOMAIN/bo``: BO of MFVI (``pyrodip bo``'s default search unless the file names
+   ``params``) on the domain's tuning image;
+2. ``OUT/DOMAIN/compare``: every method over the seeds on the domain's first image (``pyrodip
+   compare``), ``mfvi-paper`` with the paper's prior scale, and a row ``mfvi-tuned``: MFVI with
+   the setting tuned on the other image (the transfer claim): ``comparison.nc``, ``table.md``,
+   ``psnr_curves.png``, ``uncertainty_IMAGE.png`` and ``calibration_METHOD.png``.
 
-``OUT/results.md`` gathers the tables, the paper's numbers beside ours, and where and how long
-it ran. An interrupted reproduction continues where it stopped when run again with the same
-``--out``. ``--scale smoke`` runs every stage with a few steps on 64 px images.
+``OUT/results.md`` gathers the tables, the transfer (``mfvi-tuned`` minus ``mfvi``, paired by
+seed), the paper's numbers beside ours, and where and how long it ran. An interrupted
+reproduction continues where it stopped when run again with the same ``--out``. ``--scale
+smoke`` runs every stage with a few steps on 64 px images.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import os
 import platform
 import sys
@@ -33,6 +33,7 @@ import numpy as np
 
 import pyrodip
 from pyrodip.errors import InvalidInputError, PyrodipError
+from pyrodip.evaluate.statistics import format_interval
 from pyrodip.io.files import atomic_path
 from pyrodip.plots import plot_calibration
 from pyrodip.run.config import RunConfig, read_toml
@@ -40,35 +41,36 @@ from pyrodip.run.results import read_dataset
 from pyrodip.studies.bo import Param, Study, best_parameters, optimize, resume
 from pyrodip.studies.compare import Comparison, run_comparison
 from pyrodip.studies.execution import SyncExecutor, dask_executor
-from pyrodip.studies.grid import fit_run
 from pyrodip.studies.table import summary_table
 
 DEFAULT_FILE = Path(__file__).with_name("reproduce.toml")
+#: The comparison's row of MFVI with the setting BO tuned on the domain's other image.
+TUNED = "mfvi-tuned"
 
 
 @dataclass
 class Domain:
-    """One task on one modality: the image the methods are compared and BO is run on, and the
-    second image the tuned prior is transferred to."""
+    """One task on one modality: the image the methods are compared on, and the tuning image
+    BO runs on."""
 
     name: str
     image: str
-    transfer: str
+    tuning: str
     settings: dict
     paper_prior_scale: float
     mask: str | None = None
-    transfer_mask: str | None = None
+    tuning_mask: str | None = None
 
-    def run_settings(self, scale_settings: dict, transfer: bool = False) -> dict:
-        """The RunConfig settings of a fit on the first image (with ``transfer``: the second),
-        but the image itself."""
-        mask = self.transfer_mask if transfer else self.mask
+    def run_settings(self, scale_settings: dict, tuning: bool = False) -> dict:
+        """The RunConfig settings of a fit on the first image (with ``tuning``: the tuning
+        image), but the image itself."""
+        mask = self.tuning_mask if tuning else self.mask
         return {**self.settings, **scale_settings, **({"mask": mask} if mask else {})}
 
-    def config(self, scale_settings: dict, transfer: bool = False, **changes) -> RunConfig:
-        """The RunConfig of a fit on the first image (with ``transfer``: the second)."""
-        image = self.transfer if transfer else self.image
-        return RunConfig(image=image, **self.run_settings(scale_settings, transfer), **changes)
+    def config(self, scale_settings: dict, tuning: bool = False, **changes) -> RunConfig:
+        """The RunConfig of a fit on the first image (with ``tuning``: the tuning image)."""
+        image = self.tuning if tuning else self.image
+        return RunConfig(image=image, **self.run_settings(scale_settings, tuning), **changes)
 
 
 @dataclass
@@ -81,7 +83,7 @@ class Plan:
     settings: dict
     bo: dict
     workers: int
-    params: tuple[Param, ...]
+    params: tuple[Param, ...] | None  # None: pyrodip bo's default search
     objective: str
     domains: list[Domain]
     paper: dict[str, dict[str, list[float]]] = field(default_factory=dict)
@@ -110,7 +112,7 @@ class Plan:
         chosen, folder = scales[scale], path.parent
         every = [Domain(name, **table) for name, table in spec.get("domain", {}).items()]
         for domain in every:
-            for key in ("image", "transfer", "mask", "transfer_mask"):
+            for key in ("image", "tuning", "mask", "tuning_mask"):
                 if getattr(domain, key) is not None:
                     setattr(domain, key, str(folder / getattr(domain, key)))
         if domains:
@@ -127,32 +129,27 @@ class Plan:
             settings=dict(chosen["settings"]),
             bo=dict(chosen["bo"]),
             workers=int(chosen["workers"]),
-            params=tuple(Param.parse(text) for text in spec["bo"]["params"]),
+            params=(tuple(Param.parse(text) for text in spec["bo"]["params"])
+                    if "params" in spec["bo"] else None),
             objective=spec["bo"]["objective"],
             domains=every,
             paper=dict(spec.get("paper", {})),
         )
 
     def study(self, domain: Domain) -> Study:
-        """The BO study of ``domain``: MFVI on its first image."""
-        config = domain.config(self.settings, method="mfvi", seed=self.seeds[0])
+        """The BO study of ``domain``: MFVI on its tuning image."""
+        config = domain.config(self.settings, tuning=True, method="mfvi", seed=self.seeds[0])
         return Study(params=self.params, objective=self.objective, config=config, **self.bo)
 
     def comparison(self, domain: Domain, tuned: dict[str, float]) -> Comparison:
-        """Every method over the seeds on ``domain``'s first image; MFVI with ``tuned``."""
+        """Every method over the seeds on ``domain``'s first image (``mfvi-paper`` with the
+        paper's prior scale), and MFVI with ``tuned`` as the row :data:`TUNED`."""
         return Comparison(
             methods=self.methods, images=[domain.image], seeds=self.seeds,
-            settings=domain.run_settings(self.settings), method_settings={"mfvi": dict(tuned)},
+            settings=domain.run_settings(self.settings),
+            method_settings={"mfvi-paper": {"prior_scale": domain.paper_prior_scale}},
+            variants={TUNED: {"method": "mfvi", **tuned}},
         )
-
-    def transfers(self, domain: Domain, tuned: dict[str, float]) -> dict[str, RunConfig]:
-        """MFVI on ``domain``'s second image with the tuned prior and with the paper's."""
-        return {
-            label: domain.config(self.settings, transfer=True, method="mfvi",
-                                 seed=self.seeds[0], **changes)
-            for label, changes in (("tuned", tuned),
-                                   ("paper", {"prior_scale": domain.paper_prior_scale}))
-        }
 
 
 def tune(plan: Plan, domain: Domain, folder: Path, executor, progress: bool) -> dict[str, float]:
@@ -171,37 +168,24 @@ def compare(plan: Plan, domain: Domain, tuned: dict, folder: Path, executor,
     the table."""
     dataset = run_comparison(plan.comparison(domain, tuned), folder, progress, executor)
     table = summary_table(dataset)  # written with comparison.nc and its figures, as one set
-    for method in plan.methods:
+    for method in [*plan.methods, TUNED]:
         run = read_dataset(next((folder / "runs").glob(f"*-{method}-seed{plan.seeds[0]}.nc")))
         plot_calibration(run, folder / f"calibration_{method}.png")
     return table
 
 
-def transfer(plan: Plan, tuned: dict[str, dict], out: Path, executor) -> dict[str, dict]:
-    """Fit every domain's transfers at once; PSNR (last step, smoothed) per domain and label."""
-    paths, pending = {}, 0
-    for domain in plan.domains:
-        for label, config in plan.transfers(domain, tuned[domain.name]).items():
-            path = out / domain.name / "transfer" / f"{label}.nc"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                executor.submit(fit_run, config, path)
-                pending += 1
-            paths[domain.name, label] = path
-    while pending:
-        for future in executor.next_completed():
-            future.result()
-            pending -= 1
-    psnr: dict[str, dict] = {}
-    for (name, label), path in paths.items():
-        run = read_dataset(path)
-        prior_scale = json.loads(run.attrs["config"])["prior_scale"]
-        psnr.setdefault(name, {})[label] = (prior_scale, float(run["psnr"].values[-1]))
-    return psnr
+def transfer_gain(folder: Path, seeds: list[int]) -> list[float]:
+    """Per seed, the returned image's PSNR of :data:`TUNED` minus ``mfvi``'s, from the
+    comparison's runs in ``folder``."""
+    gains = []
+    for seed in seeds:
+        tuned, default = (read_dataset(next((folder / "runs").glob(f"*-{row}-seed{seed}.nc")))
+                          for row in (TUNED, "mfvi"))
+        gains.append(float(tuned.attrs["mean_psnr"]) - float(default.attrs["mean_psnr"]))
+    return gains
 
 
-def results_markdown(plan: Plan, out: Path, tables: dict, tuned: dict, transfers: dict,
-                     wall_s: float) -> str:
+def results_markdown(plan: Plan, out: Path, tables: dict, tuned: dict, wall_s: float) -> str:
     """``results.md``: where it ran, then per domain the comparison table, the BO result and
     the transfer, and the paper's numbers beside ours."""
     import torch
@@ -210,6 +194,7 @@ def results_markdown(plan: Plan, out: Path, tables: dict, tuned: dict, transfers
     where = (torch.cuda.get_device_name(0) if device.startswith("cuda")
              else f"CPU ({platform.processor() or platform.machine()}, "
                   f"{len(os.sched_getaffinity(0))} cores)")
+    searched = ", ".join(p.spec() for p in plan.params) if plan.params else "the default search"
     lines = [
         f"# Reproduction at scale `{plan.scale}`",
         "",
@@ -217,24 +202,23 @@ def results_markdown(plan: Plan, out: Path, tables: dict, tuned: dict, transfers
         f"torch {torch.__version__}, {plan.workers or 1} fit(s) at a time; this invocation "
         f"took {wall_s / 60:.1f} min. Settings for every fit: "
         + ", ".join(f"`{k} = {v}`" for k, v in plan.settings.items())
-        + f"; seeds {plan.seeds}; BO of {', '.join(p.spec() for p in plan.params)} on "
-        f"{plan.objective}, " + ", ".join(f"{k} {v}" for k, v in plan.bo.items()) + ".",
+        + f"; seeds {plan.seeds}; BO of {searched} on {plan.objective}, "
+        + ", ".join(f"{k} {v}" for k, v in plan.bo.items()) + ".",
         "",
         "Reproduce: `python -m experiments.reproduce --scale "
         f"{plan.scale} --out {out}`",
     ]
     for domain in plan.domains:
         name = domain.name
-        (prior_tuned, psnr_tuned), (prior_paper, psnr_paper) = (
-            transfers[name]["tuned"], transfers[name]["paper"])
+        gain = format_interval(transfer_gain(out / name / "compare", plan.seeds), 2)
         lines += [
             "", f"## {name}: {domain.settings['task']} ({Path(domain.image).name})", "",
             tables[name], "",
-            f"BO ({name}/bo/gp.png): tuned " + ", ".join(
-                f"{k} = {v:.3g}" for k, v in tuned[name].items()) + "; the paper's sigma_p "
-            f"{domain.paper_prior_scale:g}. Transfer to {Path(domain.transfer).name}, MFVI, "
-            f"seed {plan.seeds[0]}: PSNR {psnr_tuned:.2f} dB with the tuned prior "
-            f"({prior_tuned:.3g}), {psnr_paper:.2f} dB with the paper's ({prior_paper:g}).",
+            f"BO ({name}/bo/gp.png) on {Path(domain.tuning).name}: tuned " + ", ".join(
+                f"{k} = {v:.3g}" for k, v in tuned[name].items()) + f". `{TUNED}` (MFVI with "
+            f"it) minus `mfvi` (the default) on {Path(domain.image).name}, the returned image "
+            f"paired by seed: {gain} dB. `mfvi-paper` uses the paper's sigma_p "
+            f"{domain.paper_prior_scale:g}.",
             "",
             f"Figures: `{name}/compare/psnr_curves.png`, "
             f"`{name}/compare/uncertainty_{Path(domain.image).stem}.png`, "
@@ -272,16 +256,14 @@ def reproduce(plan: Plan, out: str | Path, progress: bool = True) -> Path:
                     if plan.workers else SyncExecutor())
         tuned, tables = {}, {}
         for domain in plan.domains:
-            _say(progress, f"{domain.name}: BO of the prior")
+            _say(progress, f"{domain.name}: BO on {Path(domain.tuning).name}")
             tuned[domain.name] = tune(plan, domain, out / domain.name / "bo", executor, progress)
         for domain in plan.domains:
-            _say(progress, f"{domain.name}: comparing {', '.join(plan.methods)}")
+            _say(progress, f"{domain.name}: comparing {', '.join(plan.methods)}, {TUNED}")
             tables[domain.name] = compare(
                 plan, domain, tuned[domain.name], out / domain.name / "compare", executor, progress
             )
-        _say(progress, "transfer of the tuned priors")
-        transfers = transfer(plan, tuned, out, executor)
-    text = results_markdown(plan, out, tables, tuned, transfers, time.perf_counter() - start)
+    text = results_markdown(plan, out, tables, tuned, time.perf_counter() - start)
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(text)
     return out / "results.md"

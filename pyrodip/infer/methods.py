@@ -82,8 +82,8 @@ class Method:
             return self.temperature
         if noise_std is None:
             raise InvalidInputError(
-                "this method's beta (\"MSE + beta KL\") needs Gaussian noise of known std: use "
-                "`noise=gaussian`, or give `temperature`"
+                "this method's beta (\"MSE + beta KL\") needs Gaussian or speckle noise of "
+                "known std: use `noise=gaussian`, or give `temperature`"
             )
         return temperature_from_beta(self.beta, observed_values, noise_std)
 

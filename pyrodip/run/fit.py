@@ -98,10 +98,12 @@ def build_model(config: RunConfig, observation: Observation) -> tuple[BayesianDI
 
 def temperature(config: RunConfig, observation: Observation) -> float:
     """The posterior temperature of ``config`` for ``observation``: its own, or its method's
-    (for ``mfvi-paper``, the one its beta implies at this image's size and noise level)."""
+    (for ``mfvi-paper``, the one its beta implies at this image's size and noise level: for
+    speckle, the std in the log domain, where its likelihood is Gaussian)."""
     if config.temperature is not None:
         return config.temperature
-    noise_std = observation.noise.std if observation.noise.name == "gaussian" else None
+    noise = observation.noise
+    noise_std = noise.std if noise.name in ("gaussian", "speckle") else None
     return METHODS[config.method].temperature_for(observation.observed_values, noise_std)
 
 

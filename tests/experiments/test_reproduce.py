@@ -6,25 +6,31 @@ from pathlib import Path
 import pytest
 
 from experiments.reproduce import DEFAULT_FILE, Plan, main
+from pyrodip.infer.methods import METHODS
 
-DATA = Path(__file__).parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # beside the checkout
 
 
 def test_the_plan_declares_the_papers_experiments():
     plan = Plan.from_toml(DEFAULT_FILE, "cpu")
     assert [d.name for d in plan.domains] == ["xray", "oct", "us", "mri", "ct", "skin"]
-    assert plan.methods == ["dip", "sgld", "mcdropout", "mfvi"] and plan.seeds == [0, 1, 2]
-    assert plan.settings["size"] == 128 and plan.settings["net"] == "small"
+    assert set(plan.methods) == set(METHODS.keys()) and plan.seeds == [0, 1, 2]
+    assert plan.settings == {"size": 128}  # the default network and steps
     us, skin = plan.domains[2], plan.domains[5]
-    assert us.config(plan.settings).noise == "speckle"
-    assert skin.config(plan.settings, transfer=True).mask.endswith("skin2_mask.png")
-    comparison = plan.comparison(plan.domains[0], {"prior_scale": 0.2})
-    priors = {(method, config.prior_scale) for method, *_, config in comparison.runs()}
-    assert ("mfvi", 0.2) in priors and ("dip", 0.1) in priors
+    assert us.config(plan.settings).noise == "speckle" and us.config(plan.settings).steps == 5000
+    assert skin.config(plan.settings, tuning=True).mask.endswith("skin2_mask.png")
+    xray = plan.domains[0]
+    assert xray.config(plan.settings).clip and xray.config(plan.settings).steps == 1000
+    study = plan.study(xray)  # BO on the tuning image, the default search
+    assert study.config.image.endswith("xray2.png")
+    assert [p.name for p in study.params] == ["temperature"]
+    comparison = plan.comparison(xray, {"temperature": 0.2})
+    rows = {row: (config.method, config.temperature, config.prior_scale)
+            for row, *_, config in comparison.runs()}
+    assert rows["mfvi-tuned"] == ("mfvi", 0.2, 0.1) and rows["mfvi"] == ("mfvi", None, 0.1)
+    assert rows["mfvi-paper"] == ("mfvi-paper", None, 0.05)
     paper = Plan.from_toml(DEFAULT_FILE, "paper")
     assert paper.settings["steps"] == 50000 and paper.settings["net"] == "paper"
-    transfers = plan.transfers(plan.domains[3], {"prior_scale": 0.2})
-    assert transfers["tuned"].prior_scale == 0.2 and transfers["paper"].prior_scale == 0.1
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -57,5 +63,6 @@ def test_smoke_scale_runs_every_stage_on_the_shared_images(tmp_path, capsys):
         assert f"## {name}:" in results
         assert (tmp_path / name / "bo" / "gp.png").is_file()
         assert (tmp_path / name / "compare" / "calibration_mfvi.png").is_file()
-        assert (tmp_path / name / "transfer" / "tuned.nc").is_file()
+        assert (tmp_path / name / "compare" / "calibration_mfvi-tuned.png").is_file()
+        assert "`mfvi-tuned` (MFVI with it) minus `mfvi`" in results
     assert "| mfvi | 29.34 | 29.40 |" in results  # the paper's OCT row beside ours

@@ -13,7 +13,7 @@ from pyrodip.infer.methods import (
     temperature_from_beta,
     temperature_from_nll_criterion,
 )
-from pyrodip.physics.noise import PoissonNoise
+from pyrodip.physics.noise import PoissonNoise, SpeckleNoise
 from pyrodip.physics.operators import Mask
 from pyrodip.run.fit import build_model
 
@@ -134,9 +134,12 @@ def test_paper_method_takes_its_temperature_from_beta_on_the_observed_values(tin
     assert build_model(RunConfig(method="mfvi-paper"), masked)[0].temperature == pytest.approx(
         1e-6 * observed / 0.02)
     assert build_model(RunConfig(method="mfvi-paper", temperature=2.0), tiny)[0].temperature == 2.0
+    speckled = Observation.simulate(tiny.truth, noise=SpeckleNoise(0.2), seed=0)
+    assert build_model(RunConfig(method="mfvi-paper", noise="speckle"), speckled)[0].temperature \
+        == pytest.approx(1e-6 * 32 * 32 / (2 * 0.2**2))  # the log domain's std
 
 
 def test_paper_method_refuses_noise_without_a_std():
     obs = Observation.simulate(torch.rand(1, 32, 32), noise=PoissonNoise(100.0), seed=0)
-    with pytest.raises(InvalidInputError, match="needs Gaussian noise"):
+    with pytest.raises(InvalidInputError, match="needs Gaussian or speckle noise"):
         build_model(RunConfig(method="mfvi-paper"), obs)
