@@ -66,3 +66,6 @@ def test_smoke_scale_runs_every_stage_on_the_shared_images(tmp_path, capsys):
         assert (tmp_path / name / "compare" / "calibration_mfvi-tuned.png").is_file()
         assert "`mfvi-tuned` (MFVI with it) minus `mfvi`" in results
     assert "| mfvi | 29.34 | 29.40 |" in results  # the paper's OCT row beside ours
+    overview = [line for line in results.splitlines() if line.endswith(" |")
+                and line.startswith(("| xray | ", "| skin | ")) and line.count("|") == 11]
+    assert len(overview) == 2  # a row per domain: 8 rows of the comparison, the best classical
