@@ -27,23 +27,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
 from experiments.calibration_fits import DOMAINS as ALL_DOMAINS
 from experiments.common import (
     PLUS_MINUS,
+    finish_study,
     finished,
     image_path,
     interval,
+    local_executor,
     paired_differences,
     run_fits,
     study_main,
     table,
 )
 from pyrodip.run.config import RunConfig
-from pyrodip.studies.bo import Study, best_parameters, optimize, resume
-from pyrodip.studies.bo_study import RESULT_FILE, STUDY_FILE, read_trials
-from pyrodip.studies.execution import SyncExecutor, dask_executor
+from pyrodip.studies.bo import Study, best_parameters
+from pyrodip.studies.bo_study import RESULT_FILE, read_trials
 from pyrodip.studies.grid import GridRun, Hooks
 
 STAGES = ("bo", "apply", "agreement")
@@ -91,24 +90,10 @@ def studies(stage: str, out: Path, smoke: bool = False) -> dict[Path, Study]:
 
 def run_studies(chosen: dict[Path, Study], workers: int) -> None:
     """Run (or continue) each study in ``chosen`` on ``workers`` local workers of one thread."""
-    for folder, study in chosen.items():
-        if (folder / RESULT_FILE).exists():
-            continue
-        print(f"study {folder.name}", flush=True)
-        if workers <= 1:
-            torch.set_num_threads(1)
-            executor = SyncExecutor()
-            _continue(folder, study, executor)
-        else:
-            with dask_executor(workers=workers) as executor:
-                _continue(folder, study, executor)
-
-
-def _continue(folder: Path, study: Study, executor) -> None:
-    if (folder / STUDY_FILE).exists():
-        resume(folder, executor=executor, progress=True)
-    else:
-        optimize(study, folder, executor=executor, progress=True)
+    with local_executor(workers) as executor:
+        for folder, study in chosen.items():
+            print(f"study {folder.name}", flush=True)
+            finish_study(study, folder, executor)
 
 
 def tuned(out: Path, domain: str, image: str) -> dict[str, float] | None:

@@ -10,11 +10,13 @@ resumes from its checkpoint) and a failed fit is recorded while the others go on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import xarray as xr
 
@@ -22,8 +24,11 @@ from pyrodip.evaluate.statistics import CONFIDENCE, format_interval
 from pyrodip.run.config import RunConfig
 from pyrodip.run.observe import prepare_observation
 from pyrodip.run.results import read_dataset
-from pyrodip.studies.execution import dask_executor
+from pyrodip.studies.execution import Executor, dask_executor
 from pyrodip.studies.grid import GridOutcome, GridRun, Hooks, run_grid
+
+if TYPE_CHECKING:  # BO's imports (BoTorch) only where a study runs
+    from pyrodip.studies.bo import Study
 
 #: The shared test images (see their README), beside the checkout.
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -60,24 +65,46 @@ def clipped_observation(config: RunConfig):
     return obs
 
 
+@contextlib.contextmanager
+def local_executor(workers: int) -> Iterator[Executor | None]:
+    """``workers`` local Dask workers of one thread each, or (``workers`` <= 1) None: this
+    process, on one thread."""
+    if workers > 1:
+        with dask_executor(workers=workers) as executor:
+            yield executor
+        return
+    import torch
+
+    torch.set_num_threads(1)
+    yield None
+
+
 def run_fits(runs: list[GridRun], out: Path, hooks: Hooks, workers: int,
              match: list[str] | None = None, desc: str = "study") -> GridOutcome:
     """Fit the ``runs`` (only those whose name contains one of ``match``, when given) that
-    ``out`` lacks, on ``workers`` local Dask workers of one thread each (in this process, one
-    thread, for ``workers`` <= 1); prints the fits that failed."""
-    import torch
-
+    ``out`` lacks, on :func:`local_executor` ``(workers)``; prints the fits that failed."""
     chosen = [run for run in runs if not match or any(text in run.name for text in match)]
     print(f"{desc}: {len(chosen)} fits", flush=True)
-    if workers <= 1:
-        torch.set_num_threads(1)
-        outcome = run_grid(chosen, out, hooks=hooks, desc=desc)
-    else:
-        with dask_executor(workers=workers) as executor:
-            outcome = run_grid(chosen, out, hooks=hooks, executor=executor, desc=desc)
+    with local_executor(workers) as executor:
+        outcome = run_grid(chosen, out, hooks=hooks, executor=executor, desc=desc)
     for name, error in outcome.failures.items():
         print(f"failed: {name}: {error}", file=sys.stderr)
     return outcome
+
+
+def finish_study(study: Study, folder: Path, executor: Executor | None = None,
+                 progress: bool = True) -> None:
+    """Run the BO ``study`` in ``folder``, continue it where an earlier run stopped, or leave
+    it when it has ended."""
+    from pyrodip.studies.bo import optimize, resume
+    from pyrodip.studies.bo_study import RESULT_FILE, STUDY_FILE
+
+    if (folder / RESULT_FILE).exists():
+        return
+    if (folder / STUDY_FILE).exists():
+        resume(folder, executor=executor, progress=progress)
+    else:
+        optimize(study, folder, executor=executor, progress=progress)
 
 
 def finished(out: Path, names: Iterable[str]) -> dict[str, xr.Dataset]:

@@ -32,13 +32,14 @@ from pathlib import Path
 import numpy as np
 
 import pyrodip
+from experiments.common import finish_study
 from pyrodip.errors import InvalidInputError, PyrodipError
 from pyrodip.evaluate.statistics import format_interval
 from pyrodip.io.files import atomic_path
 from pyrodip.plots import plot_calibration
 from pyrodip.run.config import RunConfig, read_toml
 from pyrodip.run.results import read_dataset
-from pyrodip.studies.bo import Param, Study, best_parameters, optimize, resume
+from pyrodip.studies.bo import Param, Study, best_parameters
 from pyrodip.studies.compare import Comparison, run_comparison
 from pyrodip.studies.execution import SyncExecutor, dask_executor
 from pyrodip.studies.table import summary_table
@@ -154,11 +155,7 @@ class Plan:
 
 def tune(plan: Plan, domain: Domain, folder: Path, executor, progress: bool) -> dict[str, float]:
     """Run (or continue, or read) the BO study of ``domain`` in ``folder``: its best settings."""
-    if not (folder / "bo.nc").exists():
-        if (folder / "study.json").exists():
-            resume(folder, executor=executor, progress=progress)
-        else:
-            optimize(plan.study(domain), folder, executor=executor, progress=progress)
+    finish_study(plan.study(domain), folder, executor, progress)
     return best_parameters(folder)
 
 
@@ -174,15 +171,11 @@ def compare(plan: Plan, domain: Domain, tuned: dict, folder: Path, executor,
     return table
 
 
-def transfer_gain(folder: Path, seeds: list[int]) -> list[float]:
-    """Per seed, the returned image's PSNR of :data:`TUNED` minus ``mfvi``'s, from the
-    comparison's runs in ``folder``."""
-    gains = []
-    for seed in seeds:
-        tuned, default = (read_dataset(next((folder / "runs").glob(f"*-{row}-seed{seed}.nc")))
-                          for row in (TUNED, "mfvi"))
-        gains.append(float(tuned.attrs["mean_psnr"]) - float(default.attrs["mean_psnr"]))
-    return gains
+def transfer_gain(comparison: Path) -> list[float]:
+    """Per seed, the returned image's PSNR of :data:`TUNED` minus ``mfvi``'s in the
+    ``comparison.nc`` at ``comparison``."""
+    psnr = read_dataset(comparison)["mean_psnr"].isel(image=0)
+    return (psnr.sel({"method": TUNED}) - psnr.sel({"method": "mfvi"})).values.tolist()
 
 
 def overview(plan: Plan, out: Path) -> str:
@@ -233,7 +226,7 @@ def results_markdown(plan: Plan, out: Path, tables: dict, tuned: dict, wall_s: f
     ]
     for domain in plan.domains:
         name = domain.name
-        gain = format_interval(transfer_gain(out / name / "compare", plan.seeds), 2)
+        gain = format_interval(transfer_gain(out / name / "compare" / "comparison.nc"), 2)
         lines += [
             "", f"## {name}: {domain.settings['task']} ({Path(domain.image).name})", "",
             tables[name], "",

@@ -166,4 +166,3 @@ def test_the_models_and_guides_own_defaults_are_the_runs():
     assert model.prior.spec() == f"{config.prior}:{config.prior_scale}"
     assert (model.temperature, model.jitter) == (mfvi.temperature, config.jitter)
     assert float(guide.scales().detach().mean()) == pytest.approx(mfvi.init_scale)
-
